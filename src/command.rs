@@ -1,0 +1,245 @@
+//! Decoding client commands (contract section 4) from text frames.
+//!
+//! Decoding happens in two steps so errors are precise: first a lenient envelope
+//! (every field optional, so a `ref` is recovered even from a half-valid command),
+//! then per-`op` checks that name the missing or mistyped field.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::protocol::Ref;
+
+/// A client command, validated.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Join a room, optionally resuming after `since` in `epoch`.
+    Subscribe {
+        /// Room name (validated against config later).
+        room: String,
+        /// Last seq the client holds.
+        since: Option<u64>,
+        /// Epoch that `since` belongs to.
+        epoch: Option<String>,
+    },
+    /// Leave a room.
+    Unsubscribe {
+        /// Room name.
+        room: String,
+    },
+    /// Publish an event into a room from the socket.
+    Publish {
+        /// Room name.
+        room: String,
+        /// Event type.
+        kind: String,
+        /// Payload, passed through as written.
+        data: Box<RawValue>,
+    },
+    /// App-level ping, for browsers.
+    Ping,
+}
+
+impl PartialEq for Command {
+    fn eq(&self, other: &Self) -> bool {
+        use Command::*;
+        match (self, other) {
+            (
+                Subscribe { room, since, epoch },
+                Subscribe {
+                    room: r,
+                    since: s,
+                    epoch: e,
+                },
+            ) => room == r && since == s && epoch == e,
+            (Unsubscribe { room }, Unsubscribe { room: r }) => room == r,
+            (
+                Publish { room, kind, data },
+                Publish {
+                    room: r,
+                    kind: k,
+                    data: d,
+                },
+            ) => room == r && kind == k && data.get() == d.get(),
+            (Ping, Ping) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A decode failure: the message for `error bad_request`, and the `ref` if one
+/// could be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError {
+    /// What was wrong, for the client.
+    pub message: String,
+    /// The command's ref, when it was readable.
+    pub reference: Option<Ref>,
+}
+
+/// A command with its optional ref.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The command.
+    pub command: Command,
+    /// Echoed in the reply.
+    pub reference: Option<Ref>,
+}
+
+/// Every field a command may carry, all optional; `serde_json` checks types.
+#[derive(Deserialize)]
+struct Raw {
+    op: Option<Box<RawValue>>,
+    #[serde(rename = "ref")]
+    reference: Option<Box<RawValue>>,
+    room: Option<Box<RawValue>>,
+    since: Option<Box<RawValue>>,
+    epoch: Option<Box<RawValue>>,
+    #[serde(rename = "type")]
+    kind: Option<Box<RawValue>>,
+    data: Option<Box<RawValue>>,
+}
+
+fn field<'de, T: Deserialize<'de>>(
+    raw: &'de Option<Box<RawValue>>,
+    name: &str,
+    expected: &str,
+) -> Result<Option<T>, String> {
+    match raw {
+        None => Ok(None),
+        Some(v) if v.get() == "null" => Ok(None),
+        Some(v) => serde_json::from_str(v.get())
+            .map(Some)
+            .map_err(|_| format!("`{name}` must be {expected}")),
+    }
+}
+
+fn required<'de, T: Deserialize<'de>>(
+    raw: &'de Option<Box<RawValue>>,
+    name: &str,
+    expected: &str,
+    op: &str,
+) -> Result<T, String> {
+    field(raw, name, expected)?.ok_or_else(|| format!("`{op}` needs `{name}` ({expected})"))
+}
+
+/// Decodes one text frame into a command.
+pub fn decode(text: &str) -> Result<Envelope, DecodeError> {
+    let raw: Raw = serde_json::from_str(text).map_err(|e| DecodeError {
+        message: if e.is_data() {
+            "a command must be a JSON object".to_string()
+        } else {
+            format!("malformed JSON: {e}")
+        },
+        reference: None,
+    })?;
+    let reference: Option<Ref> =
+        field(&raw.reference, "ref", "a string or a number").map_err(|message| DecodeError {
+            message,
+            reference: None,
+        })?;
+    decode_op(&raw)
+        .map(|command| Envelope {
+            command,
+            reference: reference.clone(),
+        })
+        .map_err(|message| DecodeError { message, reference })
+}
+
+fn decode_op(raw: &Raw) -> Result<Command, String> {
+    let op: String = required(&raw.op, "op", "a string", "a command")?;
+    match op.as_str() {
+        "subscribe" => Ok(Command::Subscribe {
+            room: required(&raw.room, "room", "a string", &op)?,
+            since: field(&raw.since, "since", "a non-negative integer")?,
+            epoch: field(&raw.epoch, "epoch", "a string")?,
+        }),
+        "unsubscribe" => Ok(Command::Unsubscribe {
+            room: required(&raw.room, "room", "a string", &op)?,
+        }),
+        "publish" => {
+            let room = required(&raw.room, "room", "a string", &op)?;
+            let kind = required(&raw.kind, "type", "a string", &op)?;
+            let data = raw
+                .data
+                .clone()
+                .ok_or_else(|| "`publish` needs `data` (any JSON value)".to_string())?;
+            Ok(Command::Publish { room, kind, data })
+        }
+        "ping" => Ok(Command::Ping),
+        other => Err(format!(
+            "unknown op `{}`: expected subscribe, unsubscribe, publish or ping",
+            other.chars().take(64).collect::<String>()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_op() {
+        let e = decode(r#"{"op":"subscribe","room":"alerts","since":4,"epoch":"e1","ref":7}"#)
+            .expect("valid");
+        assert_eq!(
+            e.command,
+            Command::Subscribe {
+                room: "alerts".into(),
+                since: Some(4),
+                epoch: Some("e1".into())
+            }
+        );
+        assert_eq!(e.reference, Some(Ref::Num(7.into())));
+        assert!(matches!(
+            decode(r#"{"op":"unsubscribe","room":"a"}"#).map(|e| e.command),
+            Ok(Command::Unsubscribe { .. })
+        ));
+        assert!(matches!(
+            decode(r#"{"op":"ping","ref":"x"}"#).map(|e| e.command),
+            Ok(Command::Ping)
+        ));
+        match decode(r#"{"op":"publish","room":"a","type":"t","data":{"k":[1,2]}}"#) {
+            Ok(Envelope {
+                command: Command::Publish { data, .. },
+                ..
+            }) => assert_eq!(data.get(), r#"{"k":[1,2]}"#),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_keep_the_ref() {
+        let err = decode(r#"{"op":"subscribe","ref":"r1"}"#).expect_err("no room");
+        assert!(err.message.contains("room"), "{}", err.message);
+        assert_eq!(err.reference, Some(Ref::Str("r1".into())));
+
+        let err = decode(r#"{"op":"fly","ref":2}"#).expect_err("unknown op");
+        assert!(err.message.contains("unknown op"), "{}", err.message);
+        assert_eq!(err.reference, Some(Ref::Num(2.into())));
+
+        let err = decode(r#"{"op":"subscribe","room":"a","since":-1}"#).expect_err("since");
+        assert!(err.message.contains("since"), "{}", err.message);
+
+        let err = decode(r#"{"op":"publish","room":"a","type":"t"}"#).expect_err("data");
+        assert!(err.message.contains("data"), "{}", err.message);
+
+        assert!(decode("not json").is_err());
+        assert!(decode("[1,2]").is_err());
+        assert!(decode(r#"{"room":"a"}"#).is_err());
+        assert!(decode(r#"{"op":"ping","ref":{"a":1}}"#).is_err());
+    }
+
+    #[test]
+    fn null_fields_count_as_absent() {
+        let e =
+            decode(r#"{"op":"subscribe","room":"a","since":null,"epoch":null}"#).expect("valid");
+        assert_eq!(
+            e.command,
+            Command::Subscribe {
+                room: "a".into(),
+                since: None,
+                epoch: None
+            }
+        );
+    }
+}

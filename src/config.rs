@@ -1,0 +1,630 @@
+//! The hub's configuration: one typed struct with the contract's defaults, loaded
+//! from TOML, overridden by `HUB_<SECTION>__<KEY>` variables, validated once.
+//!
+//! A bad config never starts a half-working server: every failure is a
+//! [`ConfigError`] that names the key, and the binary exits 2 on it.
+
+use std::collections::HashSet;
+use std::net::ToSocketAddrs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::is_valid_room_name;
+
+/// The configuration file compiled into the binary: what runs with no arguments.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
+/// Prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "HUB_";
+
+/// Why a configuration was refused; each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error.
+    #[error("config syntax error in {origin}: {message}")]
+    Syntax {
+        /// File name or "embedded default".
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key with a wrong type, an unknown key, or a value out of range.
+    #[error("invalid config key `{key}`: {message}")]
+    Key {
+        /// Dotted key path, e.g. `server.workers`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration (contract section 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener, origins, TLS, HTTP limits.
+    pub server: ServerConfig,
+    /// Per-socket behaviour and limits.
+    pub websocket: WebSocketConfig,
+    /// JWT for sockets, API keys for the HTTP write/admin API.
+    pub auth: AuthConfig,
+    /// Which rooms exist and how much history they keep.
+    pub rooms: RoomsConfig,
+    /// Redis cluster mode.
+    pub cluster: ClusterConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Allowed `Origin` values; empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Seconds a drain may take before the process exits anyway.
+    pub shutdown_grace_s: u64,
+    /// PEM certificate chain for wss/https.
+    pub tls_cert: String,
+    /// PEM private key for wss/https.
+    pub tls_key: String,
+    /// Largest HTTP request body accepted (413 above).
+    pub max_body_bytes: usize,
+}
+
+/// `[websocket]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// Seconds between server pings.
+    pub heartbeat_interval_s: u64,
+    /// Seconds of client silence before the session is closed.
+    pub client_timeout_s: u64,
+    /// Largest client frame or message (close 1009 above).
+    pub max_frame_bytes: usize,
+    /// Frames queued for one socket before it is closed as a slow consumer.
+    pub outbound_queue: usize,
+    /// Seconds one socket write may stall before the session is closed as slow.
+    pub write_timeout_s: u64,
+    /// Client commands per second (token bucket refill).
+    pub rate_per_s: u32,
+    /// Token bucket size.
+    pub rate_burst: u32,
+    /// Sockets held at once by this node.
+    pub max_connections: usize,
+    /// Sockets per client IP; 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Serve `/ws/_echo` for conformance runs.
+    pub echo_endpoint: bool,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret; empty = not used.
+    pub jwt_secret: String,
+    /// RS256/ES256 public key (PEM file); empty = not used.
+    pub jwt_public_key_file: String,
+    /// Bearer keys for the write/admin API; empty = loopback only.
+    pub api_keys: Vec<String>,
+}
+
+/// `[rooms]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// Any valid room name may be used, not only declared ones.
+    pub allow_dynamic: bool,
+    /// Events kept per room for recovery.
+    pub history: usize,
+    /// Events replayed to a fresh subscriber.
+    pub snapshot: usize,
+    /// Clients may publish from the socket.
+    pub client_publish: bool,
+    /// Rooms held at once, so dynamic rooms cannot grow memory without bound.
+    pub max_rooms: usize,
+    /// Declared rooms and their overrides.
+    pub declare: Vec<RoomDecl>,
+}
+
+/// One `[[rooms.declare]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomDecl {
+    /// The room's name.
+    pub name: String,
+    /// Overrides `rooms.history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<usize>,
+    /// Overrides `rooms.snapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<usize>,
+    /// Overrides `rooms.client_publish`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_publish: Option<bool>,
+}
+
+impl RoomDecl {
+    /// A declaration with no overrides.
+    pub fn named(name: &str) -> Self {
+        RoomDecl {
+            name: name.to_string(),
+            history: None,
+            snapshot: None,
+            client_publish: None,
+        }
+    }
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Redis URL; empty = single node.
+    pub redis_url: String,
+    /// This node's id; empty = hostname-pid.
+    pub node_id: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "0.0.0.0:8080".into(),
+            workers: 0,
+            allowed_origins: Vec::new(),
+            shutdown_grace_s: 10,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            max_body_bytes: 1_048_576,
+        }
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            heartbeat_interval_s: 15,
+            client_timeout_s: 45,
+            max_frame_bytes: 65_536,
+            outbound_queue: 1024,
+            write_timeout_s: 10,
+            rate_per_s: 100,
+            rate_burst: 200,
+            max_connections: 100_000,
+            max_connections_per_ip: 0,
+            echo_endpoint: false,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            jwt_public_key_file: String::new(),
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            allow_dynamic: false,
+            history: 100,
+            snapshot: 20,
+            client_publish: false,
+            max_rooms: 10_000,
+            declare: ["hotspots", "alerts", "recommendations"]
+                .into_iter()
+                .map(RoomDecl::named)
+                .collect(),
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            node_id: String::new(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            websocket: WebSocketConfig::default(),
+            auth: AuthConfig::default(),
+            rooms: RoomsConfig::default(),
+            cluster: ClusterConfig::default(),
+        }
+    }
+}
+
+/// A room's effective settings, after overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomSettings {
+    /// Events kept.
+    pub history: usize,
+    /// Events replayed to a fresh subscriber.
+    pub snapshot: usize,
+    /// Clients may publish from the socket.
+    pub client_publish: bool,
+}
+
+impl Config {
+    /// Loads `path` (or the embedded default), applies `HUB_*` overrides from
+    /// `env`, and validates.
+    pub fn load<I>(path: Option<&Path>, env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let (origin, text) = match path {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+            ),
+            None => ("embedded default".to_string(), EMBEDDED_DEFAULT.to_string()),
+        };
+        Config::from_toml(&origin, &text, env)
+    }
+
+    /// Parses TOML text, applies overrides from `env`, validates.
+    pub fn from_toml<I>(origin: &str, text: &str, env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.to_string(),
+                    message: e.to_string(),
+                })?;
+        crate::config_env::apply_env(&mut table, env)?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.into_inner().message().to_string();
+                ConfigError::key(key, message)
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every cross-field rule; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let resolves = s
+            .bind
+            .to_socket_addrs()
+            .is_ok_and(|mut a| a.next().is_some());
+        match resolves {
+            true => {}
+            false => {
+                return Err(ConfigError::key(
+                    "server.bind",
+                    format!("`{}` is not a host:port address", s.bind),
+                ))
+            }
+        }
+        for origin in &s.allowed_origins {
+            if origin.is_empty() || origin.ends_with('/') || !origin.contains("://") {
+                return Err(ConfigError::key(
+                    "server.allowed_origins",
+                    format!("`{origin}` is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+        match (s.tls_cert.is_empty(), s.tls_key.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                require_file("server.tls_cert", &s.tls_cert)?;
+                require_file("server.tls_key", &s.tls_key)?;
+            }
+            (true, false) => {
+                return Err(ConfigError::key(
+                    "server.tls_cert",
+                    "tls_key is set but tls_cert is not; set both or neither",
+                ))
+            }
+            (false, true) => {
+                return Err(ConfigError::key(
+                    "server.tls_key",
+                    "tls_cert is set but tls_key is not; set both or neither",
+                ))
+            }
+        }
+        at_least("server.max_body_bytes", s.max_body_bytes as u64, 64)?;
+
+        let w = &self.websocket;
+        at_least("websocket.heartbeat_interval_s", w.heartbeat_interval_s, 1)?;
+        if w.client_timeout_s <= w.heartbeat_interval_s {
+            return Err(ConfigError::key(
+                "websocket.client_timeout_s",
+                format!(
+                    "must be greater than heartbeat_interval_s ({})",
+                    w.heartbeat_interval_s
+                ),
+            ));
+        }
+        at_least("websocket.max_frame_bytes", w.max_frame_bytes as u64, 256)?;
+        at_least("websocket.outbound_queue", w.outbound_queue as u64, 1)?;
+        at_least("websocket.write_timeout_s", w.write_timeout_s, 1)?;
+        at_least("websocket.rate_per_s", u64::from(w.rate_per_s), 1)?;
+        at_least("websocket.rate_burst", u64::from(w.rate_burst), 1)?;
+        at_least("websocket.max_connections", w.max_connections as u64, 1)?;
+
+        let a = &self.auth;
+        if !a.jwt_secret.is_empty() && !a.jwt_public_key_file.is_empty() {
+            return Err(ConfigError::key(
+                "auth.jwt_public_key_file",
+                "both jwt_secret and jwt_public_key_file are set; choose one JWT method",
+            ));
+        }
+        if !a.jwt_public_key_file.is_empty() {
+            require_file("auth.jwt_public_key_file", &a.jwt_public_key_file)?;
+        }
+        if !a.jwt_secret.is_empty() || !a.jwt_public_key_file.is_empty() {
+            // Refused rather than ignored: a hub that accepted a secret and then
+            // let every socket in would be the half-working server we never start.
+            return Err(ConfigError::key(
+                if a.jwt_secret.is_empty() {
+                    "auth.jwt_public_key_file"
+                } else {
+                    "auth.jwt_secret"
+                },
+                "JWT auth is not available in this build yet; leave it empty",
+            ));
+        }
+        if a.api_keys.iter().any(|k| k.trim().len() < 8) {
+            return Err(ConfigError::key(
+                "auth.api_keys",
+                "every API key must be at least 8 characters",
+            ));
+        }
+
+        self.validate_rooms()?;
+
+        if !self.cluster.redis_url.is_empty() {
+            return Err(ConfigError::key(
+                "cluster.redis_url",
+                "cluster mode is not available in this build yet; leave redis_url empty",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_rooms(&self) -> Result<(), ConfigError> {
+        let r = &self.rooms;
+        check_history("rooms", r.history, r.snapshot)?;
+        at_least("rooms.max_rooms", r.max_rooms as u64, 1)?;
+        if r.declare.len() > r.max_rooms {
+            return Err(ConfigError::key(
+                "rooms.max_rooms",
+                format!(
+                    "{} rooms are declared but max_rooms is {}",
+                    r.declare.len(),
+                    r.max_rooms
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, decl) in r.declare.iter().enumerate() {
+            let key = format!("rooms.declare[{i}].name");
+            if !is_valid_room_name(&decl.name) {
+                return Err(ConfigError::key(
+                    key,
+                    format!(
+                        "`{}` is not a valid room name (^[a-z0-9][a-z0-9_.:-]{{0,63}}$)",
+                        decl.name
+                    ),
+                ));
+            }
+            if !seen.insert(decl.name.as_str()) {
+                return Err(ConfigError::key(
+                    key,
+                    format!("`{}` is declared twice", decl.name),
+                ));
+            }
+            let settings = self.declared_settings(decl);
+            check_history(
+                &format!("rooms.declare[{i}]"),
+                settings.history,
+                settings.snapshot,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn declared_settings(&self, decl: &RoomDecl) -> RoomSettings {
+        RoomSettings {
+            history: decl.history.unwrap_or(self.rooms.history),
+            snapshot: decl.snapshot.unwrap_or(self.rooms.snapshot),
+            client_publish: decl.client_publish.unwrap_or(self.rooms.client_publish),
+        }
+    }
+
+    /// The settings of `room`, or `None` when the room may not be used.
+    pub fn room_settings(&self, room: &str) -> Option<RoomSettings> {
+        if let Some(decl) = self.rooms.declare.iter().find(|d| d.name == room) {
+            return Some(self.declared_settings(decl));
+        }
+        (self.rooms.allow_dynamic && is_valid_room_name(room)).then(|| RoomSettings {
+            history: self.rooms.history,
+            snapshot: self.rooms.snapshot,
+            client_publish: self.rooms.client_publish,
+        })
+    }
+
+    /// This node's id: `cluster.node_id`, or hostname-pid.
+    pub fn node_id(&self) -> String {
+        if !self.cluster.node_id.is_empty() {
+            return self.cluster.node_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "hub".to_string());
+        format!("{host}-{}", std::process::id())
+    }
+
+    /// HTTP worker threads to start.
+    pub fn worker_count(&self) -> usize {
+        if self.server.workers > 0 {
+            self.server.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError::key(
+            key,
+            format!("must be at least {min} (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_history(prefix: &str, history: usize, snapshot: usize) -> Result<(), ConfigError> {
+    if history > 1_000_000 {
+        return Err(ConfigError::key(
+            format!("{prefix}.history"),
+            "must be at most 1000000",
+        ));
+    }
+    if snapshot > history {
+        return Err(ConfigError::key(
+            format!("{prefix}.snapshot"),
+            format!("must not exceed history ({history}); a snapshot is replayed from history"),
+        ));
+    }
+    Ok(())
+}
+
+fn require_file(key: &str, path: &str) -> Result<(), ConfigError> {
+    if Path::new(path).is_file() {
+        Ok(())
+    } else {
+        Err(ConfigError::key(
+            key,
+            format!("file `{path}` does not exist"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn embedded_default_matches_code_defaults() {
+        let from_file = Config::from_toml("embedded", EMBEDDED_DEFAULT, no_env()).expect("valid");
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn missing_keys_keep_defaults_and_declare_defaults_to_three_feeds() {
+        let c =
+            Config::from_toml("t", "[server]\nbind = \"127.0.0.1:0\"\n", no_env()).expect("valid");
+        assert_eq!(c.server.bind, "127.0.0.1:0");
+        assert_eq!(c.websocket, WebSocketConfig::default());
+        let names: Vec<_> = c.rooms.declare.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["hotspots", "alerts", "recommendations"]);
+    }
+
+    fn key_of(err: ConfigError) -> String {
+        match err {
+            ConfigError::Key { key, .. } => key,
+            other => panic!("expected a key error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Config::from_toml("t", "[server]\nworkers = \"x\"\n", no_env()).unwrap_err();
+        assert_eq!(key_of(err), "server.workers");
+        let err = Config::from_toml("t", "[server]\nbindx = 1\n", no_env()).unwrap_err();
+        assert!(err.to_string().contains("bindx"), "{err}");
+        let err = Config::from_toml("t", "[[rooms.declare]]\nname = \"Bad Name\"\n", no_env())
+            .unwrap_err();
+        assert_eq!(key_of(err), "rooms.declare[0].name");
+        let err = Config::from_toml(
+            "t",
+            "[auth]\njwt_secret = \"s\"\njwt_public_key_file = \"/etc/hostname\"\n",
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "auth.jwt_public_key_file");
+        let err = Config::from_toml(
+            "t",
+            "[server]\ntls_cert = \"/nope.pem\"\ntls_key = \"/nope.key\"\n",
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(key_of(err), "server.tls_cert");
+        let err =
+            Config::from_toml("t", "[rooms]\nhistory = 5\nsnapshot = 6\n", no_env()).unwrap_err();
+        assert_eq!(key_of(err), "rooms.snapshot");
+        assert!(matches!(
+            Config::from_toml("t", "[server\n", no_env()),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn room_settings_apply_overrides_and_dynamic_rule() {
+        let c = Config::from_toml(
+            "t",
+            "[rooms]\nhistory = 50\n[[rooms.declare]]\nname = \"a\"\nhistory = 7\nsnapshot = 3\nclient_publish = true\n",
+            no_env(),
+        )
+        .expect("valid");
+        let a = c.room_settings("a").expect("declared");
+        assert_eq!((a.history, a.snapshot, a.client_publish), (7, 3, true));
+        assert!(
+            c.room_settings("hotspots").is_none(),
+            "declare replaces the defaults"
+        );
+        assert!(c.room_settings("b").is_none());
+        let mut dynamic = c.clone();
+        dynamic.rooms.allow_dynamic = true;
+        assert_eq!(dynamic.room_settings("b").map(|s| s.history), Some(50));
+        assert!(dynamic.room_settings("B!").is_none());
+    }
+}

@@ -1,0 +1,125 @@
+//! WebSocket upgrades: every refusal of contract section 2 happens here, before
+//! the upgrade, as an HTTP error with a JSON body; an accepted socket becomes a
+//! [`Session`] actor.
+
+use std::sync::Arc;
+
+use actix::Actor;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::{peer_ip, AppState};
+use crate::connections::Refusal;
+use crate::error::HubError;
+use crate::protocol::STATUS_ROOM;
+use crate::session::{InitialSubscription, Session, SessionStart};
+
+/// Query parameters of `/ws/{room}`: the resume point.
+#[derive(Deserialize)]
+pub struct ResumeQuery {
+    since: Option<u64>,
+    epoch: Option<String>,
+}
+
+/// `GET /ws` and `/ws/connect`: a multi-room socket.
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    accept(&req, body, &state, Arc::from("connect"), None)
+}
+
+/// `GET /ws/{room}`: a socket subscribed to `{room}` on connect.
+pub async fn room(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+    query: web::Query<ResumeQuery>,
+) -> Result<HttpResponse, HubError> {
+    let room = room.into_inner();
+    if room != STATUS_ROOM && state.config.room_settings(&room).is_none() {
+        return Err(HubError::UnknownRoom(room));
+    }
+    let ResumeQuery { since, epoch } = query.into_inner();
+    let initial = InitialSubscription {
+        room: room.clone(),
+        since,
+        epoch,
+    };
+    accept(&req, body, &state, Arc::from(room), Some(initial))
+}
+
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), HubError> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    match req.headers().get(actix_web::http::header::ORIGIN) {
+        // Scripts and servers send no Origin; browsers always do.
+        None => Ok(()),
+        Some(origin) => {
+            let origin = origin.to_str().unwrap_or("");
+            if allowed.iter().any(|a| a == origin) {
+                Ok(())
+            } else {
+                Err(HubError::ForbiddenOrigin(
+                    origin.chars().take(200).collect(),
+                ))
+            }
+        }
+    }
+}
+
+fn accept(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    kind: Arc<str>,
+    initial: Option<InitialSubscription>,
+) -> Result<HttpResponse, HubError> {
+    if state.is_draining() {
+        return Err(HubError::Unavailable(
+            "server draining; reconnect elsewhere".into(),
+        ));
+    }
+    check_origin(req, &state.config.server.allowed_origins)?;
+    let claims = state.auth.authenticate(req)?;
+    if let Some(initial) = &initial {
+        if !claims.can_subscribe(&initial.room) {
+            return Err(HubError::Forbidden(format!(
+                "token does not allow room {}",
+                initial.room
+            )));
+        }
+    }
+    let permit = state
+        .connections
+        .try_acquire(peer_ip(req))
+        .map_err(|refusal| {
+            HubError::OverCapacity(match refusal {
+                Refusal::Total(n) => format!("connection limit reached ({n})"),
+                Refusal::PerIp(n) => format!("per-IP connection limit reached ({n})"),
+            })
+        })?;
+    let (response, ws, stream) = actix_ws::handle(req, body)
+        .map_err(|e| HubError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let remote = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    Session::new(
+        kind,
+        remote,
+        claims,
+        state.registry.clone(),
+        state.session_settings.clone(),
+        SessionStart {
+            ws,
+            stream,
+            initial,
+        },
+        permit,
+    )
+    .start();
+    Ok(response)
+}

@@ -1,0 +1,68 @@
+//! # realtime-hub
+//!
+//! A realtime WebSocket hub: backend services publish events over HTTP, the hub
+//! fans them out to browsers in rooms, over WebSocket, in order, without losing
+//! any that are still in history. The wire contract is `docs/PROTOCOL.md`.
+//!
+//! ## The data path, top to bottom
+//!
+//! One published event travels **socket → session actor → registry → room →
+//! sessions**:
+//!
+//! - [`http`] receives `POST /api/rooms/{room}/events` (or a [`session`] receives
+//!   a client `publish` command, decoded by [`command`]) and sends the registry a
+//!   `Publish` message.
+//! - [`registry`] — the `RegistryActor`, on its own thread — owns every room and
+//!   the socket table. It asks the [`room`] for the next `seq`, which encodes the
+//!   event frame **once** and keeps it in the room's bounded history, then pushes
+//!   the same shared bytes into each subscriber's [`outbound`] queue. The push
+//!   never waits: a full queue closes that session with 4008 instead.
+//! - Each session's [`writer`] task drains its queue into the socket under a
+//!   write timeout, and ends it with the close frame.
+//!
+//! Subscribing takes the same road the other way: the session actor forwards
+//! `subscribe` to the registry, which queues `subscribed` plus the replay and
+//! adds the subscriber in one step, so replay and live events meet with no gap
+//! and no duplicate.
+//!
+//! ## The other modules
+//!
+//! - [`protocol`]: every code, close code, reserved name and frame shape of the
+//!   contract, in one place. [`error`] maps failures onto those codes once.
+//! - [`config`] (+ [`config_env`]): the typed configuration, its defaults, the
+//!   `HUB_SECTION__KEY` overrides and validation.
+//! - [`auth`]: the claims seam — what a socket may subscribe to and publish; the
+//!   JWT verifier plugs in there.
+//! - [`connections`]: admission against `max_connections` (per node, per IP).
+//! - [`server`]: binding, running, signal handling and the graceful drain.
+//! - [`ids`], [`session_stats`]: session ids and epochs; per-session counters.
+//!
+//! ## Where a cluster broker fits
+//!
+//! Rooms assign `seq` inside the registry today (single node, in-process
+//! history). In cluster mode the registry hands `Publish` to a Redis broker that
+//! assigns `seq` and appends to a stream atomically, and fans events from Redis
+//! pub/sub back into the same `Room::fan_out`; sessions never see the difference.
+
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod command;
+pub mod config;
+pub mod config_env;
+pub mod connections;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod outbound;
+pub mod protocol;
+pub mod registry;
+pub mod room;
+pub mod server;
+pub mod session;
+pub mod session_stats;
+pub mod writer;
+
+pub use config::Config;
+pub use error::HubError;
+pub use server::{spawn, Hub, HubHandle, SpawnedHub};

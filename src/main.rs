@@ -1,0 +1,55 @@
+//! The `realtime-hub` binary: parses the command line, loads and validates the
+//! configuration, and runs the hub until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use realtime_hub::config::Config;
+
+/// Exit code for a configuration that cannot be used (contract section 1).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+/// A realtime WebSocket hub: rooms with ordered history, HTTP publish, recovery.
+#[derive(Parser, Debug)]
+#[command(name = "realtime-hub", version, about, long_about = None)]
+struct Cli {
+    /// TOML configuration file (default: the embedded config/default.toml).
+    /// Any key can be overridden with HUB_<SECTION>__<KEY>.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Validate the configuration and exit: 0 if valid, 2 with the reason if not.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn env_vars() -> Vec<(String, String)> {
+    // vars_os, not vars: a non-UTF-8 variable elsewhere must not crash us.
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), env_vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("realtime-hub: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if cli.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    match actix_rt::System::new().block_on(realtime_hub::server::run_until_signal(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("realtime-hub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The messages the registry answers: from session actors (membership, commands)
+//! and from HTTP handlers (publish, status, admin).
+
+use std::sync::Arc;
+
+use actix::Message;
+use bytestring::ByteString;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::error::HubError;
+use crate::ids::SessionId;
+use crate::outbound::OutboundQueue;
+use crate::protocol::Ref;
+use crate::session_stats::SessionStats;
+
+/// A session joined: the registry starts routing to its queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Register {
+    /// The session.
+    pub id: SessionId,
+    /// Socket type: `connect` or the room of `/ws/{room}`.
+    pub kind: Arc<str>,
+    /// The token's `sub`, for user-targeted messages.
+    pub user: Option<String>,
+    /// Peer address, for the admin API.
+    pub remote: String,
+    /// Where its frames go.
+    pub queue: OutboundQueue,
+    /// Its counters.
+    pub stats: Arc<SessionStats>,
+}
+
+/// A session ended: forget it everywhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unregister {
+    /// The session.
+    pub id: SessionId,
+}
+
+/// `subscribe` from a session; the reply goes to its queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    /// The session.
+    pub id: SessionId,
+    /// Room (already checked against the session's claims).
+    pub room: String,
+    /// Resume point.
+    pub since: Option<u64>,
+    /// Epoch of the resume point.
+    pub epoch: Option<String>,
+    /// Echoed in the reply.
+    pub reference: Option<Ref>,
+}
+
+/// `unsubscribe` from a session; the reply goes to its queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// The session.
+    pub id: SessionId,
+    /// Room.
+    pub room: String,
+    /// Echoed in the reply.
+    pub reference: Option<Ref>,
+}
+
+/// Who published from a socket, so the reply reaches it.
+#[derive(Debug, Clone)]
+pub struct PublishOrigin {
+    /// The publishing session.
+    pub id: SessionId,
+    /// Echoed in `published` or `error`.
+    pub reference: Option<Ref>,
+}
+
+/// Publish an event into a room (HTTP or client publish).
+#[derive(Message)]
+#[rtype(result = "Result<PublishAck, HubError>")]
+pub struct Publish {
+    /// Room.
+    pub room: String,
+    /// Event type (checked by the caller).
+    pub kind: String,
+    /// Payload.
+    pub data: Box<RawValue>,
+    /// Set for client publish: the room must allow it, and the reply is queued.
+    pub origin: Option<PublishOrigin>,
+}
+
+/// Several publishes, applied in order in one registry turn.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<PublishAck, HubError>>")]
+pub struct PublishBatch(pub Vec<Publish>);
+
+/// What a publisher learns: where its event landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishAck {
+    /// Room.
+    pub room: String,
+    /// Room epoch.
+    pub epoch: String,
+    /// The event's seq.
+    pub seq: u64,
+    /// Sessions on this node it was queued for.
+    pub delivered: usize,
+}
+
+/// A message to every session of one user.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct PublishUser {
+    /// The user (`sub`).
+    pub user: String,
+    /// Event type.
+    pub kind: String,
+    /// Payload.
+    pub data: Box<RawValue>,
+}
+
+/// The `/socket-status` body.
+#[derive(Message)]
+#[rtype(result = "crate::registry::status::Status")]
+pub struct GetStatus;
+
+/// The admin socket list.
+#[derive(Message)]
+#[rtype(result = "Vec<SocketInfo>")]
+pub struct ListSockets {
+    /// Only sockets of this type.
+    pub kind: Option<String>,
+}
+
+/// One socket, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketInfo {
+    /// Session id.
+    pub id: String,
+    /// Socket type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The token's `sub`.
+    pub user: Option<String>,
+    /// Subscribed rooms, sorted.
+    pub rooms: Vec<String>,
+    /// Peer address.
+    pub remote: String,
+    /// When it connected (RFC 3339).
+    pub connected_at: String,
+    /// Last frame from the client (RFC 3339).
+    pub last_seen: String,
+    /// Frames from the client.
+    pub msgs_in: u64,
+    /// Frames to the client.
+    pub msgs_out: u64,
+    /// Frames queued and not yet written (an extension).
+    pub queued: usize,
+}
+
+/// The room list.
+#[derive(Message)]
+#[rtype(result = "Vec<RoomInfo>")]
+pub struct ListRooms;
+
+/// One room, for `GET /api/rooms`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomInfo {
+    /// Name.
+    pub room: String,
+    /// Subscriber count on this node.
+    pub subscribers: usize,
+    /// Epoch.
+    pub epoch: String,
+    /// Head seq.
+    pub seq: u64,
+    /// Events held in history.
+    pub history: usize,
+}
+
+/// A page of a room's history.
+#[derive(Message)]
+#[rtype(result = "Result<HistoryPage, HubError>")]
+pub struct GetHistory {
+    /// Room.
+    pub room: String,
+    /// Events after this seq.
+    pub since: u64,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// History events as their encoded frames.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// Room.
+    pub room: String,
+    /// Epoch.
+    pub epoch: String,
+    /// Head seq.
+    pub seq: u64,
+    /// Encoded event frames, oldest first.
+    pub events: Vec<ByteString>,
+}
+
+impl HistoryPage {
+    /// The JSON body, splicing the stored frames in without re-encoding them.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            room: &'a str,
+            epoch: &'a str,
+            seq: u64,
+        }
+        let head = serde_json::to_string(&Head {
+            room: &self.room,
+            epoch: &self.epoch,
+            seq: self.seq,
+        })
+        .unwrap_or_else(|_| "{}".to_string());
+        let events_len: usize = self.events.iter().map(|e| e.len() + 1).sum();
+        let mut out = String::with_capacity(head.len() + events_len + 16);
+        out.push_str(&head[..head.len() - 1]);
+        out.push_str(",\"events\":[");
+        for (i, e) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(e);
+        }
+        out.push_str("]}");
+        out
+    }
+}
+
+/// Close one session with 4009.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct Disconnect {
+    /// Public session id.
+    pub id: String,
+}
+
+/// Close every session with 1001; answers how many were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
+/// Liveness probe: answered when the registry's mailbox is moving.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;

@@ -1,0 +1,265 @@
+//! One room: its order (`epoch`, `seq`), its bounded history and its subscribers.
+//!
+//! A room is owned by the registry and touched only from the registry's thread,
+//! so appending an event, replaying history to a new subscriber and fanning out
+//! are each atomic with respect to the others: that is the whole no-gap,
+//! no-duplicate argument.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytestring::ByteString;
+use serde_json::value::RawValue;
+
+use crate::config::RoomSettings;
+use crate::ids::{new_epoch, SessionId};
+use crate::outbound::{Outbound, OutboundQueue, PushError};
+use crate::protocol::{encode, EventFrame};
+
+/// An event in history: its seq and its frame, serialized once and shared.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Position in the room's order.
+    pub seq: u64,
+    /// The encoded event frame.
+    pub frame: ByteString,
+}
+
+/// The outcome of a fan-out.
+#[derive(Debug, Default)]
+pub struct FanOut {
+    /// Sessions the event was queued for.
+    pub delivered: usize,
+    /// Sessions that could not take it (now closing); to be dropped from rooms.
+    pub dropped: Vec<SessionId>,
+}
+
+/// A room and everything the hub knows about it.
+#[derive(Debug)]
+pub struct Room {
+    /// The room's name, shared with the sessions' room sets.
+    pub name: Arc<str>,
+    /// Changes whenever history is lost (here: each time the room is created).
+    pub epoch: Arc<str>,
+    /// The last seq given out; 0 for an empty room.
+    pub seq: u64,
+    /// The last `settings.history` events, oldest first.
+    history: VecDeque<Event>,
+    /// History size, snapshot size, client publish.
+    pub settings: RoomSettings,
+    /// Created on demand (may be evicted when idle) rather than declared.
+    pub dynamic: bool,
+    /// Subscribers and the queues their events go to.
+    subscribers: HashMap<SessionId, OutboundQueue>,
+    /// Last subscribe or publish, for evicting idle dynamic rooms.
+    pub last_active: Instant,
+}
+
+impl Room {
+    /// A new, empty room with a fresh epoch.
+    pub fn new(name: &str, settings: RoomSettings, dynamic: bool) -> Self {
+        Room {
+            name: Arc::from(name),
+            epoch: Arc::from(new_epoch()),
+            seq: 0,
+            history: VecDeque::new(),
+            settings,
+            dynamic,
+            subscribers: HashMap::new(),
+            last_active: Instant::now(),
+        }
+    }
+
+    /// Number of subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// Events held in history.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Whether `id` is subscribed.
+    pub fn has_subscriber(&self, id: SessionId) -> bool {
+        self.subscribers.contains_key(&id)
+    }
+
+    /// Gives the event the next seq, encodes it once and keeps it in history.
+    pub fn append(&mut self, kind: &str, data: &RawValue, ts: &str) -> Event {
+        self.seq += 1;
+        self.last_active = Instant::now();
+        let frame = encode(&EventFrame {
+            kind,
+            room: &self.name,
+            seq: self.seq,
+            ts,
+            data,
+        });
+        let event = Event {
+            seq: self.seq,
+            frame,
+        };
+        if self.settings.history > 0 {
+            if self.history.len() == self.settings.history {
+                self.history.pop_front();
+            }
+            self.history.push_back(event.clone());
+        }
+        event
+    }
+
+    /// Queues `frame` for every subscriber, never waiting on any.
+    pub fn fan_out(&self, frame: &ByteString) -> FanOut {
+        let mut out = FanOut::default();
+        for (id, queue) in &self.subscribers {
+            match queue.push(Outbound::Frame(frame.clone())) {
+                Ok(()) => out.delivered += 1,
+                Err(PushError::SlowConsumer | PushError::Closed) => out.dropped.push(*id),
+            }
+        }
+        out
+    }
+
+    /// What a subscriber gets before live events: `(recovered, events)`.
+    ///
+    /// A resume (`since` with this room's epoch, not beyond the head) replays
+    /// every event after `since` when history still holds them; anything else
+    /// gets the last `snapshot` events and `recovered: false`.
+    pub fn replay(&self, since: Option<u64>, epoch: Option<&str>) -> (bool, Vec<ByteString>) {
+        if let (Some(since), Some(epoch)) = (since, epoch) {
+            if epoch == &*self.epoch && since <= self.seq {
+                let oldest = self.history.front().map_or(self.seq + 1, |e| e.seq);
+                if since + 1 >= oldest {
+                    return (true, self.frames_after(since, usize::MAX));
+                }
+            }
+        }
+        let skip = self.history.len().saturating_sub(self.settings.snapshot);
+        let snapshot = self
+            .history
+            .iter()
+            .skip(skip)
+            .map(|e| e.frame.clone())
+            .collect();
+        (false, snapshot)
+    }
+
+    /// Up to `limit` history frames with seq greater than `since`, oldest first.
+    pub fn frames_after(&self, since: u64, limit: usize) -> Vec<ByteString> {
+        // History seqs are consecutive, so the start index is computed, not searched.
+        let start = match self.history.front() {
+            Some(first) if since >= first.seq => (since - first.seq + 1) as usize,
+            _ => 0,
+        };
+        self.history
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|e| e.frame.clone())
+            .collect()
+    }
+
+    /// Adds a subscriber.
+    pub fn subscribe(&mut self, id: SessionId, queue: OutboundQueue) {
+        self.last_active = Instant::now();
+        self.subscribers.insert(id, queue);
+    }
+
+    /// Removes a subscriber; true if it was there.
+    pub fn unsubscribe(&mut self, id: SessionId) -> bool {
+        self.subscribers.remove(&id).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(history: usize, snapshot: usize) -> Room {
+        Room::new(
+            "r",
+            RoomSettings {
+                history,
+                snapshot,
+                client_publish: false,
+            },
+            false,
+        )
+    }
+
+    fn data() -> Box<RawValue> {
+        RawValue::from_string("{\"x\":1}".into()).expect("json")
+    }
+
+    fn seqs(frames: &[ByteString]) -> Vec<u64> {
+        frames
+            .iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f).expect("json");
+                v["seq"].as_u64().expect("seq")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_is_bounded_and_seq_grows_by_one() {
+        let mut r = room(3, 2);
+        for _ in 0..5 {
+            r.append("t", &data(), "ts");
+        }
+        assert_eq!(r.seq, 5);
+        assert_eq!(r.history_len(), 3);
+        assert_eq!(seqs(&r.frames_after(0, 10)), [3, 4, 5]);
+        assert_eq!(seqs(&r.frames_after(3, 10)), [4, 5]);
+        assert_eq!(seqs(&r.frames_after(4, 1)), [5]);
+        assert!(r.frames_after(5, 10).is_empty());
+    }
+
+    #[test]
+    fn replay_covers_resume_snapshot_and_lost_history() {
+        let mut r = room(3, 2);
+        let epoch = r.epoch.to_string();
+        assert_eq!(r.replay(Some(0), Some(&epoch)), (true, vec![]));
+        for _ in 0..5 {
+            r.append("t", &data(), "ts");
+        }
+        let (ok, frames) = r.replay(Some(2), Some(&epoch));
+        assert!(ok);
+        assert_eq!(seqs(&frames), [3, 4, 5]);
+        let (ok, frames) = r.replay(Some(5), Some(&epoch));
+        assert!(ok && frames.is_empty());
+        // Gap no longer in history.
+        let (ok, frames) = r.replay(Some(1), Some(&epoch));
+        assert!(!ok);
+        assert_eq!(seqs(&frames), [4, 5]);
+        // Fresh, wrong epoch, since without epoch, since beyond head.
+        for (since, ep) in [
+            (None, None),
+            (Some(3), Some("other")),
+            (Some(3), None),
+            (Some(9), Some(epoch.as_str())),
+        ] {
+            let (ok, frames) = r.replay(since, ep);
+            assert!(!ok, "{since:?} {ep:?}");
+            assert_eq!(seqs(&frames), [4, 5]);
+        }
+    }
+
+    #[test]
+    fn fan_out_reports_full_queues() {
+        let mut r = room(10, 0);
+        let ok = OutboundQueue::new(10);
+        let full = OutboundQueue::new(1);
+        r.subscribe(SessionId(1), ok.clone());
+        r.subscribe(SessionId(2), full.clone());
+        let e1 = r.append("t", &data(), "ts");
+        assert_eq!(r.fan_out(&e1.frame).delivered, 2);
+        let e2 = r.append("t", &data(), "ts");
+        let out = r.fan_out(&e2.frame);
+        assert_eq!(out.delivered, 1);
+        assert_eq!(out.dropped, [SessionId(2)]);
+        assert_eq!(ok.depth().frames, 2);
+    }
+}

@@ -1,0 +1,249 @@
+//! Starting, running and draining a hub: wires the registry, the HTTP server and
+//! the signal handler together.
+//!
+//! [`Hub::bind`] is the one constructor; the binary runs it until SIGTERM/SIGINT
+//! ([`run_until_signal`]), tests and embedders run it on a thread of its own
+//! ([`spawn`]) and get the bound address back.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Actor;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer};
+use tokio::sync::watch;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::connections::ConnectionLimiter;
+use crate::http::{self, AppState};
+use crate::registry::{Drain, RegistryActor};
+use crate::session::SessionSettings;
+
+/// How long actix may take to finish in-flight HTTP requests once the sockets
+/// are gone; part of `shutdown_grace_s`, not added to it.
+const HTTP_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// A bound, not yet running hub.
+pub struct Hub {
+    /// The HTTP server future.
+    server: Server,
+    /// Where it listens.
+    addrs: Vec<SocketAddr>,
+    /// Control over the running hub.
+    handle: HubHandle,
+    /// The registry's thread, stopped when the server ends.
+    registry_arbiter: actix::Arbiter,
+}
+
+/// Control over a running hub: drain or stop it. Cheap to clone, usable from
+/// any thread or runtime.
+#[derive(Clone)]
+pub struct HubHandle {
+    /// Stops the HTTP server.
+    server: ServerHandle,
+    /// The shared state (draining flag, registry address).
+    state: AppState,
+    /// Live session count, to know when a drain is complete.
+    sessions: watch::Receiver<usize>,
+}
+
+impl Hub {
+    /// Starts the registry and binds the HTTP server; must run inside an actix
+    /// `System`.
+    pub fn bind(config: Config) -> io::Result<Hub> {
+        let config = Arc::new(config);
+        let node = config.node_id();
+        let draining = Arc::new(AtomicBool::new(false));
+        let (registry, sessions) =
+            RegistryActor::new(config.clone(), node.clone(), draining.clone());
+        let registry_arbiter = actix::Arbiter::new();
+        let registry = RegistryActor::start_in_arbiter(&registry_arbiter.handle(), |_| registry);
+        let ws = &config.websocket;
+        let state = AppState {
+            auth: Arc::new(Authenticator::new(&config.auth)),
+            connections: ConnectionLimiter::new(ws.max_connections, ws.max_connections_per_ip),
+            session_settings: Arc::new(SessionSettings {
+                heartbeat: Duration::from_secs(ws.heartbeat_interval_s),
+                client_timeout: Duration::from_secs(ws.client_timeout_s),
+                max_frame_bytes: ws.max_frame_bytes,
+                outbound_queue: ws.outbound_queue,
+                write_timeout: Duration::from_secs(ws.write_timeout_s),
+                node: Arc::from(node.as_str()),
+            }),
+            registry,
+            draining,
+            started: Instant::now(),
+            config: config.clone(),
+        };
+        let app_state = state.clone();
+        let server =
+            HttpServer::new(move || App::new().configure(http::configure(app_state.clone())))
+                .workers(config.worker_count())
+                .shutdown_timeout(HTTP_SHUTDOWN.as_secs())
+                .disable_signals()
+                .backlog(4096)
+                .bind(&config.server.bind)?;
+        let addrs = server.addrs();
+        let server = server.run();
+        let handle = HubHandle {
+            server: server.handle(),
+            state,
+            sessions,
+        };
+        log::info!(
+            "realtime-hub listening on {} (node {node}, {} workers)",
+            addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            config.worker_count()
+        );
+        if config.auth.api_keys.is_empty() {
+            log::warn!(
+                "auth.api_keys is empty: the HTTP write/admin API answers loopback clients only"
+            );
+        }
+        Ok(Hub {
+            server,
+            addrs,
+            handle,
+            registry_arbiter,
+        })
+    }
+
+    /// The addresses the server listens on.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Control over the hub once it runs.
+    pub fn handle(&self) -> HubHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until stopped.
+    pub async fn run(self) -> io::Result<()> {
+        let result = self.server.await;
+        self.registry_arbiter.stop();
+        result
+    }
+}
+
+impl HubHandle {
+    /// Graceful drain (contract section 8): `/readyz` turns 503 and `active`
+    /// false, new upgrades get 503, every session gets 1001 after what is
+    /// queued for it, then the server stops, all within `shutdown_grace_s`.
+    pub async fn drain(&self) {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_s);
+        let deadline = Instant::now() + grace.saturating_sub(HTTP_SHUTDOWN);
+        let told = self.state.registry.send(Drain).await.unwrap_or(0);
+        log::info!("draining: {told} sessions told to reconnect elsewhere");
+        let mut sessions = self.sessions.clone();
+        let gone = tokio::time::timeout_at(deadline.into(), sessions.wait_for(|n| *n == 0)).await;
+        if gone.is_err() {
+            log::warn!(
+                "drain: {} sessions still open after the grace period; closing them",
+                *self.sessions.borrow()
+            );
+        }
+        self.server.stop(true).await;
+    }
+
+    /// Stops at once, without draining.
+    pub async fn stop(&self) {
+        self.server.stop(false).await;
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        *self.sessions.borrow()
+    }
+}
+
+/// Runs a hub until SIGTERM or SIGINT, then drains it. For the binary.
+pub async fn run_until_signal(config: Config) -> io::Result<()> {
+    let hub = Hub::bind(config)?;
+    let handle = hub.handle();
+    actix_rt::spawn(async move {
+        match wait_for_signal().await {
+            Ok(name) => log::info!("{name} received: draining"),
+            Err(e) => {
+                log::error!("cannot listen for signals ({e}); hub runs until killed");
+                return;
+            }
+        }
+        handle.drain().await;
+    });
+    hub.run().await
+}
+
+async fn wait_for_signal() -> io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// A hub running on a thread of its own: for tests and embedding.
+pub struct SpawnedHub {
+    /// The first bound address.
+    pub addr: SocketAddr,
+    /// Control over it.
+    pub handle: HubHandle,
+}
+
+impl SpawnedHub {
+    /// `http://ADDR{path}`.
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://ADDR{path}`.
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+}
+
+impl Drop for SpawnedHub {
+    fn drop(&mut self) {
+        // Sends the stop command now; the hub's thread ends on its own.
+        drop(self.handle.server.stop(false));
+    }
+}
+
+/// Binds `config` and serves it on a new thread; returns once it listens.
+pub fn spawn(config: Config) -> io::Result<SpawnedHub> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("realtime-hub".into())
+        .spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                match Hub::bind(config) {
+                    Ok(hub) => {
+                        let first = hub.addrs().first().copied();
+                        let _ = tx.send(first.map(|a| (a, hub.handle())).ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::AddrNotAvailable, "bound to no address")
+                        }));
+                        if let Err(e) = hub.run().await {
+                            log::error!("hub stopped with an error: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+    let (addr, handle) = rx
+        .recv()
+        .map_err(|_| io::Error::other("hub thread ended before binding"))??;
+    Ok(SpawnedHub { addr, handle })
+}

@@ -1,0 +1,121 @@
+//! The writer task: the only owner of a socket's `actix_ws::Session`.
+//!
+//! It drains the session's [`OutboundQueue`] into the socket, each write bounded
+//! by `write_timeout`, and ends with a close frame. Keeping writes here, off the
+//! session actor, is what lets the actor keep its heartbeat and mailbox running
+//! while a peer stops reading (the fault of `actix-web-actors`).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use actix_ws::CloseReason;
+
+use crate::outbound::{Next, Outbound, OutboundQueue};
+use crate::protocol::CloseCode;
+use crate::session_stats::SessionStats;
+
+/// How a writer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterEnd {
+    /// A close frame with this code was sent (or attempted).
+    Closed(CloseCode),
+    /// The socket went away under us.
+    SocketGone,
+    /// A write stalled past the timeout: the peer is not reading.
+    Stalled,
+}
+
+enum WriteError {
+    Gone,
+    Stalled,
+    Aborted,
+}
+
+/// Runs until the queue closes or the socket fails; returns how it ended.
+pub async fn run(
+    mut ws: actix_ws::Session,
+    queue: OutboundQueue,
+    stats: Arc<SessionStats>,
+    write_timeout: Duration,
+) -> WriterEnd {
+    let mut spare = VecDeque::new();
+    loop {
+        match queue.next(std::mem::take(&mut spare)).await {
+            Next::Items(mut items) => {
+                while let Some(item) = items.pop_front() {
+                    match write_item(&mut ws, &item, &queue, write_timeout).await {
+                        Ok(frames) => {
+                            stats.msgs_out.fetch_add(frames, Ordering::Relaxed);
+                            queue.written(&item);
+                        }
+                        Err(WriteError::Aborted) => break,
+                        Err(WriteError::Gone) => return WriterEnd::SocketGone,
+                        Err(WriteError::Stalled) => {
+                            queue.close(CloseCode::SlowConsumer, false);
+                            return WriterEnd::Stalled;
+                        }
+                    }
+                }
+                spare = items;
+            }
+            Next::Close(code) => {
+                let reason = CloseReason {
+                    code: code.code().into(),
+                    description: Some(code.reason().to_string()),
+                };
+                let _ = tokio::time::timeout(write_timeout, ws.close(Some(reason))).await;
+                return WriterEnd::Closed(code);
+            }
+        }
+    }
+}
+
+async fn write_item(
+    ws: &mut actix_ws::Session,
+    item: &Outbound,
+    queue: &OutboundQueue,
+    write_timeout: Duration,
+) -> Result<u64, WriteError> {
+    match item {
+        Outbound::Frame(frame) => {
+            bounded(ws.text(frame.clone()), queue, write_timeout).await?;
+            Ok(1)
+        }
+        Outbound::Batch(frames) => {
+            for frame in frames {
+                bounded(ws.text(frame.clone()), queue, write_timeout).await?;
+            }
+            Ok(frames.len() as u64)
+        }
+        Outbound::Ping => bounded(ws.ping(b""), queue, write_timeout).await.map(|_| 0),
+        Outbound::Pong(payload) => bounded(ws.pong(payload), queue, write_timeout)
+            .await
+            .map(|_| 0),
+    }
+}
+
+/// Awaits one write; the timer and abort watch are armed only when the write
+/// does not complete at once, so the common path costs no timer.
+async fn bounded<F>(write: F, queue: &OutboundQueue, limit: Duration) -> Result<(), WriteError>
+where
+    F: Future<Output = Result<(), actix_ws::Closed>>,
+{
+    let mut write = pin!(write);
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    let result = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending => {
+            tokio::select! {
+                r = &mut write => r,
+                _ = tokio::time::sleep(limit) => return Err(WriteError::Stalled),
+                _ = queue.aborted() => return Err(WriteError::Aborted),
+            }
+        }
+    };
+    result.map_err(|_| WriteError::Gone)
+}
