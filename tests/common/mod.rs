@@ -1,0 +1,273 @@
+//! Shared helpers for the black-box tests: start a hub on 127.0.0.1:0 in-process,
+//! talk to it with a real WebSocket client (tokio-tungstenite) and a real HTTP
+//! client (reqwest). Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use realtime_hub::config::Config;
+use realtime_hub::SpawnedHub;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single expected event may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A config for tests: loopback, port 0, short heartbeats, small limits.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.server.bind = "127.0.0.1:0".into();
+    c.server.workers = 2;
+    c.server.shutdown_grace_s = 3;
+    c.websocket.heartbeat_interval_s = 1;
+    c.websocket.client_timeout_s = 3;
+    c.websocket.write_timeout_s = 2;
+    c
+}
+
+/// Starts a hub with the test config changed by `tweak`.
+pub fn start(tweak: impl FnOnce(&mut Config)) -> SpawnedHub {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut c = test_config();
+    tweak(&mut c);
+    c.validate().expect("test config is valid");
+    realtime_hub::spawn(c).expect("hub starts")
+}
+
+/// A WebSocket client speaking the hub's JSON protocol.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a socket ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Close(u16, String),
+    NoCloseFrame,
+}
+
+impl Client {
+    /// Connects to `url`; panics if the upgrade is refused.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Client { ws }
+    }
+
+    /// Connects and consumes the `welcome` frame, returning it.
+    pub async fn connect_welcomed(url: &str) -> (Client, Value) {
+        let mut c = Client::connect(url).await;
+        let w = c.recv().await;
+        assert_eq!(w["type"], "welcome", "first frame must be welcome: {w}");
+        (c, w)
+    }
+
+    /// Sends a JSON command.
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a raw frame or message.
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.expect("send raw");
+    }
+
+    /// The next JSON text frame (protocol pings and pongs skipped), within WAIT.
+    pub async fn recv(&mut self) -> Value {
+        self.recv_within(WAIT).await.expect("a frame within the wait")
+    }
+
+    /// The next JSON text frame within `wait`, or None on timeout. Panics if the
+    /// socket closes.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("server frames are JSON"))
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Frames until one satisfies `pred` (returned); the skipped ones too.
+    pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+        let mut skipped = Vec::new();
+        loop {
+            let v = self.recv().await;
+            if pred(&v) {
+                return (v, skipped);
+            }
+            skipped.push(v);
+        }
+    }
+
+    /// Subscribes and returns the `subscribed` reply.
+    pub async fn subscribe(&mut self, room: &str) -> Value {
+        self.send(json!({"op": "subscribe", "room": room})).await;
+        let v = self.recv().await;
+        assert_eq!(v["type"], "subscribed", "{v}");
+        v
+    }
+
+    /// Reads until the socket ends; text frames before the close are returned.
+    pub async fn until_closed(&mut self) -> (Ended, Vec<Value>) {
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("socket ends within the wait");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    frames.push(serde_json::from_str(&t).expect("json"));
+                }
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (Ended::Close(u16::from(f.code), f.reason.to_string()), frames)
+                }
+                Some(Ok(Message::Close(None))) | None => return (Ended::NoCloseFrame, frames),
+                Some(Ok(_)) => continue,
+                Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
+                    return (Ended::NoCloseFrame, frames)
+                }
+                Some(Err(e)) => return (Ended::Close(0, format!("error: {e}")), frames),
+            }
+        }
+    }
+
+    /// Asserts the socket is closed with `code`.
+    pub async fn expect_close(&mut self, code: u16) -> Vec<Value> {
+        let (ended, frames) = self.until_closed().await;
+        match ended {
+            Ended::Close(c, reason) => assert_eq!(c, code, "close reason {reason:?}"),
+            other => panic!("expected close {code}, got {other:?}"),
+        }
+        frames
+    }
+
+    /// Closes politely.
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .close(Some(tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
+    }
+}
+
+/// The refusal of an upgrade: (status, JSON body).
+pub async fn refused(url: &str) -> (u16, Value) {
+    refused_with(url, &[]).await
+}
+
+/// The refusal of an upgrade sent with extra headers.
+pub async fn refused_with(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().expect("request");
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("answer in time")
+    {
+        Ok(_) => panic!("upgrade to {url} should be refused"),
+        Err(tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().clone().unwrap_or_default();
+            let v = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| panic!("JSON error body, got {:?}", String::from_utf8_lossy(&body)));
+            (status, v)
+        }
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+    }
+}
+
+/// An HTTP client with a bounded timeout.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("client")
+}
+
+/// GET `url`, returning (status, JSON body).
+pub async fn get(url: &str) -> (u16, Value) {
+    let r = http().get(url).send().await.expect("GET");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// POST JSON to `url`, returning (status, JSON body).
+pub async fn post(url: &str, body: &Value) -> (u16, Value) {
+    post_raw(url, body.to_string()).await
+}
+
+/// POST a raw body to `url`, returning (status, JSON body).
+pub async fn post_raw(url: &str, body: String) -> (u16, Value) {
+    let r = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Publishes one event over HTTP; asserts 200 and returns the ack.
+pub async fn publish(hub: &SpawnedHub, room: &str, kind: &str, data: Value) -> Value {
+    let (status, ack) = post(
+        &hub.http(&format!("/api/rooms/{room}/events")),
+        &json!({"type": kind, "data": data}),
+    )
+    .await;
+    assert_eq!(status, 200, "publish failed: {ack}");
+    ack
+}
+
+/// Polls `/socket-status` until `pred` holds (bounded by WAIT).
+pub async fn wait_status(hub: &SpawnedHub, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, s) = get(&hub.http("/socket-status")).await;
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never matched; last: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The seqs of the event frames in `frames` for `room`.
+pub fn seqs(frames: &[Value], room: &str) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|f| f["room"] == room && f.get("seq").is_some() && f["type"] != "subscribed")
+        .map(|f| f["seq"].as_u64().expect("seq"))
+        .collect()
+}

@@ -1,0 +1,282 @@
+//! WebSocket sessions over real TCP: welcome, commands and their replies, error
+//! frames for bad input (connection kept), close codes, heartbeats.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn welcome_comes_first_with_session_node_and_heartbeat() {
+    let hub = start(|_| {});
+    for path in ["/ws", "/ws/connect", "/ws/alerts"] {
+        let (_c, w) = Client::connect_welcomed(&hub.ws(path)).await;
+        assert!(w["session"].as_str().is_some_and(|s| !s.is_empty()), "{w}");
+        assert!(w["node"].as_str().is_some_and(|s| !s.is_empty()), "{w}");
+        assert_eq!(w["protocol"], 1);
+        assert_eq!(w["heartbeat_ms"], 1000);
+    }
+}
+
+#[tokio::test]
+async fn room_socket_is_subscribed_on_connect_and_gets_events() {
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws/alerts")).await;
+    let sub = c.recv().await;
+    assert_eq!(sub["type"], "subscribed");
+    assert_eq!(sub["room"], "alerts");
+    assert_eq!(sub["seq"], 0);
+    assert_eq!(sub["recovered"], false);
+    assert!(sub["epoch"].as_str().is_some_and(|e| !e.is_empty()));
+    let ack = publish(&hub, "alerts", "alert_raised", json!({"level": "high"})).await;
+    assert_eq!(ack["seq"], 1);
+    assert_eq!(ack["delivered"], 1);
+    let ev = c.recv().await;
+    assert_eq!(ev["type"], "alert_raised");
+    assert_eq!(ev["room"], "alerts");
+    assert_eq!(ev["seq"], 1);
+    assert_eq!(ev["data"], json!({"level": "high"}));
+    let ts = ev["ts"].as_str().expect("ts");
+    assert!(ts.ends_with('Z') && ts.len() == 24, "RFC 3339 UTC ms: {ts}");
+}
+
+#[tokio::test]
+async fn subscribe_unsubscribe_and_ping_echo_the_ref() {
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    c.send(json!({"op": "subscribe", "room": "hotspots", "ref": "a1"})).await;
+    let sub = c.recv().await;
+    assert_eq!((sub["type"].as_str(), sub["ref"].as_str()), (Some("subscribed"), Some("a1")));
+    publish(&hub, "hotspots", "hotspot_detected", json!(1)).await;
+    assert_eq!(c.recv().await["seq"], 1);
+    c.send(json!({"op": "unsubscribe", "room": "hotspots", "ref": 7})).await;
+    let un = c.recv().await;
+    assert_eq!(un, json!({"type": "unsubscribed", "room": "hotspots", "ref": 7}));
+    // No more events from that room: the next frame is the pong.
+    publish(&hub, "hotspots", "hotspot_detected", json!(2)).await;
+    c.send(json!({"op": "ping", "ref": 8})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "ref": 8}));
+    c.send(json!({"op": "ping"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong"}));
+}
+
+/// Sends `frame`, expects an error with `code`, then proves the connection works.
+async fn expect_error(c: &mut Client, frame: Message, code: &str) -> serde_json::Value {
+    c.send_raw(frame).await;
+    let err = c.recv().await;
+    assert_eq!(err["type"], "error", "{err}");
+    assert_eq!(err["code"], code, "{err}");
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    c.send(json!({"op": "ping", "ref": "alive"})).await;
+    assert_eq!(c.recv().await["ref"], "alive", "connection still healthy");
+    err
+}
+
+#[tokio::test]
+async fn bad_input_gets_error_frames_and_the_connection_stays() {
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    expect_error(&mut c, Message::text("{not json"), "bad_request").await;
+    expect_error(&mut c, Message::text("[1,2,3]"), "bad_request").await;
+    expect_error(&mut c, Message::binary(vec![1u8, 2, 3]), "bad_request").await;
+    let err = expect_error(&mut c, Message::text(r#"{"op":"dance","ref":3}"#), "bad_request").await;
+    assert_eq!(err["ref"], 3, "ref echoed even on a bad command");
+    expect_error(&mut c, Message::text(r#"{"op":"subscribe"}"#), "bad_request").await;
+    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":5}"#), "bad_request").await;
+    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":"nope"}"#), "unknown_room").await;
+    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":"Bad Name!"}"#), "unknown_room").await;
+    expect_error(&mut c, Message::text(r#"{"op":"unsubscribe","room":"alerts"}"#), "bad_request").await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"publish","room":"alerts","type":"x","data":1}"#),
+        "publish_disabled",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"publish","room":"alerts","type":"x"}"#),
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"publish","room":"$status","type":"x","data":1}"#),
+        "forbidden",
+    )
+    .await;
+    c.subscribe("alerts").await;
+    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":"alerts"}"#), "bad_request").await;
+}
+
+#[tokio::test]
+async fn client_publish_where_the_room_allows_it() {
+    let hub = start(|c| {
+        c.rooms.declare.push(realtime_hub::config::RoomDecl {
+            client_publish: Some(true),
+            ..realtime_hub::config::RoomDecl::named("chat")
+        });
+    });
+    let (mut a, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let (mut b, _) = Client::connect_welcomed(&hub.ws("/ws/chat")).await;
+    b.recv().await; // subscribed
+    a.subscribe("chat").await;
+    a.send(json!({"op": "publish", "room": "chat", "type": "said", "data": {"t": "hi"}, "ref": "p1"}))
+        .await;
+    // The publisher sees its own event (in order) and the ack.
+    let (ack, before) = a.recv_until(|v| v["type"] == "published").await;
+    assert_eq!(ack, json!({"type": "published", "room": "chat", "seq": 1, "ref": "p1"}));
+    assert_eq!(seqs(&before, "chat"), [1]);
+    let ev = b.recv().await;
+    assert_eq!((ev["type"].as_str(), ev["seq"].as_u64()), (Some("said"), Some(1)));
+    assert_eq!(ev["data"], json!({"t": "hi"}));
+    // Reserved types are refused from clients too.
+    a.send(json!({"op": "publish", "room": "chat", "type": "welcome", "data": 1, "ref": 2}))
+        .await;
+    let err = a.recv().await;
+    assert_eq!((err["code"].as_str(), err["ref"].as_u64()), (Some("bad_request"), Some(2)));
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_with_1009() {
+    let hub = start(|c| c.websocket.max_frame_bytes = 1024);
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    c.send_raw(Message::text("x".repeat(4096))).await;
+    c.expect_close(1009).await;
+    // The server is unharmed.
+    let (mut d, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    d.send(json!({"op": "ping"})).await;
+    assert_eq!(d.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn oversized_fragmented_message_closes_with_1009() {
+    let hub = start(|c| c.websocket.max_frame_bytes = 1024);
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let part = vec![b'x'; 800];
+    c.send_raw(Message::Frame(Frame::message(part.clone(), OpCode::Data(Data::Text), false)))
+        .await;
+    c.send_raw(Message::Frame(Frame::message(part, OpCode::Data(Data::Continue), true)))
+        .await;
+    c.expect_close(1009).await;
+}
+
+#[tokio::test]
+async fn fragmented_command_is_reassembled() {
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let text = br#"{"op":"ping","ref":"frag"}"#;
+    let (a, b) = text.split_at(10);
+    c.send_raw(Message::Frame(Frame::message(a.to_vec(), OpCode::Data(Data::Text), false)))
+        .await;
+    c.send_raw(Message::Frame(Frame::message(b.to_vec(), OpCode::Data(Data::Continue), true)))
+        .await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "ref": "frag"}));
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() {
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    c.send_raw(Message::Frame(Frame::message(
+        vec![b'{', 0xff, 0xfe, b'}'],
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await;
+    c.expect_close(1007).await;
+}
+
+#[tokio::test]
+async fn continuation_without_start_closes_with_1002() {
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    c.send_raw(Message::Frame(Frame::message(
+        b"orphan".to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await;
+    c.expect_close(1002).await;
+}
+
+#[tokio::test]
+async fn server_pings_and_a_silent_client_is_closed() {
+    use futures_util::StreamExt;
+    let hub = start(|c| {
+        c.websocket.heartbeat_interval_s = 1;
+        c.websocket.client_timeout_s = 2;
+    });
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    // A protocol ping arrives within two heartbeats (tungstenite answers it).
+    let ping = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Some(Ok(Message::Ping(_))) = c.ws.next().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ping.is_ok(), "server sent no ping");
+
+    // A raw TCP client that upgrades and then says nothing is closed after the timeout.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(hub.addr).await.expect("tcp");
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        hub.addr
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "silent client never closed");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(2), "closed too early: {elapsed:?}");
+    // The close frame (opcode 0x88) with code 1000 is among the bytes received.
+    let close_at = seen.windows(4).position(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xe8);
+    assert!(close_at.is_some(), "close 1000 frame sent before the socket ended");
+}
+
+#[tokio::test]
+async fn client_close_is_answered_and_the_session_unregistered() {
+    let hub = start(|_| {});
+    let (c, _) = Client::connect_welcomed(&hub.ws("/ws/alerts")).await;
+    wait_status(&hub, |s| s["total_sockets"] == 1 && s["rooms"]["alerts"] == 1).await;
+    c.close().await;
+    wait_status(&hub, |s| s["total_sockets"] == 0 && s["rooms"]["alerts"] == 0).await;
+}
+
+#[tokio::test]
+async fn protocol_ping_gets_a_pong() {
+    use futures_util::StreamExt;
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    c.send_raw(Message::Ping(b"hello"[..].into())).await;
+    let pong = tokio::time::timeout(WAIT, async {
+        loop {
+            match c.ws.next().await {
+                Some(Ok(Message::Pong(p))) => return p,
+                Some(Ok(_)) => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("pong in time");
+    assert_eq!(&pong[..], b"hello");
+}
