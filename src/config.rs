@@ -423,7 +423,7 @@ impl Config {
 
     fn validate_rooms(&self) -> Result<(), ConfigError> {
         let r = &self.rooms;
-        check_history("rooms", r.history, r.snapshot)?;
+        check_history("rooms", r.history)?;
         at_least("rooms.max_rooms", r.max_rooms as u64, 1)?;
         if r.declare.len() > r.max_rooms {
             return Err(ConfigError::key(
@@ -454,19 +454,16 @@ impl Config {
                 ));
             }
             let settings = self.declared_settings(decl);
-            check_history(
-                &format!("rooms.declare[{i}]"),
-                settings.history,
-                settings.snapshot,
-            )?;
+            check_history(&format!("rooms.declare[{i}]"), settings.history)?;
         }
         Ok(())
     }
 
     fn declared_settings(&self, decl: &RoomDecl) -> RoomSettings {
+        let history = decl.history.unwrap_or(self.rooms.history);
         RoomSettings {
-            history: decl.history.unwrap_or(self.rooms.history),
-            snapshot: decl.snapshot.unwrap_or(self.rooms.snapshot),
+            history,
+            snapshot: decl.snapshot.unwrap_or(self.rooms.snapshot).min(history),
             client_publish: decl.client_publish.unwrap_or(self.rooms.client_publish),
         }
     }
@@ -478,7 +475,7 @@ impl Config {
         }
         (self.rooms.allow_dynamic && is_valid_room_name(room)).then(|| RoomSettings {
             history: self.rooms.history,
-            snapshot: self.rooms.snapshot,
+            snapshot: self.rooms.snapshot.min(self.rooms.history),
             client_publish: self.rooms.client_publish,
         })
     }
@@ -517,17 +514,13 @@ fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_history(prefix: &str, history: usize, snapshot: usize) -> Result<(), ConfigError> {
+/// History is bounded; a snapshot over history is not an error (it is served
+/// from history, so `room_settings` caps it).
+fn check_history(prefix: &str, history: usize) -> Result<(), ConfigError> {
     if history > 1_000_000 {
         return Err(ConfigError::key(
             format!("{prefix}.history"),
             "must be at most 1000000",
-        ));
-    }
-    if snapshot > history {
-        return Err(ConfigError::key(
-            format!("{prefix}.snapshot"),
-            format!("must not exceed history ({history}); a snapshot is replayed from history"),
         ));
     }
     Ok(())
@@ -598,9 +591,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(key_of(err), "server.tls_cert");
-        let err =
-            Config::from_toml("t", "[rooms]\nhistory = 5\nsnapshot = 6\n", no_env()).unwrap_err();
-        assert_eq!(key_of(err), "rooms.snapshot");
+        let err = Config::from_toml("t", "[rooms]\nhistory = 2000000\n", no_env()).unwrap_err();
+        assert_eq!(key_of(err), "rooms.history");
+        let capped = Config::from_toml("t", "[rooms]\nhistory = 5\nsnapshot = 6\n", no_env())
+            .expect("a snapshot over history is capped, not refused");
+        assert_eq!(capped.room_settings("alerts").map(|s| s.snapshot), Some(5));
         assert!(matches!(
             Config::from_toml("t", "[server\n", no_env()),
             Err(ConfigError::Syntax { .. })

@@ -49,14 +49,22 @@ async fn room_socket_is_subscribed_on_connect_and_gets_events() {
 async fn subscribe_unsubscribe_and_ping_echo_the_ref() {
     let hub = start(|_| {});
     let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
-    c.send(json!({"op": "subscribe", "room": "hotspots", "ref": "a1"})).await;
+    c.send(json!({"op": "subscribe", "room": "hotspots", "ref": "a1"}))
+        .await;
     let sub = c.recv().await;
-    assert_eq!((sub["type"].as_str(), sub["ref"].as_str()), (Some("subscribed"), Some("a1")));
+    assert_eq!(
+        (sub["type"].as_str(), sub["ref"].as_str()),
+        (Some("subscribed"), Some("a1"))
+    );
     publish(&hub, "hotspots", "hotspot_detected", json!(1)).await;
     assert_eq!(c.recv().await["seq"], 1);
-    c.send(json!({"op": "unsubscribe", "room": "hotspots", "ref": 7})).await;
+    c.send(json!({"op": "unsubscribe", "room": "hotspots", "ref": 7}))
+        .await;
     let un = c.recv().await;
-    assert_eq!(un, json!({"type": "unsubscribed", "room": "hotspots", "ref": 7}));
+    assert_eq!(
+        un,
+        json!({"type": "unsubscribed", "room": "hotspots", "ref": 7})
+    );
     // No more events from that room: the next frame is the pong.
     publish(&hub, "hotspots", "hotspot_detected", json!(2)).await;
     c.send(json!({"op": "ping", "ref": 8})).await;
@@ -84,13 +92,43 @@ async fn bad_input_gets_error_frames_and_the_connection_stays() {
     expect_error(&mut c, Message::text("{not json"), "bad_request").await;
     expect_error(&mut c, Message::text("[1,2,3]"), "bad_request").await;
     expect_error(&mut c, Message::binary(vec![1u8, 2, 3]), "bad_request").await;
-    let err = expect_error(&mut c, Message::text(r#"{"op":"dance","ref":3}"#), "bad_request").await;
+    let err = expect_error(
+        &mut c,
+        Message::text(r#"{"op":"dance","ref":3}"#),
+        "bad_request",
+    )
+    .await;
     assert_eq!(err["ref"], 3, "ref echoed even on a bad command");
-    expect_error(&mut c, Message::text(r#"{"op":"subscribe"}"#), "bad_request").await;
-    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":5}"#), "bad_request").await;
-    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":"nope"}"#), "unknown_room").await;
-    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":"Bad Name!"}"#), "unknown_room").await;
-    expect_error(&mut c, Message::text(r#"{"op":"unsubscribe","room":"alerts"}"#), "bad_request").await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"subscribe"}"#),
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"subscribe","room":5}"#),
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"subscribe","room":"nope"}"#),
+        "unknown_room",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"subscribe","room":"Bad Name!"}"#),
+        "unknown_room",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"unsubscribe","room":"alerts"}"#),
+        "bad_request",
+    )
+    .await;
     expect_error(
         &mut c,
         Message::text(r#"{"op":"publish","room":"alerts","type":"x","data":1}"#),
@@ -110,7 +148,12 @@ async fn bad_input_gets_error_frames_and_the_connection_stays() {
     )
     .await;
     c.subscribe("alerts").await;
-    expect_error(&mut c, Message::text(r#"{"op":"subscribe","room":"alerts"}"#), "bad_request").await;
+    expect_error(
+        &mut c,
+        Message::text(r#"{"op":"subscribe","room":"alerts"}"#),
+        "bad_request",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -125,20 +168,31 @@ async fn client_publish_where_the_room_allows_it() {
     let (mut b, _) = Client::connect_welcomed(&hub.ws("/ws/chat")).await;
     b.recv().await; // subscribed
     a.subscribe("chat").await;
-    a.send(json!({"op": "publish", "room": "chat", "type": "said", "data": {"t": "hi"}, "ref": "p1"}))
-        .await;
+    a.send(
+        json!({"op": "publish", "room": "chat", "type": "said", "data": {"t": "hi"}, "ref": "p1"}),
+    )
+    .await;
     // The publisher sees its own event (in order) and the ack.
     let (ack, before) = a.recv_until(|v| v["type"] == "published").await;
-    assert_eq!(ack, json!({"type": "published", "room": "chat", "seq": 1, "ref": "p1"}));
+    assert_eq!(
+        ack,
+        json!({"type": "published", "room": "chat", "seq": 1, "ref": "p1"})
+    );
     assert_eq!(seqs(&before, "chat"), [1]);
     let ev = b.recv().await;
-    assert_eq!((ev["type"].as_str(), ev["seq"].as_u64()), (Some("said"), Some(1)));
+    assert_eq!(
+        (ev["type"].as_str(), ev["seq"].as_u64()),
+        (Some("said"), Some(1))
+    );
     assert_eq!(ev["data"], json!({"t": "hi"}));
     // Reserved types are refused from clients too.
     a.send(json!({"op": "publish", "room": "chat", "type": "welcome", "data": 1, "ref": 2}))
         .await;
     let err = a.recv().await;
-    assert_eq!((err["code"].as_str(), err["ref"].as_u64()), (Some("bad_request"), Some(2)));
+    assert_eq!(
+        (err["code"].as_str(), err["ref"].as_u64()),
+        (Some("bad_request"), Some(2))
+    );
 }
 
 #[tokio::test]
@@ -158,10 +212,18 @@ async fn oversized_fragmented_message_closes_with_1009() {
     let hub = start(|c| c.websocket.max_frame_bytes = 1024);
     let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
     let part = vec![b'x'; 800];
-    c.send_raw(Message::Frame(Frame::message(part.clone(), OpCode::Data(Data::Text), false)))
-        .await;
-    c.send_raw(Message::Frame(Frame::message(part, OpCode::Data(Data::Continue), true)))
-        .await;
+    c.send_raw(Message::Frame(Frame::message(
+        part.clone(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await;
+    c.send_raw(Message::Frame(Frame::message(
+        part,
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await;
     c.expect_close(1009).await;
 }
 
@@ -171,10 +233,18 @@ async fn fragmented_command_is_reassembled() {
     let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
     let text = br#"{"op":"ping","ref":"frag"}"#;
     let (a, b) = text.split_at(10);
-    c.send_raw(Message::Frame(Frame::message(a.to_vec(), OpCode::Data(Data::Text), false)))
-        .await;
-    c.send_raw(Message::Frame(Frame::message(b.to_vec(), OpCode::Data(Data::Continue), true)))
-        .await;
+    c.send_raw(Message::Frame(Frame::message(
+        a.to_vec(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await;
+    c.send_raw(Message::Frame(Frame::message(
+        b.to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await;
     assert_eq!(c.recv().await, json!({"type": "pong", "ref": "frag"}));
 }
 
@@ -246,19 +316,33 @@ async fn server_pings_and_a_silent_client_is_closed() {
     .await;
     assert!(closed.is_ok(), "silent client never closed");
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_secs(2), "closed too early: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "closed too early: {elapsed:?}"
+    );
     // The close frame (opcode 0x88) with code 1000 is among the bytes received.
-    let close_at = seen.windows(4).position(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xe8);
-    assert!(close_at.is_some(), "close 1000 frame sent before the socket ended");
+    let close_at = seen
+        .windows(4)
+        .position(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xe8);
+    assert!(
+        close_at.is_some(),
+        "close 1000 frame sent before the socket ended"
+    );
 }
 
 #[tokio::test]
 async fn client_close_is_answered_and_the_session_unregistered() {
     let hub = start(|_| {});
     let (c, _) = Client::connect_welcomed(&hub.ws("/ws/alerts")).await;
-    wait_status(&hub, |s| s["total_sockets"] == 1 && s["rooms"]["alerts"] == 1).await;
+    wait_status(&hub, |s| {
+        s["total_sockets"] == 1 && s["rooms"]["alerts"] == 1
+    })
+    .await;
     c.close().await;
-    wait_status(&hub, |s| s["total_sockets"] == 0 && s["rooms"]["alerts"] == 0).await;
+    wait_status(&hub, |s| {
+        s["total_sockets"] == 0 && s["rooms"]["alerts"] == 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -84,7 +84,9 @@ impl Client {
 
     /// The next JSON text frame (protocol pings and pongs skipped), within WAIT.
     pub async fn recv(&mut self) -> Value {
-        self.recv_within(WAIT).await.expect("a frame within the wait")
+        self.recv_within(WAIT)
+            .await
+            .expect("a frame within the wait")
     }
 
     /// The next JSON text frame within `wait`, or None on timeout. Panics if the
@@ -92,7 +94,9 @@ impl Client {
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
             match next {
                 Some(Ok(Message::Text(t))) => {
                     return Some(serde_json::from_str(&t).expect("server frames are JSON"))
@@ -136,13 +140,16 @@ impl Client {
                     frames.push(serde_json::from_str(&t).expect("json"));
                 }
                 Some(Ok(Message::Close(Some(f)))) => {
-                    return (Ended::Close(u16::from(f.code), f.reason.to_string()), frames)
+                    return (
+                        Ended::Close(u16::from(f.code), f.reason.to_string()),
+                        frames,
+                    )
                 }
                 Some(Ok(Message::Close(None))) | None => return (Ended::NoCloseFrame, frames),
                 Some(Ok(_)) => continue,
-                Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
-                    return (Ended::NoCloseFrame, frames)
-                }
+                Some(Err(
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                )) => return (Ended::NoCloseFrame, frames),
                 Some(Err(e)) => return (Ended::Close(0, format!("error: {e}")), frames),
             }
         }
@@ -193,8 +200,9 @@ pub async fn refused_with(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
         Err(tungstenite::Error::Http(resp)) => {
             let status = resp.status().as_u16();
             let body = resp.body().clone().unwrap_or_default();
-            let v = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| panic!("JSON error body, got {:?}", String::from_utf8_lossy(&body)));
+            let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                panic!("JSON error body, got {:?}", String::from_utf8_lossy(&body))
+            });
             (status, v)
         }
         Err(e) => panic!("expected an HTTP refusal, got {e}"),
@@ -214,7 +222,10 @@ pub async fn get(url: &str) -> (u16, Value) {
     let r = http().get(url).send().await.expect("GET");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// POST JSON to `url`, returning (status, JSON body).
@@ -233,7 +244,10 @@ pub async fn post_raw(url: &str, body: String) -> (u16, Value) {
         .expect("POST");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Publishes one event over HTTP; asserts 200 and returns the ack.
