@@ -57,7 +57,7 @@ impl ConfigError {
 }
 
 /// The whole configuration (contract section 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listener, origins, TLS, HTTP limits.
@@ -119,7 +119,7 @@ pub struct WebSocketConfig {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// HS256 secret; empty = not used.
@@ -178,7 +178,7 @@ impl RoomDecl {
 }
 
 /// `[cluster]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Redis URL; empty = single node.
@@ -218,16 +218,6 @@ impl Default for WebSocketConfig {
     }
 }
 
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            jwt_secret: String::new(),
-            jwt_public_key_file: String::new(),
-            api_keys: Vec::new(),
-        }
-    }
-}
-
 impl Default for RoomsConfig {
     fn default() -> Self {
         RoomsConfig {
@@ -240,27 +230,6 @@ impl Default for RoomsConfig {
                 .into_iter()
                 .map(RoomDecl::named)
                 .collect(),
-        }
-    }
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            redis_url: String::new(),
-            node_id: String::new(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            websocket: WebSocketConfig::default(),
-            auth: AuthConfig::default(),
-            rooms: RoomsConfig::default(),
-            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -141,8 +141,7 @@ impl HubHandle {
     pub async fn drain(&self) {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_s);
         let deadline = Instant::now() + grace.saturating_sub(HTTP_SHUTDOWN);
-        let told = self.state.registry.send(Drain).await.unwrap_or(0);
-        log::info!("draining: {told} sessions told to reconnect elsewhere");
+        self.begin_drain().await;
         let mut sessions = self.sessions.clone();
         let gone = tokio::time::timeout_at(deadline.into(), sessions.wait_for(|n| *n == 0)).await;
         if gone.is_err() {
@@ -152,6 +151,18 @@ impl HubHandle {
             );
         }
         self.server.stop(true).await;
+    }
+
+    /// The first half of [`drain`](Self::drain): stop accepting and tell every
+    /// session to go, without waiting or stopping the server. Answers how many
+    /// sessions were told.
+    pub async fn begin_drain(&self) -> usize {
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let told = self.state.registry.send(Drain).await.unwrap_or(0);
+        log::info!("draining: {told} sessions told to reconnect elsewhere");
+        told
     }
 
     /// Stops at once, without draining.

@@ -1,0 +1,78 @@
+//! The `$status` system room: the current status right after `subscribed`, then
+//! `status_update` only when a count changes, at most once a second.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[tokio::test]
+async fn status_room_pushes_the_current_status_then_changes() {
+    let hub = start(|_| {});
+    let (mut dash, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let sub = dash.subscribe("$status").await;
+    assert_eq!(sub["room"], "$status");
+    let first = dash.recv().await;
+    assert_eq!(first["type"], "status_update");
+    assert_eq!(first["room"], "$status");
+    assert!(
+        first.get("seq").is_none(),
+        "status updates have no seq: {first}"
+    );
+    let data = &first["data"];
+    assert_eq!(data["total_sockets"], 1);
+    assert_eq!(data["rooms"]["$status"], 1);
+    for key in [
+        "active",
+        "sockets_by_type",
+        "timestamp",
+        "ws_endpoints",
+        "node",
+        "uptime_s",
+    ] {
+        assert!(data.get(key).is_some(), "status_update data lacks {key}");
+    }
+
+    let (_other, _) = Client::connect_welcomed(&hub.ws("/ws/alerts")).await;
+    let update = dash
+        .recv_within(Duration::from_secs(3))
+        .await
+        .expect("an update on connect");
+    assert_eq!(update["type"], "status_update");
+    assert_eq!(update["data"]["total_sockets"], 2);
+    assert_eq!(update["data"]["rooms"]["alerts"], 1);
+}
+
+#[tokio::test]
+async fn status_updates_are_coalesced_and_quiet_without_change() {
+    let hub = start(|_| {});
+    let (mut dash, _) = Client::connect_welcomed(&hub.ws("/ws/$status")).await;
+    assert_eq!(dash.recv().await["type"], "subscribed");
+    assert_eq!(dash.recv().await["type"], "status_update");
+
+    // 20 connects over ~2 s: at most one update per second may come of them.
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(Client::connect_welcomed(&hub.ws("/ws")).await.0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut updates = Vec::new();
+    while let Some(u) = dash.recv_within(Duration::from_millis(1500)).await {
+        updates.push(u);
+    }
+    let window = started.elapsed().as_secs_f64();
+    assert!(!updates.is_empty(), "changes produced no update");
+    assert!(
+        (updates.len() as f64) <= window.ceil() + 1.0,
+        "{} updates in {window:.1} s: not coalesced",
+        updates.len()
+    );
+    let last = updates.last().expect("update");
+    assert_eq!(
+        last["data"]["total_sockets"], 21,
+        "the last update has the final counts"
+    );
+    // Nothing changed for 1.5 s above, and nothing arrived: quiet without change.
+}
