@@ -333,10 +333,9 @@ impl Actor for Session {
             self.settings.write_timeout,
             ctx.address(),
         );
-        actix_rt::spawn(async move {
-            let end = writer::run(start.ws, queue, stats, timeout).await;
-            me.do_send(WriterDone(end));
-        });
+        actix_rt::spawn(writer::run(start.ws, queue, stats, timeout, move |end| {
+            me.do_send(WriterDone(end))
+        }));
         ctx.add_stream(start.stream.max_frame_size(self.settings.max_frame_bytes));
 
         self.registry.do_send(registry::Register {
@@ -457,9 +456,7 @@ impl Handler<WriterDone> for Session {
 
     fn handle(&mut self, WriterDone(end): WriterDone, ctx: &mut Self::Context) {
         let reason = match end {
-            WriterEnd::Closed(CloseCode::SlowConsumer) | WriterEnd::Stalled => {
-                DisconnectReason::SlowConsumer
-            }
+            WriterEnd::Closed(CloseCode::SlowConsumer) => DisconnectReason::SlowConsumer,
             WriterEnd::Closed(CloseCode::Draining) => DisconnectReason::Drain,
             WriterEnd::Closed(CloseCode::AdminDisconnect) => DisconnectReason::Admin,
             WriterEnd::Closed(CloseCode::TokenExpired) => DisconnectReason::TokenExpired,

@@ -26,8 +26,6 @@ pub enum WriterEnd {
     Closed(CloseCode),
     /// The socket went away under us.
     SocketGone,
-    /// A write stalled past the timeout: the peer is not reading.
-    Stalled,
 }
 
 enum WriteError {
@@ -36,15 +34,19 @@ enum WriteError {
     Aborted,
 }
 
-/// Runs until the queue closes or the socket fails; returns how it ended.
+/// Runs until the queue closes or the socket fails. `on_end` learns how it ended
+/// as soon as that is known — before the close frame is attempted, which may
+/// take up to `write_timeout` on a stalled socket — so the session can leave the
+/// registry at once.
 pub async fn run(
     mut ws: actix_ws::Session,
     queue: OutboundQueue,
     stats: Arc<SessionStats>,
     write_timeout: Duration,
-) -> WriterEnd {
+    on_end: impl FnOnce(WriterEnd),
+) {
     let mut spare = VecDeque::new();
-    loop {
+    let code = loop {
         match queue.next(std::mem::take(&mut spare)).await {
             Next::Items(mut items) => {
                 while let Some(item) = items.pop_front() {
@@ -53,26 +55,30 @@ pub async fn run(
                             stats.msgs_out.fetch_add(frames, Ordering::Relaxed);
                             queue.written(&item);
                         }
+                        // The queue is closing now; `next` hands over the close.
                         Err(WriteError::Aborted) => break,
-                        Err(WriteError::Gone) => return WriterEnd::SocketGone,
                         Err(WriteError::Stalled) => {
                             queue.close(CloseCode::SlowConsumer, false);
-                            return WriterEnd::Stalled;
+                            break;
+                        }
+                        Err(WriteError::Gone) => {
+                            queue.close(CloseCode::Normal, false);
+                            return on_end(WriterEnd::SocketGone);
                         }
                     }
                 }
+                items.clear();
                 spare = items;
             }
-            Next::Close(code) => {
-                let reason = CloseReason {
-                    code: code.code().into(),
-                    description: Some(code.reason().to_string()),
-                };
-                let _ = tokio::time::timeout(write_timeout, ws.close(Some(reason))).await;
-                return WriterEnd::Closed(code);
-            }
+            Next::Close(code) => break code,
         }
-    }
+    };
+    on_end(WriterEnd::Closed(code));
+    let reason = CloseReason {
+        code: code.code().into(),
+        description: Some(code.reason().to_string()),
+    };
+    let _ = tokio::time::timeout(write_timeout, ws.close(Some(reason))).await;
 }
 
 async fn write_item(
