@@ -104,6 +104,9 @@ pub struct WebSocketConfig {
     pub max_frame_bytes: usize,
     /// Frames queued for one socket before it is closed as a slow consumer.
     pub outbound_queue: usize,
+    /// Bytes of live frames queued for one socket before it is closed as a slow
+    /// consumer, so large events cannot multiply the frame bound into gigabytes.
+    pub outbound_queue_bytes: usize,
     /// Seconds one socket write may stall before the session is closed as slow.
     pub write_timeout_s: u64,
     /// Client commands per second (token bucket refill).
@@ -208,6 +211,7 @@ impl Default for WebSocketConfig {
             client_timeout_s: 45,
             max_frame_bytes: 65_536,
             outbound_queue: 1024,
+            outbound_queue_bytes: 8 * 1024 * 1024,
             write_timeout_s: 10,
             rate_per_s: 100,
             rate_burst: 200,
@@ -345,6 +349,11 @@ impl Config {
         }
         at_least("websocket.max_frame_bytes", w.max_frame_bytes as u64, 256)?;
         at_least("websocket.outbound_queue", w.outbound_queue as u64, 1)?;
+        at_least(
+            "websocket.outbound_queue_bytes",
+            w.outbound_queue_bytes as u64,
+            1024,
+        )?;
         at_least("websocket.write_timeout_s", w.write_timeout_s, 1)?;
         at_least("websocket.rate_per_s", u64::from(w.rate_per_s), 1)?;
         at_least("websocket.rate_burst", u64::from(w.rate_burst), 1)?;

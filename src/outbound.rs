@@ -32,11 +32,13 @@ pub enum Outbound {
 }
 
 impl Outbound {
+    /// Bytes counted against the byte bound. A replay counts as none: its frames
+    /// are history's shared bytes, held by the room anyway, and counting them
+    /// would close a fresh subscriber as slow right after a long replay.
     fn bytes(&self) -> usize {
         match self {
             Outbound::Frame(f) => f.len(),
-            Outbound::Batch(frames) => frames.iter().map(|f| f.len()).sum(),
-            Outbound::Ping => 0,
+            Outbound::Batch(_) | Outbound::Ping => 0,
             Outbound::Pong(b) => b.len(),
         }
     }
@@ -90,6 +92,8 @@ struct Inner {
     abort: Notify,
     /// `websocket.outbound_queue`.
     limit: usize,
+    /// `websocket.outbound_queue_bytes`.
+    limit_bytes: usize,
 }
 
 /// A cheap, cloneable handle on one session's queue.
@@ -108,14 +112,17 @@ pub struct QueueDepth {
 }
 
 impl OutboundQueue {
-    /// A queue that holds at most `limit` unwritten items.
-    pub fn new(limit: usize) -> Self {
+    /// A queue that holds at most `limit` unwritten items and `limit_bytes`
+    /// bytes of them (one item is always accepted into an empty queue, however
+    /// large, so a big event cannot make a session undeliverable).
+    pub fn new(limit: usize, limit_bytes: usize) -> Self {
         OutboundQueue {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 ready: Notify::new(),
                 abort: Notify::new(),
                 limit: limit.max(1),
+                limit_bytes,
             }),
         }
     }
@@ -126,14 +133,17 @@ impl OutboundQueue {
         if state.closing.is_some() {
             return Err(PushError::Closed);
         }
-        if state.pending >= self.inner.limit {
+        let bytes = item.bytes();
+        let over_bytes =
+            state.pending_bytes > 0 && state.pending_bytes + bytes > self.inner.limit_bytes;
+        if state.pending >= self.inner.limit || over_bytes {
             drop(state);
             self.close(CloseCode::SlowConsumer, false);
             return Err(PushError::SlowConsumer);
         }
         let was_empty = state.items.is_empty();
         state.pending += 1;
-        state.pending_bytes += item.bytes();
+        state.pending_bytes += bytes;
         state.items.push_back(item);
         drop(state);
         if was_empty {
@@ -227,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn delivers_in_order_and_counts_until_written() {
-        let q = OutboundQueue::new(3);
+        let q = OutboundQueue::new(3, usize::MAX);
         q.push(frame("a")).expect("room");
         q.push(frame("bb")).expect("room");
         assert_eq!(
@@ -250,7 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_closes_as_slow_consumer_and_frees_the_queue() {
-        let q = OutboundQueue::new(2);
+        let q = OutboundQueue::new(2, usize::MAX);
         q.push(frame("a")).expect("room");
         q.push(frame("b")).expect("room");
         assert_eq!(q.push(frame("c")), Err(PushError::SlowConsumer));
@@ -265,9 +275,23 @@ mod tests {
             .expect("abort is signalled");
     }
 
+    #[test]
+    fn byte_bound_counts_live_frames_but_not_replays() {
+        let q = OutboundQueue::new(100, 4);
+        q.push(Outbound::Batch(vec![ByteString::from_static(
+            "a long replay",
+        )]))
+        .expect("replays are not counted in bytes");
+        q.push(frame("abc")).expect("3 bytes fit");
+        assert_eq!(q.push(frame("de")), Err(PushError::SlowConsumer));
+        let big = OutboundQueue::new(100, 4);
+        big.push(frame("larger than the bound"))
+            .expect("one item always fits an empty queue");
+    }
+
     #[tokio::test]
     async fn flushing_close_keeps_queued_items_first() {
-        let q = OutboundQueue::new(8);
+        let q = OutboundQueue::new(8, usize::MAX);
         q.push(frame("a")).expect("room");
         q.close(CloseCode::Draining, true);
         q.close(CloseCode::Normal, false);
@@ -281,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_writer_is_woken_by_a_push_from_another_thread() {
-        let q = OutboundQueue::new(8);
+        let q = OutboundQueue::new(8, usize::MAX);
         let q2 = q.clone();
         let pusher = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(20));

@@ -250,8 +250,8 @@ mod tests {
     #[test]
     fn fan_out_reports_full_queues() {
         let mut r = room(10, 0);
-        let ok = OutboundQueue::new(10);
-        let full = OutboundQueue::new(1);
+        let ok = OutboundQueue::new(10, usize::MAX);
+        let full = OutboundQueue::new(1, usize::MAX);
         r.subscribe(SessionId(1), ok.clone());
         r.subscribe(SessionId(2), full.clone());
         let e1 = r.append("t", &data(), "ts");

@@ -71,6 +71,7 @@ impl Hub {
                 client_timeout: Duration::from_secs(ws.client_timeout_s),
                 max_frame_bytes: ws.max_frame_bytes,
                 outbound_queue: ws.outbound_queue,
+                outbound_queue_bytes: ws.outbound_queue_bytes,
                 write_timeout: Duration::from_secs(ws.write_timeout_s),
                 node: Arc::from(node.as_str()),
             }),

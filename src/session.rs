@@ -40,6 +40,8 @@ pub struct SessionSettings {
     pub max_frame_bytes: usize,
     /// Outbound queue length.
     pub outbound_queue: usize,
+    /// Outbound queue bytes.
+    pub outbound_queue_bytes: usize,
     /// Longest a single socket write may stall.
     pub write_timeout: Duration,
     /// This node's id, for `welcome`.
@@ -131,7 +133,7 @@ impl Session {
             remote,
             claims,
             registry,
-            queue: OutboundQueue::new(settings.outbound_queue),
+            queue: OutboundQueue::new(settings.outbound_queue, settings.outbound_queue_bytes),
             stats: Arc::new(SessionStats::new()),
             settings,
             connected: now,

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -43,45 +42,9 @@ async fn drain_refuses_new_work_and_closes_sessions_with_1001() {
     assert_eq!(status, 200, "the process is still healthy while draining");
 }
 
-/// A child `realtime-hub` on a free port; its address is read from its log.
-struct Child {
-    proc: std::process::Child,
-    addr: String,
-}
-
-fn spawn_binary(envs: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-hub"));
-    cmd.env("HUB_SERVER__BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut proc = cmd.spawn().expect("spawn realtime-hub");
-    let stderr = proc.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("hub logs its address");
-    Child { proc, addr }
-}
-
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero_within_the_grace() {
-    let mut child = spawn_binary(&[("HUB_SERVER__SHUTDOWN_GRACE_S", "4")]);
+    let mut child = ChildHub::spawn(&[("HUB_SERVER__SHUTDOWN_GRACE_S", "4")]);
     let base = format!("ws://{}", child.addr);
     let (mut a, _) = Client::connect_welcomed(&format!("{base}/ws/alerts")).await;
     a.recv().await;
@@ -111,7 +74,7 @@ async fn sigterm_drains_and_exits_zero_within_the_grace() {
 
 #[tokio::test]
 async fn sigint_also_drains() {
-    let mut child = spawn_binary(&[]);
+    let mut child = ChildHub::spawn(&[]);
     let (mut a, _) = Client::connect_welcomed(&format!("ws://{}/ws", child.addr)).await;
     Command::new("kill")
         .args(["-INT", &child.proc.id().to_string()])

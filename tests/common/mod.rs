@@ -285,3 +285,92 @@ pub fn seqs(frames: &[Value], room: &str) -> Vec<u64> {
         .map(|f| f["seq"].as_u64().expect("seq"))
         .collect()
 }
+
+/// A `realtime-hub` child process on a free loopback port, for tests that need
+/// its own RSS or send it signals. Killed on drop.
+pub struct ChildHub {
+    pub proc: std::process::Child,
+    pub addr: String,
+}
+
+impl ChildHub {
+    /// Starts the binary with `envs` (config overrides); its address is read
+    /// from its log line.
+    pub fn spawn(envs: &[(&str, &str)]) -> ChildHub {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-hub"));
+        cmd.env("HUB_SERVER__BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut proc = cmd.spawn().expect("spawn realtime-hub");
+        let stderr = proc.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            // Keep draining the log so the child never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.split("realtime-hub listening on ").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("hub logs its address");
+        ChildHub { proc, addr }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://ADDR{path}`.
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// The child's resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Polls `/socket-status` until `pred` holds (bounded by WAIT).
+    pub async fn wait_status(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            let (_, s) = get(&self.http("/socket-status")).await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "status never matched; last: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ChildHub {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
+}
