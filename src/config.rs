@@ -369,18 +369,8 @@ impl Config {
         if !a.jwt_public_key_file.is_empty() {
             require_file("auth.jwt_public_key_file", &a.jwt_public_key_file)?;
         }
-        if !a.jwt_secret.is_empty() || !a.jwt_public_key_file.is_empty() {
-            // Refused rather than ignored: a hub that accepted a secret and then
-            // let every socket in would be the half-working server we never start.
-            return Err(ConfigError::key(
-                if a.jwt_secret.is_empty() {
-                    "auth.jwt_public_key_file"
-                } else {
-                    "auth.jwt_secret"
-                },
-                "JWT auth is not available in this build yet; leave it empty",
-            ));
-        }
+        // Parses the key file (or secret) exactly as the running hub will.
+        crate::auth::Authenticator::new(a)?;
         if a.api_keys.iter().any(|k| k.trim().len() < 8) {
             return Err(ConfigError::key(
                 "auth.api_keys",

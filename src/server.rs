@@ -64,7 +64,10 @@ impl Hub {
         let registry = RegistryActor::start_in_arbiter(&registry_arbiter.handle(), |_| registry);
         let ws = &config.websocket;
         let state = AppState {
-            auth: Arc::new(Authenticator::new(&config.auth)),
+            auth: Arc::new(
+                Authenticator::new(&config.auth)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+            ),
             connections: ConnectionLimiter::new(ws.max_connections, ws.max_connections_per_ip),
             session_settings: Arc::new(SessionSettings {
                 heartbeat: Duration::from_secs(ws.heartbeat_interval_s),
@@ -72,6 +75,8 @@ impl Hub {
                 max_frame_bytes: ws.max_frame_bytes,
                 outbound_queue: ws.outbound_queue,
                 outbound_queue_bytes: ws.outbound_queue_bytes,
+                rate_per_s: ws.rate_per_s,
+                rate_burst: ws.rate_burst,
                 write_timeout: Duration::from_secs(ws.write_timeout_s),
                 node: Arc::from(node.as_str()),
             }),

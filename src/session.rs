@@ -11,9 +11,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::num::NonZeroU32;
+
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, Message, StreamHandler};
 use actix_web::web::BytesMut;
 use actix_ws::{Item, MessageStream, ProtocolError};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::auth::Claims;
 use crate::command::{self, Command, Envelope};
@@ -46,7 +49,15 @@ pub struct SessionSettings {
     pub write_timeout: Duration,
     /// This node's id, for `welcome`.
     pub node: Arc<str>,
+    /// Client commands per second (token bucket refill).
+    pub rate_per_s: u32,
+    /// Token bucket size; also the number of refused commands within
+    /// [`ABUSE_WINDOW`] that closes the session with 1008.
+    pub rate_burst: u32,
 }
+
+/// Window over which refused commands are counted towards a 1008 close.
+pub const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The room a `/ws/{room}` socket joins on connect.
 #[derive(Debug, Clone)]
@@ -103,6 +114,11 @@ pub struct Session {
     fragments: Option<Fragments>,
     /// Why the session ended, once known.
     reason: Option<DisconnectReason>,
+    /// The command rate limit (a well-kept token bucket, `governor`).
+    limiter: DefaultDirectRateLimiter,
+    /// Commands refused by the limiter in the current abuse window, and when
+    /// that window started.
+    strikes: (u32, Instant),
     /// Taken by `started`.
     start: Option<SessionStart>,
     /// Holds one slot of `max_connections` until the session is dropped.
@@ -127,6 +143,9 @@ impl Session {
         permit: ConnectionPermit,
     ) -> Self {
         let now = Instant::now();
+        let quota =
+            Quota::per_second(NonZeroU32::new(settings.rate_per_s).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(settings.rate_burst).unwrap_or(NonZeroU32::MIN));
         Session {
             id: SessionId::next(),
             kind,
@@ -140,6 +159,8 @@ impl Session {
             last_seen: now,
             fragments: None,
             reason: None,
+            limiter: RateLimiter::direct(quota),
+            strikes: (0, now),
             start: Some(start),
             _permit: permit,
         }
@@ -172,6 +193,33 @@ impl Session {
             message: &message,
             reference,
         }));
+    }
+
+    /// Takes a token for one command. Refused: `error rate_limited`, and a
+    /// session refused `rate_burst` times within [`ABUSE_WINDOW`] is closed
+    /// with 1008. Returns whether the command may run.
+    fn admit(&mut self, ctx: &mut <Self as Actor>::Context) -> bool {
+        if self.limiter.check().is_ok() {
+            return true;
+        }
+        let (count, since) = &mut self.strikes;
+        if since.elapsed() > ABUSE_WINDOW {
+            *count = 0;
+            *since = Instant::now();
+        }
+        *count += 1;
+        if *count >= self.settings.rate_burst {
+            self.close(DisconnectReason::Policy, CloseCode::Policy, false, ctx);
+        } else {
+            self.send_error(
+                &HubError::RateLimited(format!(
+                    "over {} commands per second; command dropped",
+                    self.settings.rate_per_s
+                )),
+                None,
+            );
+        }
+        false
     }
 
     fn on_text(&mut self, text: &str) {
@@ -358,6 +406,18 @@ impl Actor for Session {
             });
         }
 
+        if let Some(exp) = self.claims.exp {
+            let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+            let left = Duration::from_millis(exp.saturating_mul(1000).saturating_sub(now_ms));
+            ctx.run_later(left, |act, ctx| {
+                act.close(
+                    DisconnectReason::TokenExpired,
+                    CloseCode::TokenExpired,
+                    true,
+                    ctx,
+                )
+            });
+        }
         ctx.run_interval(self.settings.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.settings.client_timeout {
                 act.close(DisconnectReason::Timeout, CloseCode::Normal, false, ctx);
@@ -425,16 +485,22 @@ impl StreamHandler<Result<actix_ws::Message, ProtocolError>> for Session {
                     ctx,
                 );
             }
+            if !self.admit(ctx) {
+                return;
+            }
         }
         match msg {
             actix_ws::Message::Text(text) => self.on_text(&text),
             actix_ws::Message::Binary(_) => self.on_binary(),
             actix_ws::Message::Continuation(item) => {
-                let last = matches!(item, Item::Last(_));
-                self.on_continuation(item, ctx);
-                if last {
+                if matches!(item, Item::Last(_)) {
                     self.stats.msgs_in.fetch_add(1, Ordering::Relaxed);
+                    if self.fragments.is_some() && !self.admit(ctx) {
+                        self.fragments = None;
+                        return;
+                    }
                 }
+                self.on_continuation(item, ctx);
             }
             actix_ws::Message::Ping(payload) => {
                 let _ = self.queue.push(Outbound::Pong(payload));

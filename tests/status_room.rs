@@ -76,3 +76,31 @@ async fn status_updates_are_coalesced_and_quiet_without_change() {
     );
     // Nothing changed for 1.5 s above, and nothing arrived: quiet without change.
 }
+
+/// A dashboard that joins between two broadcasts must still get the next change
+/// of its own view, even when the counts return to what was last broadcast.
+#[tokio::test]
+async fn a_late_subscriber_is_updated_when_its_view_changes() {
+    let hub = start(|_| {});
+    let (mut a, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    a.subscribe("$status").await;
+    a.recv().await; // current status
+    a.subscribe("alerts").await;
+    let (seen, _) = a.recv_until(|v| v["data"]["rooms"]["alerts"] == 1).await;
+    assert_eq!(seen["type"], "status_update");
+    drop(a);
+    wait_status(&hub, |s| s["total_sockets"] == 0).await;
+
+    let (mut b, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    b.subscribe("$status").await;
+    let first = b.recv().await;
+    assert_eq!(first["data"]["rooms"]["alerts"], 0);
+    b.subscribe("alerts").await;
+    let update = b
+        .recv_within(Duration::from_secs(3))
+        .await
+        .expect("an update for b's own subscription");
+    assert_eq!(update["data"]["rooms"]["alerts"], 1, "{update}");
+    // ... and then nothing more: the counts do not change again.
+    assert!(b.recv_within(Duration::from_millis(1500)).await.is_none());
+}

@@ -57,6 +57,16 @@ struct SessionEntry {
     status: bool,
 }
 
+/// A `$status` follower and the counts it last saw, so it gets an update
+/// exactly when its own view is out of date — also if it joined between two
+/// broadcasts.
+struct StatusSubscriber {
+    /// Where its updates go.
+    queue: OutboundQueue,
+    /// Fingerprint of the counts it last received.
+    seen: u64,
+}
+
 /// The central actor; see the module docs.
 pub struct RegistryActor {
     /// The validated configuration.
@@ -76,9 +86,7 @@ pub struct RegistryActor {
     /// Socket count per type, kept on register/unregister so status never scans.
     by_type: HashMap<Arc<str>, usize>,
     /// Sessions following `$status`.
-    status_subscribers: HashMap<SessionId, OutboundQueue>,
-    /// The counts last pushed to `$status`, to push only on change.
-    last_status: Option<StatusCounts>,
+    status_subscribers: HashMap<SessionId, StatusSubscriber>,
     /// Socket type to path, fixed at start.
     ws_endpoints: BTreeMap<String, String>,
     /// Live session count, watched by the drain.
@@ -116,7 +124,6 @@ impl RegistryActor {
             users: HashMap::new(),
             by_type: HashMap::new(),
             status_subscribers: HashMap::new(),
-            last_status: None,
             ws_endpoints,
             session_count,
         };
@@ -148,8 +155,17 @@ impl RegistryActor {
     }
 
     fn status(&self) -> Status {
+        self.status_with(0)
+    }
+
+    /// The status as it will be once `joining` more `$status` subscribers are in.
+    fn status_with(&self, joining: usize) -> Status {
+        let mut counts = self.counts();
+        if let Some(n) = counts.rooms.get_mut(STATUS_ROOM) {
+            *n += joining;
+        }
         Status {
-            counts: self.counts(),
+            counts,
             timestamp: timestamp_now(),
             ws_endpoints: self.ws_endpoints.clone(),
             node: self.node.clone(),
@@ -166,20 +182,25 @@ impl RegistryActor {
         })
     }
 
-    /// Pushes a `status_update` to `$status` subscribers if a count changed.
+    /// Pushes a `status_update` to each `$status` subscriber whose last view
+    /// differs from the current counts (called at most once a second).
     fn push_status_if_changed(&mut self) {
         if self.status_subscribers.is_empty() {
-            self.last_status = None;
             return;
         }
         let status = self.status();
-        if self.last_status.as_ref() == Some(&status.counts) {
+        let now = status.counts.fingerprint();
+        if self.status_subscribers.values().all(|s| s.seen == now) {
             return;
         }
         let frame = Self::status_frame(&status);
-        self.last_status = Some(status.counts);
-        self.status_subscribers
-            .retain(|_, q| q.push(Outbound::Frame(frame.clone())).is_ok());
+        self.status_subscribers.retain(|_, s| {
+            if s.seen == now {
+                return true;
+            }
+            s.seen = now;
+            s.queue.push(Outbound::Frame(frame.clone())).is_ok()
+        });
     }
 
     /// The room, created on demand when the config allows it.
@@ -261,8 +282,15 @@ impl RegistryActor {
             if let Some(e) = self.sessions.get_mut(&msg.id) {
                 e.status = true;
             }
-            self.status_subscribers.insert(msg.id, queue.clone());
-            let frame = Self::status_frame(&self.status());
+            let status = self.status_with(1);
+            self.status_subscribers.insert(
+                msg.id,
+                StatusSubscriber {
+                    queue: queue.clone(),
+                    seen: status.counts.fingerprint(),
+                },
+            );
+            let frame = Self::status_frame(&status);
             let _ = queue.push(Outbound::Batch(vec![subscribed, frame]));
             return Ok(());
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// The counts part of the status: what changes trigger a `status_update`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct StatusCounts {
     /// False while draining.
     pub active: bool,
@@ -16,6 +16,17 @@ pub struct StatusCounts {
     pub sockets_by_type: BTreeMap<String, usize>,
     /// Subscribers per room.
     pub rooms: BTreeMap<String, usize>,
+}
+
+impl StatusCounts {
+    /// A 64-bit fingerprint, so each `$status` subscriber's last view costs a
+    /// word rather than a copy of the maps.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
 }
 
 /// `GET /socket-status` (contract section 6).
