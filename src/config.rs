@@ -320,6 +320,7 @@ impl Config {
             (false, false) => {
                 require_file("server.tls_cert", &s.tls_cert)?;
                 require_file("server.tls_key", &s.tls_key)?;
+                crate::tls::server_config(&s.tls_cert, &s.tls_key)?;
             }
             (true, false) => {
                 return Err(ConfigError::key(

@@ -34,6 +34,7 @@
 //! - [`auth`]: the claims seam — what a socket may subscribe to and publish; the
 //!   JWT verifier plugs in there.
 //! - [`connections`]: admission against `max_connections` (per node, per IP).
+//! - [`tls`]: wss/https with rustls.
 //! - [`server`]: binding, running, signal handling and the graceful drain.
 //! - [`ids`], [`session_stats`]: session ids and epochs; per-session counters.
 //!
@@ -61,6 +62,7 @@ pub mod room;
 pub mod server;
 pub mod session;
 pub mod session_stats;
+pub mod tls;
 pub mod writer;
 
 pub use config::Config;

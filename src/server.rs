@@ -86,13 +86,23 @@ impl Hub {
             config: config.clone(),
         };
         let app_state = state.clone();
-        let server =
-            HttpServer::new(move || App::new().configure(http::configure(app_state.clone())))
-                .workers(config.worker_count())
-                .shutdown_timeout(HTTP_SHUTDOWN.as_secs())
-                .disable_signals()
-                .backlog(4096)
-                .bind(&config.server.bind)?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(http::cors(&app_state.config))
+                .wrap(actix_web::middleware::from_fn(http::access_log))
+                .configure(http::configure(app_state.clone()))
+        })
+        .workers(config.worker_count())
+        .shutdown_timeout(HTTP_SHUTDOWN.as_secs())
+        .disable_signals()
+        .backlog(4096);
+        let server = if config.server.tls_cert.is_empty() {
+            server.bind(&config.server.bind)?
+        } else {
+            let tls = crate::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            server.bind_rustls_0_23(&config.server.bind, tls)?
+        };
         let addrs = server.addrs();
         let server = server.run();
         let handle = HubHandle {
@@ -101,12 +111,17 @@ impl Hub {
             sessions,
         };
         log::info!(
-            "realtime-hub listening on {} (node {node}, {} workers)",
+            "realtime-hub listening on {} ({}, node {node}, {} workers)",
             addrs
                 .iter()
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            if config.server.tls_cert.is_empty() {
+                "ws/http"
+            } else {
+                "wss/https"
+            },
             config.worker_count()
         );
         if config.auth.api_keys.is_empty() {

@@ -291,6 +291,8 @@ pub fn seqs(frames: &[Value], room: &str) -> Vec<u64> {
 pub struct ChildHub {
     pub proc: std::process::Child,
     pub addr: String,
+    /// Every line the child logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ChildHub {
@@ -310,10 +312,13 @@ impl ChildHub {
         let mut proc = cmd.spawn().expect("spawn realtime-hub");
         let stderr = proc.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             // Keep draining the log so the child never blocks on a full pipe.
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line.clone());
                 if !sent {
                     if let Some(rest) = line.split("realtime-hub listening on ").nth(1) {
                         let addr = rest.split_whitespace().next().unwrap_or("").to_string();
@@ -326,7 +331,7 @@ impl ChildHub {
         let addr = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("hub logs its address");
-        ChildHub { proc, addr }
+        ChildHub { proc, addr, log }
     }
 
     /// `http://ADDR{path}`.
