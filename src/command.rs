@@ -230,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_never_overflows_the_stack() {
+        // `data` is skipped as raw JSON (iteratively) and passed through as written.
+        let depth = 1_000_000;
+        let data = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let text = format!(r#"{{"op":"publish","room":"a","type":"t","data":{data}}}"#);
+        assert!(matches!(
+            decode(&text),
+            Ok(Envelope {
+                command: Command::Publish { .. },
+                ..
+            })
+        ));
+        // Typed fields go through serde_json's recursion limit.
+        let text = format!(
+            r#"{{"op":"subscribe","room":{}"a"{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(decode(&text).is_err());
+    }
+
+    #[test]
     fn null_fields_count_as_absent() {
         let e =
             decode(r#"{"op":"subscribe","room":"a","since":null,"epoch":null}"#).expect("valid");
