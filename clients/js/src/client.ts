@@ -1,0 +1,636 @@
+/**
+ * `HubClient`: one reconnecting WebSocket to a hub's multi-room endpoint.
+ *
+ * - connects with a token, retries with exponential backoff, jitter and a cap;
+ * - after every reconnect resubscribes each room with `since` + `epoch`, so no
+ *   event still in the hub's history is lost, and drops any duplicate;
+ * - when the hub answers `recovered:false` to a resume, fetches HTTP history and
+ *   hands the room's current events to `onResync` handlers;
+ * - sends app-level pings so a dead connection (which a browser may not notice
+ *   for minutes) is detected and replaced;
+ * - exposes its state (`connecting | open | reconnecting | closed`) as events.
+ */
+
+import { Backoff } from "./backoff.js";
+import { RoomCursor, type ResumePosition, type ResyncReason } from "./cursor.js";
+import { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
+import { HubError, NotConnectedError, TimeoutError } from "./errors.js";
+import type { HubClientEvents, ResyncInfo, RoomHandlers, SubscribeOptions, SubscribedInfo } from "./events.js";
+import { readRoomHistory } from "./history.js";
+import { HubHttp } from "./http.js";
+import type { HubClientOptions, WebSocketConstructor, WebSocketLike } from "./options.js";
+import {
+  PROTOCOL_VERSION,
+  isSystemRoom,
+  isValidRoomName,
+  parseFrame,
+  type Command,
+  type ControlFrame,
+  type ErrorFrame,
+  type Ref,
+  type RoomEvent,
+  type SubscribedFrame,
+  type WelcomeFrame,
+} from "./protocol.js";
+import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
+import { ConnectionStateMachine, type ConnectionState } from "./state.js";
+import { SubscriptionImpl, type Subscription } from "./subscription.js";
+import { resolveHubUrls, type HubUrls } from "./url.js";
+
+type SubscriptionStatus = "pending" | "subscribed" | "failed";
+
+interface RoomEntry<S extends EventSchema> {
+  room: string;
+  cursor: RoomCursor;
+  subs: Set<SubscriptionImpl<S>>;
+  status: SubscriptionStatus;
+  /** Position sent with the outstanding subscribe. */
+  sent: ResumePosition;
+  /** Ref of the outstanding subscribe. */
+  ref: Ref | null;
+  retryTimer: ReturnType<typeof setTimeout> | null;
+  retryBackoff: Backoff;
+  resyncAbort: AbortController | null;
+}
+
+interface PendingPublish {
+  resolve: (result: { room: string; seq: number }) => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+type PendingRef =
+  | { kind: "subscribe"; room: string }
+  | { kind: "unsubscribe"; room: string }
+  | { kind: "publish"; room: string; pending: PendingPublish }
+  | { kind: "ping" };
+
+/** Error codes after which a failed subscribe is retried instead of given up. */
+const TRANSIENT_CODES: ReadonlySet<string> = new Set(["rate_limited", "unavailable", "internal"]);
+
+/** `window` in a browser: the `online` event there means "retry now, do not wait". */
+interface OnlineEvents {
+  addEventListener(type: "online", listener: () => void): void;
+  removeEventListener(type: "online", listener: () => void): void;
+}
+
+/**
+ * A reconnecting client for the hub's multi-room WebSocket endpoint.
+ *
+ * @typeParam S - the application's event schema (event type -> data type).
+ */
+export class HubClient<S extends EventSchema = UntypedSchema> {
+  private readonly emitter = new Emitter<HubClientEvents<S>>();
+  private readonly machine: ConnectionStateMachine;
+  private readonly backoff: Backoff;
+  private readonly urls: HubUrls;
+  private readonly rooms = new Map<string, RoomEntry<S>>();
+  private readonly refs = new Map<Ref, PendingRef>();
+  private http: HubHttp | null = null;
+
+  private socket: WebSocketLike | null = null;
+  /** Incremented whenever a socket is abandoned, so its late callbacks are ignored. */
+  private socketGeneration = 0;
+  private welcome: WelcomeFrame | null = null;
+  private nextRef = 1;
+  private failedAttempts = 0;
+
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private connectTimer: ReturnType<typeof setTimeout> | null = null;
+  private pingTimer: ReturnType<typeof setInterval> | null = null;
+  private pongTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly onOnline = () => this.reconnectNow();
+
+  constructor(private readonly options: HubClientOptions = {}) {
+    this.urls = resolveHubUrls(options.url, options.wsPath);
+    this.backoff = new Backoff(options.backoff, options.random);
+    this.machine = new ConnectionStateMachine((change) => this.emitter.emit("state", change));
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this.machine.state;
+  }
+
+  /** The current session's `welcome`, or null while not open. */
+  get session(): WelcomeFrame | null {
+    return this.welcome;
+  }
+
+  /** The hub's WebSocket and HTTP addresses. */
+  get endpoints(): HubUrls {
+    return { ...this.urls };
+  }
+
+  /** HTTP API client for the same hub (history, status, rooms, publish). */
+  get api(): HubHttp {
+    this.http ??= new HubHttp({ baseUrl: this.urls.httpBase, fetch: this.options.fetch });
+    return this.http;
+  }
+
+  /** Adds a listener for a client event; returns a function that removes it. */
+  on<K extends keyof HubClientEvents<S>>(event: K, listener: Listener<HubClientEvents<S>[K]>): Unsubscribe {
+    return this.emitter.on(event, listener);
+  }
+
+  /** Removes a listener added with {@link on}. */
+  off<K extends keyof HubClientEvents<S>>(event: K, listener: Listener<HubClientEvents<S>[K]>): void {
+    this.emitter.off(event, listener);
+  }
+
+  /**
+   * Starts connecting (no-op unless `closed`). Subscriptions made before or after
+   * are (re)sent every time a session opens.
+   */
+  connect(): this {
+    if (this.machine.state !== "closed") return this;
+    this.failedAttempts = 0;
+    this.backoff.reset();
+    this.machine.transition("connecting", "connect()");
+    onlineEvents()?.addEventListener("online", this.onOnline);
+    void this.openSocket();
+    return this;
+  }
+
+  /**
+   * While `reconnecting` and waiting out a backoff delay, tries again at once.
+   * Called automatically when a browser reports it is back `online`.
+   */
+  reconnectNow(): void {
+    if (this.machine.state !== "reconnecting" || this.reconnectTimer === null) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    void this.openSocket();
+  }
+
+  /**
+   * Closes the connection and stops reconnecting (state `closed`). Subscriptions
+   * are kept: a later {@link connect} resumes them where they were.
+   */
+  close(code = 1000, reason = "client closed"): void {
+    if (this.machine.state === "closed") return;
+    const socket = this.socket;
+    this.teardown(new NotConnectedError("client closed"));
+    this.enterClosed("close()");
+    if (socket) safeClose(socket, code, reason);
+    this.emitter.emit("close", { code, reason, willReconnect: false });
+  }
+
+  /**
+   * Resolves once the state is `state`, or rejects after `timeoutMs`.
+   */
+  waitFor(state: ConnectionState, timeoutMs = 10_000): Promise<void> {
+    if (this.machine.state === state) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new TimeoutError(`state ${state} not reached within ${timeoutMs} ms (now ${this.state})`));
+      }, timeoutMs);
+      const off = this.emitter.on("state", (change) => {
+        if (change.to !== state) return;
+        clearTimeout(timer);
+        off();
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Subscribes to `room` (a room name or a system room like `$status`). Several
+   * subscriptions to one room share one hub subscription.
+   *
+   * @throws TypeError for an invalid room name.
+   */
+  subscribe(room: string, handlers: RoomHandlers<S> = {}, options: SubscribeOptions = {}): Subscription<S> {
+    if (!isValidRoomName(room) && !isSystemRoom(room)) {
+      throw new TypeError(`invalid room name: ${JSON.stringify(room)}`);
+    }
+    let entry = this.rooms.get(room);
+    if (!entry) {
+      entry = {
+        room,
+        cursor: new RoomCursor(options),
+        subs: new Set(),
+        status: "pending",
+        sent: {},
+        ref: null,
+        retryTimer: null,
+        retryBackoff: new Backoff(this.options.backoff, this.options.random),
+        resyncAbort: null,
+      };
+      this.rooms.set(room, entry);
+      if (this.machine.state === "open") this.sendSubscribe(entry);
+    }
+    const sub = new SubscriptionImpl<S>(room, handlers, (s) => this.removeSubscription(s));
+    entry.subs.add(sub);
+    return sub;
+  }
+
+  /** Rooms with at least one subscription. */
+  subscribedRooms(): string[] {
+    return [...this.rooms.keys()];
+  }
+
+  /**
+   * The position the client would resume `room` from (`since` + `epoch`), e.g. to
+   * persist it and pass it to {@link subscribe} later.
+   */
+  position(room: string): ResumePosition {
+    return this.rooms.get(room)?.cursor.resumePosition() ?? {};
+  }
+
+  /**
+   * Publishes over the socket (only into rooms with `client_publish` and when the
+   * token allows it). Resolves with the event's seq.
+   */
+  publish<K extends keyof S & string>(room: string, type: K, data: S[K]): Promise<{ room: string; seq: number }> {
+    if (this.machine.state !== "open" || !this.socket) return Promise.reject(new NotConnectedError());
+    const ref = this.takeRef("pub");
+    return new Promise((resolve, reject) => {
+      const timeoutMs = this.options.commandTimeoutMs ?? 10_000;
+      const timer = setTimeout(() => {
+        this.refs.delete(ref);
+        reject(new TimeoutError(`publish to ${room} not acknowledged within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.refs.set(ref, { kind: "publish", room, pending: { resolve, reject, timer } });
+      this.send({ op: "publish", room, type, data, ref });
+    });
+  }
+
+  // --- connection lifecycle -------------------------------------------------
+
+  private async openSocket(): Promise<void> {
+    const generation = ++this.socketGeneration;
+    let token: string | null | undefined;
+    try {
+      token = typeof this.options.token === "function" ? await this.options.token() : this.options.token;
+    } catch (error) {
+      if (generation !== this.socketGeneration) return;
+      this.emitter.emit("error", new HubError("token_error", "token provider failed", undefined, undefined, { cause: error }));
+      this.handleDrop({ code: 1006, reason: "token provider failed" });
+      return;
+    }
+    if (generation !== this.socketGeneration) return;
+
+    const Ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!Ctor) {
+      this.emitter.emit(
+        "error",
+        new HubError("no_websocket", "no WebSocket implementation: pass the `WebSocket` option (e.g. from the `ws` package)"),
+      );
+      this.enterClosed("no WebSocket implementation");
+      return;
+    }
+    const url = token ? `${this.urls.wsUrl}?token=${encodeURIComponent(token)}` : this.urls.wsUrl;
+    let socket: WebSocketLike;
+    try {
+      socket = new Ctor(url);
+    } catch (error) {
+      this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.wsUrl}`, undefined, undefined, { cause: error }));
+      this.handleDrop({ code: 1006, reason: "cannot open socket" });
+      return;
+    }
+    this.socket = socket;
+    const current = () => generation === this.socketGeneration;
+    socket.onmessage = (event) => {
+      if (current()) this.onFrame(event.data);
+    };
+    socket.onclose = (event) => {
+      if (current()) this.handleDrop({ code: event.code, reason: event.reason });
+    };
+    socket.onerror = () => {
+      // A close event follows every error; it drives the reconnect.
+    };
+    const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    this.connectTimer = setTimeout(() => {
+      if (current()) this.handleDrop({ code: 1006, reason: "connect timeout" });
+    }, connectTimeoutMs);
+  }
+
+  /** The connection is gone (or must be given up): clean up and maybe schedule a retry. */
+  private handleDrop(close: { code: number; reason: string }): void {
+    const state = this.machine.state;
+    if (state === "closed") return;
+    const socket = this.socket;
+    this.teardown(new NotConnectedError(`connection lost (${close.code} ${close.reason})`.trim()));
+    if (socket) safeClose(socket, 4000, "abandoned");
+
+    const wasOpen = state === "open";
+    if (!wasOpen) this.failedAttempts += 1;
+    const allowed = this.options.shouldReconnect?.(close) ?? true;
+    const max = this.options.maxReconnectAttempts ?? Infinity;
+    const willReconnect = allowed && this.failedAttempts < max;
+    this.emitter.emit("close", { ...close, willReconnect });
+    if (!willReconnect) {
+      this.enterClosed(allowed ? "too many failed attempts" : `close ${close.code}`);
+      return;
+    }
+    this.machine.transition("reconnecting", close.reason || `close ${close.code}`);
+    const delayMs = this.backoff.next();
+    this.emitter.emit("reconnect", { attempt: this.backoff.attempts, delayMs });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.openSocket();
+    }, delayMs);
+  }
+
+  private enterClosed(reason: string): void {
+    onlineEvents()?.removeEventListener("online", this.onOnline);
+    this.machine.transition("closed", reason);
+  }
+
+  /** Stops timers, forgets the socket and fails everything waiting on it. */
+  private teardown(reason: Error): void {
+    this.socketGeneration += 1;
+    if (this.socket) {
+      // No-ops rather than null: some implementations (ws) throw on an 'error'
+      // event nobody listens to, e.g. when closing a socket still connecting.
+      this.socket.onmessage = noop;
+      this.socket.onclose = noop;
+      this.socket.onerror = noop;
+      this.socket.onopen = noop;
+    }
+    this.socket = null;
+    this.welcome = null;
+    for (const timer of [this.reconnectTimer, this.connectTimer, this.pongTimer]) {
+      if (timer !== null) clearTimeout(timer);
+    }
+    if (this.pingTimer !== null) clearInterval(this.pingTimer);
+    this.reconnectTimer = this.connectTimer = this.pongTimer = this.pingTimer = null;
+    for (const pending of this.refs.values()) {
+      if (pending.kind === "publish") {
+        clearTimeout(pending.pending.timer);
+        pending.pending.reject(reason);
+      }
+    }
+    this.refs.clear();
+    for (const entry of this.rooms.values()) {
+      if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
+      entry.retryTimer = null;
+      entry.resyncAbort?.abort();
+      entry.resyncAbort = null;
+      entry.cursor.abandonResync();
+      if (entry.status === "subscribed") entry.status = "pending";
+      entry.ref = null;
+    }
+  }
+
+  private onWelcome(frame: WelcomeFrame): void {
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+    if (frame.protocol !== PROTOCOL_VERSION) {
+      this.emitter.emit("error", new HubError("protocol_mismatch", `hub speaks protocol ${frame.protocol}, client ${PROTOCOL_VERSION}`));
+    }
+    this.welcome = frame;
+    this.failedAttempts = 0;
+    this.backoff.reset();
+    this.machine.transition("open", "welcome");
+    this.emitter.emit("open", frame);
+    this.startPing(frame.heartbeat_ms);
+    // Failed rooms are retried too: a new session may carry a new token.
+    for (const entry of this.rooms.values()) this.sendSubscribe(entry);
+  }
+
+  // --- liveness ----------------------------------------------------------------
+
+  private startPing(heartbeatMs: number | undefined): void {
+    const interval = this.options.pingIntervalMs ?? (heartbeatMs && heartbeatMs > 0 ? heartbeatMs : 15_000);
+    const pongTimeoutMs = this.options.pongTimeoutMs ?? 10_000;
+    this.pingTimer = setInterval(() => {
+      if (this.pongTimer !== null) return; // still waiting for a sign of life
+      this.send({ op: "ping", ref: this.takeRef("ping", { kind: "ping" }) });
+      this.pongTimer = setTimeout(() => {
+        this.pongTimer = null;
+        this.handleDrop({ code: 1006, reason: "ping timeout" });
+      }, pongTimeoutMs);
+    }, interval);
+  }
+
+  /** Any frame proves the connection is alive. */
+  private sawTraffic(): void {
+    if (this.pongTimer !== null) {
+      clearTimeout(this.pongTimer);
+      this.pongTimer = null;
+    }
+  }
+
+  // --- frames ------------------------------------------------------------------
+
+  private onFrame(data: unknown): void {
+    this.sawTraffic();
+    if (typeof data !== "string") {
+      this.emitter.emit("error", new HubError("bad_frame", "hub sent a non-text frame"));
+      return;
+    }
+    const parsed = parseFrame(data);
+    switch (parsed.kind) {
+      case "control":
+        this.onControl(parsed.frame);
+        return;
+      case "event":
+        this.onRoomEvent(parsed.frame);
+        return;
+      case "user":
+        this.emitter.emit("message", parsed.frame);
+        return;
+      case "invalid":
+        this.emitter.emit("error", new HubError("bad_frame", parsed.reason));
+        return;
+    }
+  }
+
+  private onControl(frame: ControlFrame): void {
+    switch (frame.type) {
+      case "welcome":
+        if (this.machine.state !== "open") this.onWelcome(frame);
+        return;
+      case "subscribed":
+        this.onSubscribed(frame);
+        return;
+      case "unsubscribed":
+      case "pong":
+        if (frame.ref !== undefined) this.refs.delete(frame.ref);
+        return;
+      case "published": {
+        const pending = frame.ref !== undefined ? this.refs.get(frame.ref) : undefined;
+        if (pending?.kind !== "publish") return;
+        this.refs.delete(frame.ref!);
+        clearTimeout(pending.pending.timer);
+        pending.pending.resolve({ room: frame.room, seq: frame.seq });
+        return;
+      }
+      case "error":
+        this.onErrorFrame(frame);
+        return;
+    }
+  }
+
+  private onSubscribed(frame: SubscribedFrame): void {
+    const entry = this.rooms.get(frame.room);
+    if (!entry) return; // unsubscribed meanwhile
+    if (frame.ref !== undefined) {
+      if (entry.ref !== null && frame.ref !== entry.ref) return; // answer to an older subscribe
+      this.refs.delete(frame.ref);
+    }
+    entry.ref = null;
+    entry.status = "subscribed";
+    entry.retryBackoff.reset();
+    const outcome = entry.cursor.onSubscribed(frame, entry.sent);
+    const info: SubscribedInfo = {
+      room: frame.room,
+      epoch: frame.epoch,
+      seq: frame.seq,
+      recovered: frame.recovered,
+      outcome: outcome.kind,
+    };
+    this.emitter.emit("subscribed", info);
+    for (const sub of entry.subs) sub.deliverSubscribed(info);
+    if (outcome.kind === "resync") void this.resync(entry, outcome.reason, outcome.epoch, outcome.generation);
+  }
+
+  private onRoomEvent(event: RoomEvent): void {
+    const entry = this.rooms.get(event.room);
+    if (!entry) return;
+    const result = entry.cursor.accept(event);
+    if (result.kind !== "deliver") return;
+    const typed = result.event as AnyEventOf<S>;
+    this.emitter.emit("event", typed);
+    for (const sub of entry.subs) sub.deliverEvent(typed);
+  }
+
+  private onErrorFrame(frame: ErrorFrame): void {
+    const pending = frame.ref !== undefined ? this.refs.get(frame.ref) : undefined;
+    if (frame.ref !== undefined) this.refs.delete(frame.ref);
+    const room = pending && pending.kind !== "ping" ? pending.room : undefined;
+    const error = new HubError(frame.code, frame.message, room, frame.ref);
+    if (pending?.kind === "publish") {
+      clearTimeout(pending.pending.timer);
+      pending.pending.reject(error);
+      return;
+    }
+    if (pending?.kind === "subscribe") {
+      const entry = this.rooms.get(pending.room);
+      if (entry && entry.ref === frame.ref) this.onSubscribeFailed(entry, error);
+      return;
+    }
+    this.emitter.emit("error", error);
+  }
+
+  private onSubscribeFailed(entry: RoomEntry<S>, error: HubError): void {
+    entry.ref = null;
+    if (TRANSIENT_CODES.has(error.code)) {
+      entry.status = "pending";
+      const delay = entry.retryBackoff.next();
+      entry.retryTimer = setTimeout(() => {
+        entry.retryTimer = null;
+        if (this.machine.state === "open" && this.rooms.get(entry.room) === entry) this.sendSubscribe(entry);
+      }, delay);
+    } else {
+      entry.status = "failed";
+    }
+    this.emitter.emit("error", error);
+    for (const sub of entry.subs) sub.deliverError(error);
+  }
+
+  // --- resync ------------------------------------------------------------------
+
+  /**
+   * The hub could not replay what the client missed: read the room's history over
+   * HTTP (all pages), merge it with what the socket sent meanwhile, and hand the
+   * result to the room's `onResync` handlers.
+   */
+  private async resync(entry: RoomEntry<S>, reason: ResyncReason, epoch: string, generation: number): Promise<void> {
+    const abort = new AbortController();
+    entry.resyncAbort = abort;
+    let history: RoomEvent[] | null = null;
+    let historyEpoch: string | null = null;
+    try {
+      const read = await readRoomHistory(this.api, entry.room, {
+        pageSize: this.options.historyPageSize,
+        signal: abort.signal,
+      });
+      history = read.events;
+      historyEpoch = read.epoch;
+    } catch (error) {
+      if (abort.signal.aborted) return;
+      const wrapped =
+        error instanceof HubError
+          ? error
+          : new HubError("resync_failed", `history of ${entry.room} unavailable`, entry.room, undefined, { cause: error });
+      this.emitter.emit("error", wrapped);
+    } finally {
+      if (entry.resyncAbort === abort) entry.resyncAbort = null;
+    }
+    if (abort.signal.aborted) return;
+    const events = entry.cursor.completeResync(generation, history, historyEpoch);
+    if (events === null) return;
+    const info: ResyncInfo<S> = {
+      room: entry.room,
+      reason,
+      epoch,
+      events: events as AnyEventOf<S>[],
+      source: history !== null && historyEpoch === epoch ? "history" : "snapshot",
+    };
+    this.emitter.emit("resync", info);
+    for (const sub of entry.subs) sub.deliverResync(info);
+  }
+
+  // --- commands ----------------------------------------------------------------
+
+  private sendSubscribe(entry: RoomEntry<S>): void {
+    const position = isSystemRoom(entry.room) ? {} : entry.cursor.resumePosition();
+    const ref = this.takeRef("sub", { kind: "subscribe", room: entry.room });
+    entry.sent = position;
+    entry.ref = ref;
+    entry.status = "pending";
+    this.send({ op: "subscribe", room: entry.room, ...position, ref });
+  }
+
+  private removeSubscription(sub: SubscriptionImpl<S>): void {
+    const entry = this.rooms.get(sub.room);
+    if (!entry || !entry.subs.delete(sub) || entry.subs.size > 0) return;
+    this.rooms.delete(entry.room);
+    if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
+    entry.resyncAbort?.abort();
+    entry.cursor.abandonResync();
+    if (this.machine.state === "open" && entry.status !== "failed") {
+      this.send({ op: "unsubscribe", room: entry.room, ref: this.takeRef("unsub", { kind: "unsubscribe", room: entry.room }) });
+    }
+  }
+
+  private takeRef(prefix: string, pending?: PendingRef): string {
+    const ref = `${prefix}:${this.nextRef++}`;
+    if (pending) this.refs.set(ref, pending);
+    return ref;
+  }
+
+  private send(command: Command): void {
+    try {
+      this.socket?.send(JSON.stringify(command));
+    } catch (error) {
+      // A send on a socket that is closing throws in some implementations; the
+      // close event that follows drives the reconnect.
+      this.emitter.emit("error", new HubError("send_failed", `could not send ${command.op}`, undefined, command.ref, { cause: error }));
+    }
+  }
+}
+
+function noop(): void {}
+
+function onlineEvents(): OnlineEvents | undefined {
+  const g = globalThis as Partial<OnlineEvents> & { navigator?: unknown };
+  // Only browsers (which have both) fire `online`; Node's globalThis has neither.
+  return typeof g.addEventListener === "function" && typeof g.removeEventListener === "function" && g.navigator
+    ? (g as OnlineEvents)
+    : undefined;
+}
+
+function safeClose(socket: WebSocketLike, code: number, reason: string): void {
+  try {
+    socket.close(code, reason);
+  } catch {
+    // Already closed or closing.
+  }
+}
+
+

@@ -1,0 +1,72 @@
+/** What a {@link HubClient} reports: client events and per-room handlers. */
+
+import type { ResyncReason } from "./cursor.js";
+import type { HubError } from "./errors.js";
+import type { UserMessage, WelcomeFrame } from "./protocol.js";
+import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
+import type { StateChange } from "./state.js";
+import type { CloseInfo } from "./options.js";
+
+/** Payload of the `subscribed` event. */
+export interface SubscribedInfo {
+  room: string;
+  epoch: string;
+  /** Room head when the subscription was made. */
+  seq: number;
+  recovered: boolean;
+  /** What the client made of it: a fresh start, a gap-free resume, or a resync. */
+  outcome: "fresh" | "resumed" | "resync";
+}
+
+/** Payload of a resync: the room's events now, replacing what the application held. */
+export interface ResyncInfo<S extends EventSchema = UntypedSchema> {
+  room: string;
+  reason: ResyncReason;
+  epoch: string;
+  /** The room's retained events, oldest first, without duplicates. */
+  events: AnyEventOf<S>[];
+  /** `history` when HTTP history was read; `snapshot` when it failed and only the socket's snapshot is known. */
+  source: "history" | "snapshot";
+}
+
+/** Events emitted by `HubClient.on`. */
+export interface HubClientEvents<S extends EventSchema = UntypedSchema> {
+  /** The connection state changed. */
+  state: StateChange;
+  /** A session was established (the hub's `welcome`). */
+  open: WelcomeFrame;
+  /** The connection ended. */
+  close: CloseInfo;
+  /** A reconnect attempt was scheduled. */
+  reconnect: { attempt: number; delayMs: number };
+  /** A room subscription was confirmed. */
+  subscribed: SubscribedInfo;
+  /** A room event, in seq order, duplicates removed (all rooms). */
+  event: AnyEventOf<S>;
+  /** A room was resynced after lost events. */
+  resync: ResyncInfo<S>;
+  /** A message addressed to the user (`POST /api/users/{user}/events`). */
+  message: UserMessage;
+  /** An error frame, a failed subscription or a failed resync. */
+  error: HubError;
+}
+
+/** Handlers for one subscription. */
+export interface RoomHandlers<S extends EventSchema = UntypedSchema> {
+  /** Every event of the room, in order. */
+  onEvent?: (event: AnyEventOf<S>) => void;
+  /** The room's events after lost events were recovered from history; replace your state with them. */
+  onResync?: (info: ResyncInfo<S>) => void;
+  /** The hub confirmed the subscription (again after each reconnect). */
+  onSubscribed?: (info: SubscribedInfo) => void;
+  /** The subscription failed (e.g. `unknown_room`, `forbidden`). */
+  onError?: (error: HubError) => void;
+}
+
+/** Options of `HubClient.subscribe`. */
+export interface SubscribeOptions {
+  /** Resume from a position the application kept (see `HubClient.position`). */
+  since?: number;
+  epoch?: string;
+}
+

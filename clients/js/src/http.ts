@@ -1,0 +1,124 @@
+/**
+ * The parts of the hub's HTTP API a client uses: history (the resync fallback),
+ * status and room listings, and publishing.
+ *
+ * Publishing over HTTP is a server-side operation: the hub accepts it with an API
+ * key or, when no keys are configured, from loopback only. Browsers in real
+ * deployments publish through their own backend.
+ */
+
+import type { HistoryResponse, Json, PublishResult, RoomInfo, SocketStatus } from "./protocol.js";
+
+/** A `fetch` implementation (the global one by default). */
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** Options of {@link HubHttp}. */
+export interface HubHttpOptions {
+  /** Base URL of the hub's HTTP API, e.g. `http://localhost:8080`. */
+  baseUrl: string;
+  /** Bearer key for write/admin endpoints (`auth.api_keys`). */
+  apiKey?: string;
+  /** Custom fetch; defaults to `globalThis.fetch`. */
+  fetch?: FetchLike;
+}
+
+/** An HTTP error answer of the hub (`{"error":CODE,"message":TEXT}`). */
+export class HubHttpError extends Error {
+  constructor(
+    /** HTTP status code. */
+    readonly status: number,
+    /** The hub's error code, e.g. `unknown_room`; `http_error` when the body had none. */
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "HubHttpError";
+  }
+}
+
+/** Query of {@link HubHttp.history}. */
+export interface HistoryQuery {
+  /** Only events with a seq above this. */
+  since?: number;
+  /** At most this many events. */
+  limit?: number;
+  signal?: AbortSignal;
+}
+
+/** Thin typed wrapper over the hub's HTTP API. */
+export class HubHttp {
+  private readonly baseUrl: string;
+  private readonly fetchImpl: FetchLike;
+
+  constructor(private readonly options: HubHttpOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    const fetchImpl = options.fetch ?? (globalThis.fetch as FetchLike | undefined)?.bind(globalThis);
+    if (!fetchImpl) throw new TypeError("no fetch implementation available; pass `fetch`");
+    this.fetchImpl = fetchImpl;
+  }
+
+  /** `GET /api/rooms/{room}/history`: the room's retained events, oldest first. */
+  history(room: string, query: HistoryQuery = {}): Promise<HistoryResponse> {
+    const params = new URLSearchParams();
+    if (query.since !== undefined) params.set("since", String(query.since));
+    if (query.limit !== undefined) params.set("limit", String(query.limit));
+    const encoded = params.toString();
+    const qs = encoded.length > 0 ? `?${encoded}` : "";
+    return this.request<HistoryResponse>("GET", `/api/rooms/${encodeURIComponent(room)}/history${qs}`, {
+      signal: query.signal,
+    });
+  }
+
+  /** `POST /api/rooms/{room}/events`: publishes one event (needs write access). */
+  publish(room: string, type: string, data: Json | unknown): Promise<PublishResult> {
+    return this.request<PublishResult>("POST", `/api/rooms/${encodeURIComponent(room)}/events`, {
+      body: { type, data },
+      auth: true,
+    });
+  }
+
+  /** `GET /socket-status`. Dashboards should prefer the `$status` room instead of polling this. */
+  socketStatus(signal?: AbortSignal): Promise<SocketStatus> {
+    return this.request<SocketStatus>("GET", "/socket-status", { signal });
+  }
+
+  /** `GET /api/rooms`. */
+  rooms(signal?: AbortSignal): Promise<RoomInfo[]> {
+    return this.request<RoomInfo[]>("GET", "/api/rooms", { signal });
+  }
+
+  private async request<T>(
+    method: "GET" | "POST",
+    path: string,
+    init: { body?: unknown; auth?: boolean; signal?: AbortSignal | undefined },
+  ): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (init.body !== undefined) headers["content-type"] = "application/json";
+    if (init.auth && this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
+    const response = await this.fetchImpl(`${this.baseUrl}${path}`, {
+      method,
+      headers,
+      body: init.body === undefined ? undefined : JSON.stringify(init.body),
+      signal: init.signal,
+    });
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = text.length > 0 ? JSON.parse(text) : undefined;
+    } catch {
+      body = undefined;
+    }
+    if (!response.ok) {
+      const err = (body ?? {}) as { error?: unknown; message?: unknown };
+      throw new HubHttpError(
+        response.status,
+        typeof err.error === "string" ? err.error : "http_error",
+        typeof err.message === "string" ? err.message : `${method} ${path} answered ${response.status}`,
+      );
+    }
+    if (body === undefined) {
+      throw new HubHttpError(response.status, "bad_response", `${method} ${path} did not answer JSON`);
+    }
+    return body as T;
+  }
+}

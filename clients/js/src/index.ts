@@ -1,0 +1,36 @@
+/**
+ * @realtime-hub/client: a dependency-free TypeScript client for realtime-hub.
+ *
+ * React bindings live in `@realtime-hub/client/react`.
+ */
+
+export { HubClient } from "./client.js";
+export type { HubClientEvents, ResyncInfo, RoomHandlers, SubscribeOptions, SubscribedInfo } from "./events.js";
+export type { CloseInfo, HubClientOptions, TokenProvider, WebSocketConstructor, WebSocketLike } from "./options.js";
+export type { Subscription } from "./subscription.js";
+export { readRoomHistory, type ReadHistoryOptions, type RoomHistory } from "./history.js";
+export { Backoff, backoffDelay, resolveBackoff, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
+export { RoomCursor, type ResumePosition, type ResyncReason } from "./cursor.js";
+export { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
+export { HubError, NotConnectedError, TimeoutError } from "./errors.js";
+export { HubHttp, HubHttpError, type FetchLike, type HistoryQuery, type HubHttpOptions } from "./http.js";
+export {
+  CloseCode,
+  PROTOCOL_VERSION,
+  RESERVED_TYPES,
+  STATUS_ROOM,
+  isSystemRoom,
+  isValidRoomName,
+  type ErrorCode,
+  type HistoryResponse,
+  type Json,
+  type PublishResult,
+  type RoomEvent,
+  type RoomInfo,
+  type SocketStatus,
+  type UserMessage,
+  type WelcomeFrame,
+} from "./protocol.js";
+export type { AnyEventOf, EventOf, EventSchema, UntypedSchema } from "./schema.js";
+export { canTransition, type ConnectionState, type StateChange } from "./state.js";
+export { resolveHubUrls, type HubUrls } from "./url.js";

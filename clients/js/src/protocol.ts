@@ -1,0 +1,244 @@
+/**
+ * Wire types of the realtime-hub protocol (v1): the frames the server sends,
+ * the commands a client sends, and the HTTP bodies the client reads.
+ *
+ * These mirror the contract one to one; nothing here has behaviour apart from
+ * the small validation helpers at the end.
+ */
+
+/** Protocol version this client speaks (`welcome.protocol`). */
+export const PROTOCOL_VERSION = 1;
+
+/** A command reference, echoed by the server in the reply to that command. */
+export type Ref = string | number;
+
+/** Any JSON value. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** First frame of every session. */
+export interface WelcomeFrame {
+  type: "welcome";
+  session: string;
+  node: string;
+  protocol: number;
+  /** Server ping interval in milliseconds. */
+  heartbeat_ms: number;
+}
+
+/** Reply to `subscribe`; replayed events follow it, then live events. */
+export interface SubscribedFrame {
+  type: "subscribed";
+  room: string;
+  /** Identity of the room's history; changes when history is lost (e.g. restart). */
+  epoch: string;
+  /** Head of the room at subscription time (0 for an empty room). */
+  seq: number;
+  /** True when the requested `since` was honoured and every missed event follows. */
+  recovered: boolean;
+  ref?: Ref;
+}
+
+export interface UnsubscribedFrame {
+  type: "unsubscribed";
+  room: string;
+  ref?: Ref;
+}
+
+export interface PublishedFrame {
+  type: "published";
+  room: string;
+  seq: number;
+  ref?: Ref;
+}
+
+export interface PongFrame {
+  type: "pong";
+  ref?: Ref;
+}
+
+/** Error codes carried by `error` frames. */
+export type ErrorCode =
+  | "bad_request"
+  | "unknown_room"
+  | "forbidden"
+  | "unauthorized"
+  | "rate_limited"
+  | "too_large"
+  | "publish_disabled"
+  | "unavailable"
+  | "internal";
+
+/** An error reply. It never closes the connection by itself. */
+export interface ErrorFrame {
+  type: "error";
+  code: ErrorCode | (string & {});
+  message: string;
+  ref?: Ref;
+}
+
+/**
+ * An event published into a room. `seq` grows by exactly one per event within an
+ * `epoch`; system rooms such as `$status` send events without a `seq`.
+ */
+export interface RoomEvent<TType extends string = string, TData = unknown> {
+  type: TType;
+  room: string;
+  seq?: number;
+  /** RFC 3339 UTC timestamp with milliseconds. */
+  ts?: string;
+  data: TData;
+}
+
+/** A message addressed to a user rather than a room (no room, no seq). */
+export interface UserMessage<TType extends string = string, TData = unknown> {
+  type: TType;
+  user: string;
+  ts?: string;
+  data: TData;
+}
+
+/** Frame types the server reserves; a publisher may not use them. */
+export const RESERVED_TYPES = [
+  "welcome",
+  "subscribed",
+  "unsubscribed",
+  "published",
+  "pong",
+  "error",
+  "status_update",
+] as const;
+
+/** Control frames (everything that is not an event or a user message). */
+export type ControlFrame =
+  | WelcomeFrame
+  | SubscribedFrame
+  | UnsubscribedFrame
+  | PublishedFrame
+  | PongFrame
+  | ErrorFrame;
+
+/** Client to server commands. */
+export type Command =
+  | { op: "subscribe"; room: string; since?: number; epoch?: string; ref?: Ref }
+  | { op: "unsubscribe"; room: string; ref?: Ref }
+  | { op: "publish"; room: string; type: string; data: unknown; ref?: Ref }
+  | { op: "ping"; ref?: Ref };
+
+/** Body of `GET /socket-status`, also the `data` of `$status` `status_update` events. */
+export interface SocketStatus {
+  /** False while the hub drains. */
+  active: boolean;
+  total_sockets: number;
+  sockets_by_type: Record<string, number>;
+  /** Subscriber count per room. */
+  rooms: Record<string, number>;
+  timestamp: string;
+  ws_endpoints: Record<string, string>;
+  node: string;
+  uptime_s: number;
+  /** Present in a cluster: each node's own counts. */
+  nodes?: Record<string, Partial<SocketStatus>>;
+}
+
+/** Body of `GET /api/rooms/{room}/history`. */
+export interface HistoryResponse {
+  room: string;
+  epoch: string;
+  seq: number;
+  events: RoomEvent[];
+}
+
+/** Body of a successful `POST /api/rooms/{room}/events`. */
+export interface PublishResult {
+  room: string;
+  epoch: string;
+  seq: number;
+  delivered: number;
+}
+
+/** One row of `GET /api/rooms`. */
+export interface RoomInfo {
+  room: string;
+  subscribers: number;
+  epoch: string;
+  seq: number;
+  history: number;
+}
+
+/** Close codes the hub uses (contract section 8). */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  Abnormal: 1006,
+  Policy: 1008,
+  TooBig: 1009,
+  Internal: 1011,
+  TokenExpired: 4001,
+  SlowConsumer: 4008,
+  AdminDisconnect: 4009,
+} as const;
+
+/** The system room that carries `status_update` events. */
+export const STATUS_ROOM = "$status";
+
+const ROOM_NAME = /^[a-z0-9][a-z0-9_.:-]{0,63}$/;
+const SYSTEM_ROOM = /^\$[a-z0-9][a-z0-9_.:-]{0,63}$/;
+
+/** True for a valid user room name (`^[a-z0-9][a-z0-9_.:-]{0,63}$`). */
+export function isValidRoomName(room: string): boolean {
+  return ROOM_NAME.test(room);
+}
+
+/** True for a system room name such as `$status`. */
+export function isSystemRoom(room: string): boolean {
+  return SYSTEM_ROOM.test(room);
+}
+
+const CONTROL_TYPES: ReadonlySet<string> = new Set([
+  "welcome",
+  "subscribed",
+  "unsubscribed",
+  "published",
+  "pong",
+  "error",
+]);
+
+/** Parsed server frame, tagged by what the client has to do with it. */
+export type IncomingFrame =
+  | { kind: "control"; frame: ControlFrame }
+  | { kind: "event"; frame: RoomEvent }
+  | { kind: "user"; frame: UserMessage }
+  | { kind: "invalid"; reason: string };
+
+/**
+ * Parses one text frame from the server. Never throws: a frame that is not valid
+ * JSON or has no `type` comes back as `{kind: "invalid"}`.
+ */
+export function parseFrame(text: string): IncomingFrame {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { kind: "invalid", reason: "frame is not valid JSON" };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { kind: "invalid", reason: "frame is not a JSON object" };
+  }
+  const obj = value as Record<string, unknown>;
+  if (typeof obj.type !== "string") {
+    return { kind: "invalid", reason: "frame has no string `type`" };
+  }
+  if (CONTROL_TYPES.has(obj.type)) {
+    return { kind: "control", frame: obj as unknown as ControlFrame };
+  }
+  if (typeof obj.room === "string") {
+    if (obj.seq !== undefined && typeof obj.seq !== "number") {
+      return { kind: "invalid", reason: "event `seq` is not a number" };
+    }
+    return { kind: "event", frame: obj as unknown as RoomEvent };
+  }
+  if (typeof obj.user === "string") {
+    return { kind: "user", frame: obj as unknown as UserMessage };
+  }
+  return { kind: "invalid", reason: `frame of type ${obj.type} has neither room nor user` };
+}

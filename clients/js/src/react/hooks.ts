@@ -1,0 +1,159 @@
+import { useEffect, useReducer, useRef, useSyncExternalStore } from "react";
+import type { ResyncInfo, SubscribedInfo } from "../events.js";
+import type { ResyncReason } from "../cursor.js";
+import type { HubError } from "../errors.js";
+import { STATUS_ROOM, type SocketStatus } from "../protocol.js";
+import type { AnyEventOf, EventOf, EventSchema, UntypedSchema } from "../schema.js";
+import type { ConnectionState } from "../state.js";
+import { useHubClient } from "./context.js";
+
+/** The connection state of the provider's client; re-renders on every change. */
+export function useConnectionState(): ConnectionState {
+  const client = useHubClient();
+  return useSyncExternalStore(
+    (onChange) => client.on("state", onChange),
+    () => client.state,
+    () => client.state,
+  );
+}
+
+/** Options of {@link useRoom}. */
+export interface UseRoomOptions {
+  /** Keep at most this many of the latest events. Default 50. */
+  limit?: number;
+}
+
+/** What {@link useRoom} returns. */
+export interface RoomState<S extends EventSchema = UntypedSchema> {
+  /** The latest events, oldest first, at most `limit` of them. */
+  events: readonly AnyEventOf<S>[];
+  /** The newest event, if any. */
+  latest: AnyEventOf<S> | undefined;
+  /** The last subscription confirmation (again after each reconnect), or null before the first. */
+  subscription: SubscribedInfo | null;
+  /** The last resync, or null if none happened. `events` were replaced by it. */
+  lastResync: { reason: ResyncReason; epoch: string; source: "history" | "snapshot"; count: number } | null;
+  /** The last subscription error (e.g. `unknown_room`), cleared by the next confirmation. */
+  error: HubError | null;
+}
+
+type RoomAction<S extends EventSchema> =
+  | { kind: "reset" }
+  | { kind: "event"; event: AnyEventOf<S> }
+  | { kind: "resync"; info: ResyncInfo<S> }
+  | { kind: "subscribed"; info: SubscribedInfo }
+  | { kind: "error"; error: HubError };
+
+function emptyRoom<S extends EventSchema>(): RoomState<S> {
+  return { events: [], latest: undefined, subscription: null, lastResync: null, error: null };
+}
+
+function roomReducer<S extends EventSchema>(limit: number) {
+  return (state: RoomState<S>, action: RoomAction<S>): RoomState<S> => {
+    switch (action.kind) {
+      case "reset":
+        return emptyRoom<S>();
+      case "event": {
+        const events = [...state.events, action.event];
+        if (events.length > limit) events.splice(0, events.length - limit);
+        return { ...state, events, latest: action.event };
+      }
+      case "resync": {
+        const events = action.info.events.slice(-limit);
+        return {
+          ...state,
+          events,
+          latest: events[events.length - 1],
+          lastResync: {
+            reason: action.info.reason,
+            epoch: action.info.epoch,
+            source: action.info.source,
+            count: action.info.events.length,
+          },
+        };
+      }
+      case "subscribed":
+        return { ...state, subscription: action.info, error: null };
+      case "error":
+        return { ...state, error: action.error };
+    }
+  };
+}
+
+/**
+ * Subscribes to `room` while the component is mounted and returns its latest
+ * events (bounded by `limit`), in order, gap-free across reconnects. After a
+ * resync (hub restarted, history lost) `events` is replaced by the room's history.
+ */
+export function useRoom<S extends EventSchema = UntypedSchema>(room: string, options: UseRoomOptions = {}): RoomState<S> {
+  const client = useHubClient<S>();
+  const limit = Math.max(1, options.limit ?? 50);
+  const [state, dispatch] = useReducer(roomReducer<S>(limit), undefined, emptyRoom<S>);
+  useEffect(() => {
+    dispatch({ kind: "reset" });
+    const sub = client.subscribe(room, {
+      onEvent: (event) => dispatch({ kind: "event", event }),
+      onResync: (info) => dispatch({ kind: "resync", info }),
+      onSubscribed: (info) => dispatch({ kind: "subscribed", info }),
+      onError: (error) => dispatch({ kind: "error", error }),
+    });
+    return () => sub.unsubscribe();
+  }, [client, room]);
+  return state;
+}
+
+/**
+ * Calls `handler` for every event of `type` in `room` while mounted. The handler
+ * may change between renders without resubscribing. Events replaced by a resync
+ * are not replayed to it (use {@link useRoom} for state).
+ */
+export function useHubEvent<S extends EventSchema = UntypedSchema, K extends keyof S & string = keyof S & string>(
+  room: string,
+  type: K,
+  handler: (event: EventOf<S, K>) => void,
+): void {
+  const client = useHubClient<S>();
+  const latest = useRef(handler);
+  useEffect(() => {
+    latest.current = handler;
+  });
+  useEffect(() => {
+    const sub = client.subscribe(room);
+    sub.on(type, (event) => latest.current(event));
+    return () => sub.unsubscribe();
+  }, [client, room, type]);
+}
+
+/** What {@link useSocketStatus} returns. */
+export interface SocketStatusState {
+  /** The hub's last reported status, or null before the first report. */
+  status: SocketStatus | null;
+  /** False while the connection is not open: `status` may be out of date. */
+  live: boolean;
+}
+
+/**
+ * The hub's socket status, pushed through the `$status` room: one report right
+ * after subscribing, then one whenever a count changes. It never polls
+ * `/socket-status`.
+ */
+export function useSocketStatus(): SocketStatusState {
+  const client = useHubClient();
+  // `current` is false from a (re)subscription until the hub's first report on it.
+  const [{ status, current }, dispatch] = useReducer(
+    (prev: { status: SocketStatus | null; current: boolean }, next: SocketStatus | null) =>
+      next === null ? { status: prev.status, current: false } : { status: next, current: true },
+    { status: null, current: false },
+  );
+  useEffect(() => {
+    const sub = client.subscribe(STATUS_ROOM, {
+      onSubscribed: () => dispatch(null),
+      onEvent: (event) => {
+        if (event.type === "status_update") dispatch(event.data as SocketStatus);
+      },
+    });
+    return () => sub.unsubscribe();
+  }, [client]);
+  const state = useConnectionState();
+  return { status, live: state === "open" && current };
+}

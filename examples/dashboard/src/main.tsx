@@ -1,0 +1,18 @@
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { HubProvider } from "@realtime-hub/client/react";
+import "@realtime-hub/client/styles.css";
+import { App } from "./App.tsx";
+import { HUB_URL } from "./config.ts";
+import "./app.css";
+
+const root = document.getElementById("root");
+if (!root) throw new Error("#root missing from index.html");
+
+createRoot(root).render(
+  <StrictMode>
+    <HubProvider options={{ url: HUB_URL }}>
+      <App hubUrl={HUB_URL} />
+    </HubProvider>
+  </StrictMode>,
+);
