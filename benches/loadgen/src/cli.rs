@@ -1,0 +1,269 @@
+//! Command line: subcommands, their options, and where the hub comes from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hub_bench::endpoint::Endpoint;
+use hub_bench::hub::{HubProcess, BENCH_ROOM};
+use hub_bench::report::{markdown_table, Report};
+use hub_bench::worker::{self, WorkerParams};
+
+use crate::plan::{self, Scenario};
+
+/// Load generator for realtime-hub: idle connections, fan-out, saturation and
+/// churn, over loopback only. Each run prints one JSON line.
+#[derive(Debug, Parser)]
+#[command(name = "hub-bench", version)]
+pub struct Cli {
+    /// A hub that is already running (loopback only), e.g. http://127.0.0.1:9100.
+    /// Without it, each scenario starts a fresh hub from --hub-bin.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The pid of the hub at --url, for RSS and CPU readings.
+    #[arg(long, global = true)]
+    hub_pid: Option<u32>,
+    /// The hub binary to start when no --url is given.
+    #[arg(long, global = true, default_value = "target/release/realtime-hub")]
+    hub_bin: PathBuf,
+    /// The room to use (it must exist on a hub given with --url).
+    #[arg(long, global = true, default_value = BENCH_ROOM)]
+    room: String,
+    /// Hard limit on the whole invocation, in seconds.
+    #[arg(long, global = true, default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    max_run_s: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hold N idle WebSocket connections; hub RSS per connection, /socket-status.
+    Conns(ConnsArgs),
+    /// S subscribers on one room, HTTP publishes at rate R for D seconds.
+    Fanout(FanoutArgs),
+    /// S subscribers on one room, publishing as fast as the hub accepts.
+    FanoutMax(FanoutMaxArgs),
+    /// Connect / first frame / subscribe / close cycles.
+    Churn(ChurnArgs),
+    /// Every scenario of the target table in sequence, then a markdown table.
+    All(AllArgs),
+    /// (internal) hold a share of `conns` sockets; driven over stdin/stdout.
+    #[command(hide = true)]
+    ConnsWorker(WorkerArgs),
+}
+
+/// Options of `conns`.
+#[derive(Debug, Args)]
+pub struct ConnsArgs {
+    /// Idle sockets to hold.
+    #[arg(long, default_value_t = 18_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub count: u64,
+    /// Sockets per worker process at most (one process may hold 20,000 fds).
+    #[arg(long, default_value_t = 9_000, value_parser = clap::value_parser!(u64).range(1..=9_500))]
+    pub per_worker: u64,
+    /// Loopback source addresses per worker (each address has ~28k ports).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub sources_per_worker: u64,
+    /// Handshakes in flight per worker.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+    pub concurrency: u64,
+    /// Seconds to hold the idle sockets while sampling /socket-status.
+    #[arg(long, default_value_t = 3.0, value_parser = seconds)]
+    pub hold_s: f64,
+    /// Milliseconds between /socket-status samples.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub status_interval_ms: u64,
+    /// Also run a fan-out with this many subscribers while the sockets are held.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_500))]
+    pub fanout_subs: Option<u64>,
+    /// Events per second of that fan-out.
+    #[arg(long, default_value_t = 100.0, value_parser = rate)]
+    pub fanout_rate: f64,
+    /// Seconds of that fan-out.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub fanout_duration_s: f64,
+}
+
+/// Options of `fanout`.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub subs: u64,
+    /// Events per second.
+    #[arg(long, default_value_t = 100.0, value_parser = rate)]
+    pub rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub duration_s: f64,
+    /// Publish requests in flight at most.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub publishers: u64,
+    /// Target: latency p99 at most this (ms).
+    #[arg(long)]
+    pub target_p99_ms: Option<f64>,
+    /// Target: latency p50 at most this (ms).
+    #[arg(long)]
+    pub target_p50_ms: Option<f64>,
+    /// Target: publish round trip p50 at most this (ms).
+    #[arg(long)]
+    pub target_publish_p50_ms: Option<f64>,
+}
+
+/// Options of `fanout-max`.
+#[derive(Debug, Args)]
+pub struct FanoutMaxArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub subs: u64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub duration_s: f64,
+    /// Publish loops running back to back.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub publishers: u64,
+    /// Target: deliveries per second at least this.
+    #[arg(long)]
+    pub target_deliveries_per_s: Option<f64>,
+}
+
+/// Options of `churn`.
+#[derive(Debug, Args)]
+pub struct ChurnArgs {
+    /// Cycles.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub cycles: u64,
+    /// Cycles in flight.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+    pub concurrency: u64,
+    /// Loopback source addresses to spread the cycles over.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=200))]
+    pub source_ips: u64,
+    /// End each cycle when the hub closes TCP rather than when it answers the close frame.
+    #[arg(long)]
+    pub await_tcp_close: bool,
+    /// Unmeasured cycles before the "before" RSS reading (first-use allocations).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub warmup_cycles: u64,
+}
+
+/// Options of `all`.
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// Scale every count and duration by this factor (1 = the sizes;
+    /// a smaller one is a quick smoke run whose targets still use full-size limits).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+}
+
+/// Options of the hidden `conns-worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Sockets to hold.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=9_500))]
+    count: u64,
+    /// Index of the first source address (0 = 127.0.0.2).
+    #[arg(long)]
+    first_source: usize,
+    /// Source addresses.
+    #[arg(long, default_value_t = 2)]
+    sources: usize,
+    /// Handshakes in flight.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Seconds after which the worker exits by itself.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    max_life_s: u64,
+}
+
+/// Runs the parsed command within `--max-run-s`, stopping early on Ctrl-C.
+pub async fn run(cli: Cli) -> Result<()> {
+    let limit = Duration::from_secs(cli.max_run_s);
+    tokio::select! {
+        outcome = tokio::time::timeout(limit, dispatch(cli)) => {
+            outcome.with_context(|| format!("run exceeded --max-run-s ({}s)", limit.as_secs()))?
+        }
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let scenarios = match &cli.command {
+        Command::ConnsWorker(w) => {
+            let url = cli.url.clone().context("conns-worker needs --url")?;
+            return worker::run(WorkerParams {
+                url,
+                count: w.count as usize,
+                first_source: w.first_source,
+                sources: w.sources,
+                concurrency: w.concurrency,
+                max_life_s: w.max_life_s,
+            })
+            .await;
+        }
+        Command::Conns(a) => vec![plan::conns(a, &cli.room, exe)],
+        Command::Fanout(a) => vec![plan::fanout(a, &cli.room)],
+        Command::FanoutMax(a) => vec![plan::fanout_max(a, &cli.room)],
+        Command::Churn(a) => vec![plan::churn(a, &cli.room)],
+        Command::All(a) => plan::all(a.scale, &cli.room, exe)?,
+    };
+    let table = matches!(cli.command, Command::All(_));
+    let mut reports = Vec::new();
+    for scenario in &scenarios {
+        let report = run_one(&cli, scenario).await;
+        match report {
+            Ok(report) => {
+                println!("{}", report.json_line()?);
+                reports.push(report);
+            }
+            Err(e) if table => {
+                let line =
+                    serde_json::json!({"scenario": scenario.name(), "error": format!("{e:#}")});
+                println!("{line}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if table {
+        println!();
+        print!("{}", markdown_table(&reports));
+    }
+    Ok(())
+}
+
+/// Runs one scenario against the hub at --url, or against a fresh hub.
+async fn run_one(cli: &Cli, scenario: &Scenario) -> Result<Report> {
+    match &cli.url {
+        Some(url) => scenario.run(&Endpoint::new(url, cli.hub_pid)?).await,
+        None => {
+            let hub = HubProcess::start(&cli.hub_bin).await?;
+            let report = scenario.run(hub.endpoint()).await;
+            drop(hub);
+            report
+        }
+    }
+}
+
+/// A duration in seconds: more than 0, at most 600.
+fn seconds(text: &str) -> Result<f64, String> {
+    bounded(text, 600.0)
+}
+
+/// Events per second: more than 0, at most 100,000.
+fn rate(text: &str) -> Result<f64, String> {
+    bounded(text, 100_000.0)
+}
+
+fn bounded(text: &str, max: f64) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("not a number: {e}"))?;
+    if value > 0.0 && value <= max {
+        Ok(value)
+    } else {
+        Err(format!("must be more than 0 and at most {max}"))
+    }
+}

@@ -1,0 +1,164 @@
+//! What the harness publishes and how it reads the frames the hub sends.
+
+use std::borrow::Cow;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Size of every published event's `data` JSON, in bytes.
+pub const PAYLOAD_BYTES: usize = 256;
+
+/// The event `type` the harness publishes.
+pub const EVENT_TYPE: &str = "bench";
+
+/// The `data` of one event: `{"t_ns":T,"pad":"xx…"}`, exactly [`PAYLOAD_BYTES`] long.
+pub fn event_data(t_ns: u64) -> String {
+    let head = format!("{{\"t_ns\":{t_ns},\"pad\":\"");
+    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
+    let mut out = String::with_capacity(PAYLOAD_BYTES);
+    out.push_str(&head);
+    out.extend(std::iter::repeat_n('x', pad));
+    out.push_str("\"}");
+    out
+}
+
+/// The HTTP publish body for an event stamped `t_ns`.
+pub fn publish_body(t_ns: u64) -> String {
+    format!(
+        "{{\"type\":\"{EVENT_TYPE}\",\"data\":{}}}",
+        event_data(t_ns)
+    )
+}
+
+/// The frames the harness tells apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// `welcome`, the first frame of every socket.
+    Welcome,
+    /// `subscribed`, with the room's head seq at that moment.
+    Subscribed {
+        /// The room's head when the subscription started.
+        seq: u64,
+    },
+    /// A room event.
+    Event {
+        /// The event's seq in its room.
+        seq: u64,
+        /// The publisher's send time, when `data` carries one.
+        t_ns: Option<u64>,
+    },
+    /// An `error` frame.
+    Error {
+        /// The error code.
+        code: String,
+    },
+    /// Anything else (`pong`, `status_update`, user messages, …).
+    Other,
+}
+
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    seq: Option<u64>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Stamp {
+    t_ns: Option<u64>,
+}
+
+/// Reads one text frame from the hub.
+pub fn parse_frame(text: &str) -> Result<Frame> {
+    let raw: RawFrame<'_> =
+        serde_json::from_str(text).context("frame is not a JSON object with a type")?;
+    Ok(match raw.kind.as_ref() {
+        "welcome" => Frame::Welcome,
+        "subscribed" => Frame::Subscribed {
+            seq: raw.seq.context("subscribed without seq")?,
+        },
+        "error" => Frame::Error {
+            code: raw.code.map(Cow::into_owned).unwrap_or_default(),
+        },
+        "unsubscribed" | "published" | "pong" | "status_update" => Frame::Other,
+        _ => match raw.seq {
+            Some(seq) => Frame::Event {
+                seq,
+                t_ns: raw.data.and_then(stamp),
+            },
+            None => Frame::Other,
+        },
+    })
+}
+
+fn stamp(data: &RawValue) -> Option<u64> {
+    // Only an object carries a stamp (serde would also read `[T]` as a `Stamp`).
+    if !data.get().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Stamp>(data.get())
+        .ok()
+        .and_then(|s| s.t_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_exactly_the_payload_size() {
+        for t in [0, 7, 123_456_789, u64::MAX] {
+            let d = event_data(t);
+            assert_eq!(d.len(), PAYLOAD_BYTES);
+            let v: serde_json::Value = serde_json::from_str(&d).expect("valid JSON");
+            assert_eq!(v["t_ns"].as_u64(), Some(t));
+        }
+    }
+
+    #[test]
+    fn reads_an_event_with_its_stamp() {
+        let text = format!(
+            "{{\"type\":\"bench\",\"room\":\"r\",\"seq\":42,\"ts\":\"x\",\"data\":{}}}",
+            event_data(99)
+        );
+        assert_eq!(
+            parse_frame(&text).ok(),
+            Some(Frame::Event {
+                seq: 42,
+                t_ns: Some(99)
+            })
+        );
+    }
+
+    #[test]
+    fn reads_control_frames() {
+        assert_eq!(
+            parse_frame(r#"{"type":"welcome","session":"s"}"#).ok(),
+            Some(Frame::Welcome)
+        );
+        assert_eq!(
+            parse_frame(r#"{"type":"subscribed","room":"r","seq":3,"epoch":"e"}"#).ok(),
+            Some(Frame::Subscribed { seq: 3 })
+        );
+        assert_eq!(
+            parse_frame(r#"{"type":"published","room":"r","seq":3}"#).ok(),
+            Some(Frame::Other)
+        );
+        assert_eq!(
+            parse_frame(r#"{"type":"alert","room":"r","seq":5,"data":[1]}"#).ok(),
+            Some(Frame::Event { seq: 5, t_ns: None })
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(parse_frame("not json").is_err());
+        assert!(parse_frame(r#"{"type":"subscribed"}"#).is_err());
+        assert!(parse_frame(r#"{"seq":1}"#).is_err());
+    }
+}

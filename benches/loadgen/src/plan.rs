@@ -1,0 +1,227 @@
+//! Scenario plans: what each subcommand, and `all`, runs with which targets.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use hub_bench::endpoint::Endpoint;
+use hub_bench::report::{Check, Report};
+use hub_bench::scenario::churn::{self, ChurnParams};
+use hub_bench::scenario::conns::{self, ConnsParams};
+use hub_bench::scenario::fanout::{self, FanoutParams};
+
+use crate::cli::{ChurnArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs};
+
+/// Latency targets a fan-out run is checked against, beyond exactness.
+#[derive(Debug, Clone, Default)]
+pub struct FanoutTargets {
+    p99_ms: Option<f64>,
+    p50_ms: Option<f64>,
+    publish_p50_ms: Option<f64>,
+    deliveries_per_s: Option<f64>,
+}
+
+/// One planned run.
+#[derive(Debug, Clone)]
+pub enum Scenario {
+    /// Idle connections (optionally with a fan-out on top).
+    Conns(ConnsParams),
+    /// A fan-out at a rate, or flat out when `rate` is `None`.
+    Fanout(FanoutParams, FanoutTargets),
+    /// Connect / subscribe / close cycles.
+    Churn(ChurnParams),
+}
+
+impl Scenario {
+    /// The scenario's name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Conns(_) => "conns",
+            Scenario::Fanout(p, _) if p.rate.is_none() => "fanout-max",
+            Scenario::Fanout(..) => "fanout",
+            Scenario::Churn(_) => "churn",
+        }
+    }
+
+    /// Runs it against `endpoint` and checks its targets.
+    pub async fn run(&self, endpoint: &Endpoint) -> Result<Report> {
+        match self {
+            Scenario::Conns(p) => {
+                let r = conns::run(endpoint, p).await?;
+                Report::new(self.name(), p, &r, r.checks(p))
+            }
+            Scenario::Fanout(p, t) => {
+                let r = fanout::run(endpoint, p).await?;
+                let mut checks = r.exactness_checks(p.subscribers);
+                if let Some(limit) = t.p99_ms {
+                    checks.push(Check::at_most(
+                        "latency_p99_ms",
+                        r.latency.p99_ms,
+                        limit,
+                        "ms",
+                    ));
+                }
+                if let Some(limit) = t.p50_ms {
+                    checks.push(Check::at_most(
+                        "latency_p50_ms",
+                        r.latency.p50_ms,
+                        limit,
+                        "ms",
+                    ));
+                }
+                if let Some(limit) = t.publish_p50_ms {
+                    let p50 = r.publish_rtt.p50_ms;
+                    checks.push(Check::at_most("publish_rtt_p50_ms", p50, limit, "ms"));
+                }
+                if let Some(limit) = t.deliveries_per_s {
+                    checks.push(Check::at_least(
+                        "deliveries_per_s",
+                        r.deliveries_per_s,
+                        limit,
+                        "/s",
+                    ));
+                }
+                Report::new(self.name(), p, &r, checks)
+            }
+            Scenario::Churn(p) => {
+                let r = churn::run(endpoint, p).await?;
+                Report::new(self.name(), p, &r, r.checks(p))
+            }
+        }
+    }
+}
+
+/// `conns` as asked on the command line.
+pub fn conns(a: &ConnsArgs, room: &str, exe: PathBuf) -> Scenario {
+    let fanout = a.fanout_subs.map(|subs| {
+        FanoutParams::new(
+            room,
+            subs as usize,
+            Some(a.fanout_rate),
+            a.fanout_duration_s,
+        )
+    });
+    Scenario::Conns(ConnsParams {
+        count: a.count as usize,
+        per_worker: a.per_worker as usize,
+        sources_per_worker: a.sources_per_worker as usize,
+        connect_concurrency: a.concurrency as usize,
+        hold_s: a.hold_s,
+        status_interval_ms: a.status_interval_ms,
+        fanout,
+        worker_exe: exe,
+    })
+}
+
+/// `fanout` as asked on the command line.
+pub fn fanout(a: &FanoutArgs, room: &str) -> Scenario {
+    let mut p = FanoutParams::new(room, a.subs as usize, Some(a.rate), a.duration_s);
+    p.publishers = a.publishers as usize;
+    let targets = FanoutTargets {
+        p99_ms: a.target_p99_ms,
+        p50_ms: a.target_p50_ms,
+        publish_p50_ms: a.target_publish_p50_ms,
+        deliveries_per_s: None,
+    };
+    Scenario::Fanout(p, targets)
+}
+
+/// `fanout-max` as asked on the command line.
+pub fn fanout_max(a: &FanoutMaxArgs, room: &str) -> Scenario {
+    let mut p = FanoutParams::new(room, a.subs as usize, None, a.duration_s);
+    p.publishers = a.publishers as usize;
+    let targets = FanoutTargets {
+        deliveries_per_s: a.target_deliveries_per_s,
+        ..Default::default()
+    };
+    Scenario::Fanout(p, targets)
+}
+
+/// `churn` as asked on the command line.
+pub fn churn(a: &ChurnArgs, room: &str) -> Scenario {
+    Scenario::Churn(ChurnParams {
+        cycles: a.cycles,
+        concurrency: a.concurrency as usize,
+        room: room.to_owned(),
+        source_ips: a.source_ips as usize,
+        await_tcp_close: a.await_tcp_close,
+        warmup_cycles: a.warmup_cycles,
+    })
+}
+
+/// The target table, with counts and durations scaled by `scale`.
+pub fn all(scale: f64, room: &str, exe: PathBuf) -> Result<Vec<Scenario>> {
+    if !(scale > 0.0 && scale <= 1.0) {
+        bail!("--scale must be in (0, 1]");
+    }
+    let n = |x: f64| ((x * scale).round() as u64).max(1);
+    let secs = |x: f64| (x * scale).max(1.0);
+    let conns_args = ConnsArgs {
+        count: n(18_000.0),
+        per_worker: 9_000,
+        sources_per_worker: 2,
+        concurrency: 128,
+        hold_s: 3.0,
+        status_interval_ms: 20,
+        fanout_subs: Some(n(200.0)),
+        fanout_rate: 100.0,
+        fanout_duration_s: secs(10.0),
+    };
+    let fanout_small = FanoutArgs {
+        subs: n(200.0),
+        rate: 100.0,
+        duration_s: secs(10.0),
+        publishers: 32,
+        target_p99_ms: Some(8.0),
+        target_p50_ms: None,
+        target_publish_p50_ms: None,
+    };
+    let fanout_large = FanoutArgs {
+        subs: n(2_000.0),
+        rate: 20.0,
+        duration_s: secs(10.0),
+        publishers: 32,
+        target_p99_ms: None,
+        target_p50_ms: Some(40.0),
+        target_publish_p50_ms: Some(2.0),
+    };
+    let fanout_max_args = FanoutMaxArgs {
+        subs: n(1_000.0),
+        duration_s: secs(10.0),
+        publishers: 4,
+        target_deliveries_per_s: Some(125_000.0),
+    };
+    let churn_args = ChurnArgs {
+        cycles: n(10_000.0),
+        concurrency: 50,
+        source_ips: 8,
+        await_tcp_close: false,
+        warmup_cycles: n(2_000.0),
+    };
+    Ok(vec![
+        conns(&conns_args, room, exe),
+        fanout(&fanout_small, room),
+        fanout(&fanout_large, room),
+        fanout_max(&fanout_max_args, room),
+        churn(&churn_args, room),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_has_the_target_table_sizes() {
+        let plan = all(1.0, "bench", PathBuf::from("x")).expect("plan");
+        let names: Vec<_> = plan.iter().map(Scenario::name).collect();
+        assert_eq!(names, ["conns", "fanout", "fanout", "fanout-max", "churn"]);
+        match &plan[0] {
+            Scenario::Conns(p) => {
+                assert_eq!(p.count, 18_000);
+                assert_eq!(p.fanout.as_ref().map(|f| f.subscribers), Some(200));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(all(0.0, "bench", PathBuf::from("x")).is_err());
+    }
+}
