@@ -3,8 +3,11 @@
 
 usage: compare.py EXPECTED.json REPORT_DIR... [--update]
 
-Every case's `behavior` must equal the expected one, and no case may be FAILED.
-With --update the expected file is rewritten from the reports (review the diff).
+Every case's `behavior` must be the expected one (or one of the expected list, for
+cases whose outcome depends on timing, like the reserved-opcode cases of section 4
+where the close races the echo of earlier frames), and no case may be FAILED.
+With --update the expected file is rewritten from the reports (review the diff;
+lists are kept where a case's result is one of them).
 Prints the counts per behaviour and a closing `autobahn: N passed, N failed` line.
 """
 import collections
@@ -35,7 +38,13 @@ def main(argv):
     counts = collections.Counter(got.values())
     print("autobahn behaviours: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if update:
-        ordered = {k: got[k] for k in sorted(got, key=case_key)}
+        with open(expected_path) as f:
+            old = json.load(f)
+        ordered = {}
+        for k in sorted(got, key=case_key):
+            prev = old.get(k)
+            keep = isinstance(prev, list) and got[k] in prev
+            ordered[k] = prev if keep else got[k]
         with open(expected_path, "w") as f:
             json.dump(ordered, f, indent=1)
             f.write("\n")
@@ -45,7 +54,8 @@ def main(argv):
     problems = []
     for case in sorted(set(expected) | set(got), key=case_key):
         want, have = expected.get(case, "(not expected)"), got.get(case, "(not run)")
-        if have == "FAILED" or want != have:
+        accepted = want if isinstance(want, list) else [want]
+        if have == "FAILED" or have not in accepted:
             problems.append(f"  {case}: expected {want}, got {have}")
     if problems:
         print("differences from the expected results:")
