@@ -4,8 +4,9 @@
 usage: compare.py EXPECTED.json REPORT_DIR... [--update]
 
 Every case's `behavior` must be the expected one (or one of the expected list, for
-cases whose outcome depends on timing, like the reserved-opcode cases of section 4
-where the close races the echo of earlier frames), and no case may be FAILED.
+cases whose outcome depends on timing: the reserved-bit and reserved-opcode cases of
+sections 3 and 4, where the close races the echo of earlier frames), and no case may
+be FAILED.
 With --update the expected file is rewritten from the reports (review the diff;
 lists are kept where a case's result is one of them).
 Prints the counts per behaviour and a closing `autobahn: N passed, N failed` line.
