@@ -37,6 +37,7 @@
 //! - [`tls`]: wss/https with rustls.
 //! - [`server`]: binding, running, signal handling and the graceful drain.
 //! - [`ids`], [`session_stats`]: session ids and epochs; per-session counters.
+//! - [`metrics`]: Prometheus metric names, the recorder and `/metrics`.
 //!
 //! ## Where a cluster broker fits
 //!
@@ -55,6 +56,7 @@ pub mod connections;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod outbound;
 pub mod protocol;
 pub mod registry;

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::config::RoomSettings;
 use crate::ids::{new_epoch, SessionId};
+use crate::metrics::RoomMetrics;
 use crate::outbound::{Outbound, OutboundQueue, PushError};
 use crate::protocol::{encode, EventFrame};
 
@@ -54,6 +55,8 @@ pub struct Room {
     subscribers: HashMap<SessionId, OutboundQueue>,
     /// Last subscribe or publish, for evicting idle dynamic rooms.
     pub last_active: Instant,
+    /// Its published / delivered / subscriber metrics.
+    pub metrics: RoomMetrics,
 }
 
 impl Room {
@@ -68,6 +71,7 @@ impl Room {
             dynamic,
             subscribers: HashMap::new(),
             last_active: Instant::now(),
+            metrics: RoomMetrics::new(name, dynamic),
         }
     }
 
@@ -90,6 +94,7 @@ impl Room {
     pub fn append(&mut self, kind: &str, data: &RawValue, ts: &str) -> Event {
         self.seq += 1;
         self.last_active = Instant::now();
+        self.metrics.published.increment(1);
         let frame = encode(&EventFrame {
             kind,
             room: &self.name,
@@ -119,6 +124,7 @@ impl Room {
                 Err(PushError::SlowConsumer | PushError::Closed) => out.dropped.push(*id),
             }
         }
+        self.metrics.delivered.increment(out.delivered as u64);
         out
     }
 
@@ -164,12 +170,18 @@ impl Room {
     /// Adds a subscriber.
     pub fn subscribe(&mut self, id: SessionId, queue: OutboundQueue) {
         self.last_active = Instant::now();
-        self.subscribers.insert(id, queue);
+        if self.subscribers.insert(id, queue).is_none() {
+            self.metrics.subscribers.increment(1.0);
+        }
     }
 
     /// Removes a subscriber; true if it was there.
     pub fn unsubscribe(&mut self, id: SessionId) -> bool {
-        self.subscribers.remove(&id).is_some()
+        let was_in = self.subscribers.remove(&id).is_some();
+        if was_in {
+            self.metrics.subscribers.decrement(1.0);
+        }
+        was_in
     }
 }
 

@@ -20,7 +20,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::connections::ConnectionLimiter;
 use crate::http::{self, AppState};
-use crate::registry::{Drain, RegistryActor};
+use crate::registry::{Drain, RegistryActor, RegistryHandle};
 use crate::session::SessionSettings;
 
 /// How long actix may take to finish in-flight HTTP requests once the sockets
@@ -55,13 +55,18 @@ impl Hub {
     /// Starts the registry and binds the HTTP server; must run inside an actix
     /// `System`.
     pub fn bind(config: Config) -> io::Result<Hub> {
+        // Before anything takes a metric handle (rooms take theirs at creation).
+        crate::metrics::install();
         let config = Arc::new(config);
         let node = config.node_id();
         let draining = Arc::new(AtomicBool::new(false));
         let (registry, sessions) =
             RegistryActor::new(config.clone(), node.clone(), draining.clone());
         let registry_arbiter = actix::Arbiter::new();
-        let registry = RegistryActor::start_in_arbiter(&registry_arbiter.handle(), |_| registry);
+        let registry = RegistryHandle::new(RegistryActor::start_in_arbiter(
+            &registry_arbiter.handle(),
+            |_| registry,
+        ));
         let ws = &config.websocket;
         let state = AppState {
             auth: Arc::new(

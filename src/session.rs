@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use std::num::NonZeroU32;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, Message, StreamHandler};
+use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
 use actix_web::web::BytesMut;
 use actix_ws::{Item, MessageStream, ProtocolError};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -28,7 +28,7 @@ use crate::protocol::{
     encode, is_system_room, is_valid_room_name, CloseCode, DisconnectReason, ErrorFrame, Pong, Ref,
     Welcome, PROTOCOL_VERSION, STATUS_ROOM,
 };
-use crate::registry::{self, RegistryActor};
+use crate::registry::{self, RegistryHandle};
 use crate::session_stats::SessionStats;
 use crate::writer::{self, WriterEnd};
 
@@ -99,7 +99,7 @@ pub struct Session {
     /// What the socket's credentials allow.
     claims: Claims,
     /// The hub's state owner.
-    registry: Addr<RegistryActor>,
+    registry: RegistryHandle,
     /// Frames to the writer.
     queue: OutboundQueue,
     /// Counters shared with the writer and the registry.
@@ -137,7 +137,7 @@ impl Session {
         kind: Arc<str>,
         remote: String,
         claims: Claims,
-        registry: Addr<RegistryActor>,
+        registry: RegistryHandle,
         settings: Arc<SessionSettings>,
         start: SessionStart,
         permit: ConnectionPermit,
@@ -186,6 +186,7 @@ impl Session {
     }
 
     fn send_error(&self, err: &HubError, reference: Option<&Ref>) {
+        crate::metrics::error_frame(err.code());
         let message = err.to_string();
         self.push(encode(&ErrorFrame {
             kind: "error",
@@ -260,6 +261,8 @@ impl Session {
                         id: self.id,
                         reference,
                     }),
+                    reply: None,
+                    received: Instant::now(),
                 });
             }
             Command::Ping => self.push(encode(&Pong {
@@ -438,15 +441,15 @@ impl Actor for Session {
         // writer ends and drops the socket.
         self.queue.close(CloseCode::Normal, false);
         self.registry.do_send(registry::Unregister { id: self.id });
+        let reason = self.reason.unwrap_or(DisconnectReason::ClientClosed);
+        crate::metrics::disconnect(reason);
         log::info!(
             "disconnect session={} type={} remote={} duration_ms={} reason={}",
             self.id,
             self.kind,
             self.remote,
             self.connected.elapsed().as_millis(),
-            self.reason
-                .unwrap_or(DisconnectReason::ClientClosed)
-                .as_str()
+            reason.as_str()
         );
     }
 }

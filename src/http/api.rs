@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{parse_json, read_body, registry_down, require_write_access, AppState};
+use super::{parse_json, read_body, registry_down, registry_gone, require_write_access, AppState};
 use crate::error::{ErrorBody, HubError};
 use crate::protocol::{check_event_type, MAX_USER_BYTES};
 use crate::registry::{
@@ -72,16 +72,11 @@ pub async fn publish(
     let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
     let EventBody { kind, data } = parse_json(&body)?;
     check_event_type(&kind).map_err(HubError::BadRequest)?;
-    let ack = state
-        .registry
-        .send(Publish {
-            room: room.into_inner(),
-            kind,
-            data,
-            origin: None,
-        })
-        .await
-        .map_err(registry_down)??;
+    // `do_send` + a reply channel, not `send`: the registry answers as soon as
+    // the seq is assigned, before it fans the event out.
+    let (msg, answer) = Publish::http(room.into_inner(), kind, data);
+    state.registry.do_send(msg);
+    let ack = answer.await.map_err(|_| registry_gone())??;
     Ok(HttpResponse::Ok().json(ack))
 }
 
@@ -122,12 +117,7 @@ pub async fn publish_batch(
         match check_event_type(&item.kind) {
             Ok(()) => {
                 results.push(None);
-                publishes.push(Publish {
-                    room: item.room,
-                    kind: item.kind,
-                    data: item.data,
-                    origin: None,
-                });
+                publishes.push(Publish::http(item.room, item.kind, item.data).0);
             }
             Err(message) => results.push(Some(BatchResult::Err {
                 room: item.room,
@@ -136,11 +126,12 @@ pub async fn publish_batch(
         }
     }
     let rooms: Vec<String> = publishes.iter().map(|p| p.room.clone()).collect();
-    let acks = state
-        .registry
-        .send(PublishBatch(publishes))
-        .await
-        .map_err(registry_down)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    state.registry.do_send(PublishBatch {
+        items: publishes,
+        reply,
+    });
+    let acks = answer.await.map_err(|_| registry_gone())?;
     let mut acks = acks.into_iter().zip(rooms);
     let results: Vec<BatchResult> = results
         .into_iter()
@@ -243,6 +234,16 @@ async fn registry_answers(state: &AppState) -> bool {
         tokio::time::timeout(PROBE_TIMEOUT, state.registry.send(Ping)).await,
         Ok(Ok(()))
     )
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(state: Data) -> Result<HttpResponse, HubError> {
+    let body = crate::metrics::render(state.registry.depth()).ok_or_else(|| {
+        HubError::Unavailable("another metrics recorder is installed in this process".into())
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body))
 }
 
 /// `GET /healthz`: 200 while the process and its registry answer.

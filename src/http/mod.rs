@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
@@ -18,7 +17,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::connections::ConnectionLimiter;
 use crate::error::HubError;
-use crate::registry::RegistryActor;
+use crate::registry::RegistryHandle;
 use crate::session::SessionSettings;
 
 /// What every handler can reach.
@@ -27,7 +26,7 @@ pub struct AppState {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// The state owner.
-    pub registry: Addr<RegistryActor>,
+    pub registry: RegistryHandle,
     /// Token checks for sockets.
     pub auth: Arc<Authenticator>,
     /// True while draining: upgrades get 503 and `/readyz` fails.
@@ -77,6 +76,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(
                 resource("/api/sockets/{id}/disconnect").route(web::post().to(api::disconnect)),
             )
+            .service(resource("/metrics").route(web::get().to(api::metrics)))
             .service(resource("/healthz").route(web::get().to(api::healthz)))
             .service(resource("/readyz").route(web::get().to(api::readyz)))
             .default_service(web::to(not_found));
@@ -256,6 +256,11 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Hu
 /// Maps a failed registry call (mailbox closed) to 503.
 pub fn registry_down(err: actix::MailboxError) -> HubError {
     HubError::Unavailable(format!("registry unavailable: {err}"))
+}
+
+/// A registry that dropped a reply channel (it is stopping) is a 503 too.
+pub fn registry_gone() -> HubError {
+    HubError::Unavailable("registry unavailable: stopped".into())
 }
 
 #[cfg(test)]

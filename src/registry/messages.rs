@@ -77,9 +77,13 @@ pub struct PublishOrigin {
     pub reference: Option<Ref>,
 }
 
+/// Where a publish's answer goes: the registry answers *before* it fans the
+/// event out, so a publisher never waits for the fan-out.
+pub type PublishReply = tokio::sync::oneshot::Sender<Result<PublishAck, HubError>>;
+
 /// Publish an event into a room (HTTP or client publish).
 #[derive(Message)]
-#[rtype(result = "Result<PublishAck, HubError>")]
+#[rtype(result = "()")]
 pub struct Publish {
     /// Room.
     pub room: String,
@@ -89,12 +93,45 @@ pub struct Publish {
     pub data: Box<RawValue>,
     /// Set for client publish: the room must allow it, and the reply is queued.
     pub origin: Option<PublishOrigin>,
+    /// Set for HTTP publish: the answer, sent as soon as the seq is assigned.
+    pub reply: Option<PublishReply>,
+    /// When the publish entered the hub, for the enqueue-latency metric.
+    pub received: std::time::Instant,
 }
 
-/// Several publishes, applied in order in one registry turn.
+impl Publish {
+    /// An HTTP publish and the receiver of its answer.
+    pub fn http(
+        room: String,
+        kind: String,
+        data: Box<RawValue>,
+    ) -> (
+        Self,
+        tokio::sync::oneshot::Receiver<Result<PublishAck, HubError>>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = Publish {
+            room,
+            kind,
+            data,
+            origin: None,
+            reply: Some(tx),
+            received: std::time::Instant::now(),
+        };
+        (msg, rx)
+    }
+}
+
+/// Several publishes, applied in order in one registry turn; answered before
+/// the fan-out, like [`Publish`].
 #[derive(Message)]
-#[rtype(result = "Vec<Result<PublishAck, HubError>>")]
-pub struct PublishBatch(pub Vec<Publish>);
+#[rtype(result = "()")]
+pub struct PublishBatch {
+    /// The items (their own `reply` fields are not used).
+    pub items: Vec<Publish>,
+    /// One result per item, in order.
+    pub reply: tokio::sync::oneshot::Sender<Vec<Result<PublishAck, HubError>>>,
+}
 
 /// What a publisher learns: where its event landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,7 +142,9 @@ pub struct PublishAck {
     pub epoch: String,
     /// The event's seq.
     pub seq: u64,
-    /// Sessions on this node it was queued for.
+    /// Subscribers on this node it is being queued for (counted when the seq
+    /// is assigned; a subscriber found to be a slow consumer during the fan-out
+    /// is closed and resumes from history).
     pub delivered: usize,
 }
 

@@ -8,6 +8,8 @@
 //! applies publishes and subscribes one after another, a subscriber's replay and
 //! its live events meet with no gap and no duplicate.
 
+mod handle;
+mod handlers;
 pub mod messages;
 pub mod status;
 
@@ -16,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
+use actix::{Actor, AsyncContext, Context};
 use bytestring::ByteString;
 use tokio::sync::watch;
 
@@ -25,12 +27,13 @@ use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::outbound::{Outbound, OutboundQueue};
 use crate::protocol::{
-    self, encode, is_system_room, timestamp_now, CloseCode, ErrorFrame, Published, Ref, RoomReply,
-    StatusFrame, Subscribed, UserFrame, STATUS_ROOM, STATUS_UPDATE,
+    self, encode, is_system_room, timestamp_now, ErrorFrame, Ref, RoomReply, StatusFrame,
+    Subscribed, STATUS_ROOM, STATUS_UPDATE,
 };
-use crate::room::Room;
+use crate::room::{Event, Room};
 use crate::session_stats::SessionStats;
 
+pub use handle::{Enqueued, Handles, RegistryHandle};
 pub use messages::*;
 pub use status::{Status, StatusCounts};
 
@@ -215,6 +218,7 @@ impl RegistryActor {
             }
             let room = Room::new(name, settings, true);
             self.rooms.insert(room.name.clone(), room);
+            metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
         }
         self.rooms
             .get_mut(name)
@@ -237,6 +241,7 @@ impl RegistryActor {
                 ))
             })?;
         self.rooms.remove(&victim);
+        metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
         Ok(())
     }
 
@@ -247,6 +252,7 @@ impl RegistryActor {
     }
 
     fn reply_error(&self, id: SessionId, err: &HubError, reference: Option<&Ref>) {
+        crate::metrics::error_frame(err.code());
         let message = err.to_string();
         self.reply(
             id,
@@ -356,7 +362,10 @@ impl RegistryActor {
         Ok(())
     }
 
-    fn publish(&mut self, msg: Publish) -> Result<PublishAck, HubError> {
+    /// Checks a publish and accepts it: the event gets the room's next seq
+    /// and joins history. The fan-out is [`deliver`](Self::deliver), done after
+    /// the publisher has its answer.
+    fn accept(&mut self, msg: &Publish) -> Result<(Arc<str>, Event, PublishAck), HubError> {
         if is_system_room(&msg.room) {
             return Err(HubError::Forbidden(format!(
                 "{} is written by the hub only",
@@ -366,47 +375,47 @@ impl RegistryActor {
         protocol::check_event_type(&msg.kind).map_err(HubError::BadRequest)?;
         let room = self.room_mut(&msg.room)?;
         if msg.origin.is_some() && !room.settings.client_publish {
-            return Err(HubError::PublishDisabled(msg.room));
+            return Err(HubError::PublishDisabled(msg.room.clone()));
         }
         let ts = timestamp_now();
         let event = room.append(&msg.kind, &msg.data, &ts);
-        let fan_out = room.fan_out(&event.frame);
         let ack = PublishAck {
             room: room.name.to_string(),
             epoch: room.epoch.to_string(),
             seq: event.seq,
-            delivered: fan_out.delivered,
+            delivered: room.subscriber_count(),
         };
-        if !fan_out.dropped.is_empty() {
-            let name = room.name.clone();
-            for id in &fan_out.dropped {
-                room.unsubscribe(*id);
-            }
-            for id in fan_out.dropped {
-                if let Some(e) = self.sessions.get_mut(&id) {
-                    e.rooms.remove(&name);
-                }
-            }
-        }
-        if let Some(origin) = msg.origin {
-            let frame = encode(&Published {
-                kind: "published",
-                room: &ack.room,
-                seq: ack.seq,
-                reference: origin.reference.as_ref(),
-            });
-            self.reply(origin.id, frame);
-        }
-        Ok(ack)
+        Ok((room.name.clone(), event, ack))
     }
 
-    fn publish_from(&mut self, msg: Publish) -> Result<PublishAck, HubError> {
-        let origin = msg.origin.clone();
-        let result = self.publish(msg);
-        if let (Err(err), Some(origin)) = (&result, origin) {
-            self.reply_error(origin.id, err, origin.reference.as_ref());
+    /// Queues an accepted event for every subscriber of its room; those that
+    /// cannot take it are closing (4008) and leave the room now.
+    fn deliver(&mut self, room: &str, event: &Event) {
+        let Some(room) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let fan_out = room.fan_out(&event.frame);
+        if fan_out.dropped.is_empty() {
+            return;
         }
-        result
+        let name = room.name.clone();
+        for id in &fan_out.dropped {
+            room.unsubscribe(*id);
+        }
+        for id in fan_out.dropped {
+            if let Some(e) = self.sessions.get_mut(&id) {
+                e.rooms.remove(&name);
+            }
+        }
+    }
+
+    /// The metric label of a socket type: dynamic rooms share one label.
+    fn type_label<'a>(&self, kind: &'a str) -> &'a str {
+        if kind == "connect" || kind == STATUS_ROOM || self.ws_endpoints.contains_key(kind) {
+            kind
+        } else {
+            crate::metrics::DYNAMIC
+        }
     }
 
     fn remove_session(&mut self, id: SessionId) {
@@ -429,6 +438,7 @@ impl RegistryActor {
                 }
             }
         }
+        crate::metrics::connections(self.type_label(&entry.kind)).decrement(1.0);
         if let Some(n) = self.by_type.get_mut(&entry.kind) {
             *n -= 1;
             if *n == 0 {
@@ -443,220 +453,10 @@ impl Actor for RegistryActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // The mailbox keeps actix's bounded default: HTTP publishers that `send`
-        // wait when it is full (backpressure), sessions `do_send` rate-limited
-        // commands and membership changes.
+        metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
+        // The mailbox keeps actix's bounded default for `send` (HTTP reads);
+        // sessions `do_send` rate-limited commands, and publishes `do_send` with
+        // a reply channel, so each HTTP request has at most one in flight.
         ctx.run_interval(STATUS_INTERVAL, |act, _| act.push_status_if_changed());
     }
-}
-
-impl Handler<Register> for RegistryActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        let user: Option<Arc<str>> = msg.user.map(Arc::from);
-        if let Some(u) = &user {
-            self.users.entry(u.clone()).or_default().insert(msg.id);
-        }
-        *self.by_type.entry(msg.kind.clone()).or_insert(0) += 1;
-        self.sessions.insert(
-            msg.id,
-            SessionEntry {
-                kind: msg.kind,
-                user,
-                remote: msg.remote,
-                connected_at: timestamp_now(),
-                queue: msg.queue,
-                stats: msg.stats,
-                rooms: HashSet::new(),
-                status: false,
-            },
-        );
-        self.session_count.send_replace(self.sessions.len());
-    }
-}
-
-impl Handler<Unregister> for RegistryActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
-        self.remove_session(msg.id);
-    }
-}
-
-impl Handler<Subscribe> for RegistryActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
-        if let Err(err) = self.subscribe(&msg) {
-            self.reply_error(msg.id, &err, msg.reference.as_ref());
-        }
-    }
-}
-
-impl Handler<Unsubscribe> for RegistryActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
-        if let Err(err) = self.unsubscribe(&msg) {
-            self.reply_error(msg.id, &err, msg.reference.as_ref());
-        }
-    }
-}
-
-impl Handler<Publish> for RegistryActor {
-    type Result = Result<PublishAck, HubError>;
-
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
-        self.publish_from(msg)
-    }
-}
-
-impl Handler<PublishBatch> for RegistryActor {
-    type Result = MessageResult<PublishBatch>;
-
-    fn handle(&mut self, msg: PublishBatch, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(msg.0.into_iter().map(|p| self.publish_from(p)).collect())
-    }
-}
-
-impl Handler<PublishUser> for RegistryActor {
-    type Result = usize;
-
-    fn handle(&mut self, msg: PublishUser, _: &mut Context<Self>) -> usize {
-        let Some(ids) = self.users.get(msg.user.as_str()) else {
-            return 0;
-        };
-        let ts = timestamp_now();
-        let frame = encode(&UserFrame {
-            kind: &msg.kind,
-            user: &msg.user,
-            ts: &ts,
-            data: &msg.data,
-        });
-        ids.iter()
-            .filter_map(|id| self.sessions.get(id))
-            .filter(|e| e.queue.push(Outbound::Frame(frame.clone())).is_ok())
-            .count()
-    }
-}
-
-impl Handler<GetStatus> for RegistryActor {
-    type Result = MessageResult<GetStatus>;
-
-    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.status())
-    }
-}
-
-impl Handler<ListSockets> for RegistryActor {
-    type Result = MessageResult<ListSockets>;
-
-    fn handle(&mut self, msg: ListSockets, _: &mut Context<Self>) -> Self::Result {
-        let mut list: Vec<(SessionId, SocketInfo)> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| msg.kind.as_deref().is_none_or(|k| &*e.kind == k))
-            .map(|(id, e)| {
-                let mut rooms: Vec<String> = e.rooms.iter().map(|r| r.to_string()).collect();
-                if e.status {
-                    rooms.push(STATUS_ROOM.to_string());
-                }
-                rooms.sort();
-                let info = SocketInfo {
-                    id: id.to_string(),
-                    kind: e.kind.to_string(),
-                    user: e.user.as_deref().map(str::to_string),
-                    rooms,
-                    remote: e.remote.clone(),
-                    connected_at: e.connected_at.clone(),
-                    last_seen: e.stats.last_seen(),
-                    msgs_in: e.stats.msgs_in.load(Ordering::Relaxed),
-                    msgs_out: e.stats.msgs_out.load(Ordering::Relaxed),
-                    queued: e.queue.depth().frames,
-                };
-                (*id, info)
-            })
-            .collect();
-        list.sort_by_key(|(id, _)| *id);
-        MessageResult(list.into_iter().map(|(_, info)| info).collect())
-    }
-}
-
-impl Handler<ListRooms> for RegistryActor {
-    type Result = MessageResult<ListRooms>;
-
-    fn handle(&mut self, _: ListRooms, _: &mut Context<Self>) -> Self::Result {
-        let mut rooms: Vec<RoomInfo> = self
-            .rooms
-            .values()
-            .map(|r| RoomInfo {
-                room: r.name.to_string(),
-                subscribers: r.subscriber_count(),
-                epoch: r.epoch.to_string(),
-                seq: r.seq,
-                history: r.history_len(),
-            })
-            .collect();
-        rooms.sort_by(|a, b| a.room.cmp(&b.room));
-        MessageResult(rooms)
-    }
-}
-
-impl Handler<GetHistory> for RegistryActor {
-    type Result = Result<HistoryPage, HubError>;
-
-    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
-        if self.config.room_settings(&msg.room).is_none() {
-            return Err(HubError::UnknownRoom(msg.room));
-        }
-        // A dynamic room nobody has used yet has an empty history: answer that
-        // without creating it.
-        let Some(room) = self.rooms.get(msg.room.as_str()) else {
-            return Ok(HistoryPage {
-                room: msg.room,
-                epoch: String::new(),
-                seq: 0,
-                events: Vec::new(),
-            });
-        };
-        Ok(HistoryPage {
-            room: room.name.to_string(),
-            epoch: room.epoch.to_string(),
-            seq: room.seq,
-            events: room.frames_after(msg.since, msg.limit),
-        })
-    }
-}
-
-impl Handler<Disconnect> for RegistryActor {
-    type Result = Result<(), HubError>;
-
-    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) -> Self::Result {
-        let entry = SessionId::parse(&msg.id)
-            .and_then(|id| self.sessions.get(&id))
-            .ok_or(HubError::UnknownSession(msg.id))?;
-        entry.queue.close(CloseCode::AdminDisconnect, true);
-        Ok(())
-    }
-}
-
-impl Handler<Drain> for RegistryActor {
-    type Result = usize;
-
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> usize {
-        self.draining.store(true, Ordering::Relaxed);
-        // Dashboards learn `active: false` before their sockets close.
-        self.push_status_if_changed();
-        for entry in self.sessions.values() {
-            entry.queue.close(CloseCode::Draining, true);
-        }
-        self.sessions.len()
-    }
-}
-
-impl Handler<Ping> for RegistryActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
 }
