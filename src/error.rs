@@ -84,7 +84,7 @@ impl HubError {
 }
 
 /// The contract's HTTP error body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The code.
     pub error: ErrorCode,

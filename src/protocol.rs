@@ -39,7 +39,7 @@ pub const MAX_EVENT_TYPE_BYTES: usize = 128;
 pub const MAX_USER_BYTES: usize = 256;
 
 /// Error codes of error frames and HTTP error bodies (contract sections 3 and 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Malformed input: bad JSON, unknown op, missing or mistyped fields.

@@ -14,6 +14,7 @@ use crate::registry::{
     Disconnect, GetHistory, GetStatus, ListRooms, ListSockets, Ping, Publish, PublishAck,
     PublishBatch, PublishUser,
 };
+use crate::registry::{RoomInfo, SocketInfo, Status};
 
 /// How long health probes wait for the registry before calling it stuck.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,6 +22,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 type Data = web::Data<AppState>;
 
 /// `GET /socket-status`: counts only, public.
+#[utoipa::path(get, path = "/socket-status", tag = "status",
+    responses((status = 200, description = "Who is connected, by type and room", body = Status)))]
 pub async fn socket_status(state: Data) -> Result<HttpResponse, HubError> {
     let status = state
         .registry
@@ -31,13 +34,23 @@ pub async fn socket_status(state: Data) -> Result<HttpResponse, HubError> {
 }
 
 /// `?type=` filter of the socket list.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SocketsQuery {
+    /// Only sockets of this type (`connect`, a room name).
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     kind: Option<String>,
 }
 
 /// `GET /socket-status/sockets` (admin).
+#[utoipa::path(get, path = "/socket-status/sockets", tag = "admin", params(SocketsQuery), security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Every open session", body = Vec<SocketInfo>),
+        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+    ))]
 pub async fn list_sockets(
     req: HttpRequest,
     state: Data,
@@ -53,15 +66,31 @@ pub async fn list_sockets(
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// Body of a single publish.
-#[derive(Deserialize)]
-struct EventBody {
+/// Body of a single publish (and of a user message).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EventBody {
+    /// The event type; not one of the reserved frame types.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 128)]
     kind: String,
+    /// Any JSON value, delivered byte for byte.
+    #[schema(value_type = Value)]
     data: Box<RawValue>,
 }
 
 /// `POST /api/rooms/{room}/events` (write).
+#[utoipa::path(post, path = "/api/rooms/{room}/events", tag = "publish", security((), ("api_key" = [])),
+    params(("room" = String, Path, description = "Room name")),
+    request_body = EventBody,
+    responses(
+        (status = 200, description = "Accepted: the event's seq", body = PublishAck),
+        (status = 400, description = "Malformed body or invalid event type", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "No API keys configured and the caller is not on loopback, or a system room", body = ErrorBody),
+        (status = 404, description = "Unknown room", body = ErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 503, description = "Room limit reached or registry unavailable", body = ErrorBody),
+    ))]
 pub async fn publish(
     req: HttpRequest,
     state: Data,
@@ -81,27 +110,60 @@ pub async fn publish(
 }
 
 /// One item of a batch publish.
-#[derive(Deserialize)]
-struct BatchItem {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BatchItem {
+    /// Room name.
     room: String,
+    /// The event type.
     #[serde(rename = "type")]
     kind: String,
+    /// Any JSON value.
+    #[schema(value_type = Value)]
     data: Box<RawValue>,
 }
 
+/// The failure of one batch item.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchError {
+    /// The item's room.
+    room: String,
+    /// The contract's code.
+    error: crate::protocol::ErrorCode,
+    /// Detail for humans.
+    message: String,
+}
+
 /// One result of a batch publish: the ack, or the error for that item.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum BatchResult {
+pub enum BatchResult {
+    /// Accepted.
     Ok(PublishAck),
-    Err {
-        room: String,
-        #[serde(flatten)]
-        error: ErrorBody,
-    },
+    /// Refused.
+    Err(BatchError),
+}
+
+impl BatchResult {
+    fn error(room: String, err: &HubError) -> Self {
+        BatchResult::Err(BatchError {
+            room,
+            error: err.code(),
+            message: err.to_string(),
+        })
+    }
 }
 
 /// `POST /api/events` (write): items are applied in order; each gets a result.
+#[utoipa::path(post, path = "/api/events", tag = "publish", security((), ("api_key" = [])),
+    request_body = Vec<BatchItem>,
+    responses(
+        (status = 200, description = "One result per item, in order", body = Vec<BatchResult>),
+        (status = 400, description = "Body is not an array of items", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 503, description = "Registry unavailable", body = ErrorBody),
+    ))]
 pub async fn publish_batch(
     req: HttpRequest,
     state: Data,
@@ -119,10 +181,10 @@ pub async fn publish_batch(
                 results.push(None);
                 publishes.push(Publish::http(item.room, item.kind, item.data).0);
             }
-            Err(message) => results.push(Some(BatchResult::Err {
-                room: item.room,
-                error: HubError::BadRequest(message).body(),
-            })),
+            Err(message) => results.push(Some(BatchResult::error(
+                item.room,
+                &HubError::BadRequest(message),
+            ))),
         }
     }
     let rooms: Vec<String> = publishes.iter().map(|p| p.room.clone()).collect();
@@ -139,17 +201,32 @@ pub async fn publish_batch(
             Some(done) => Some(done),
             None => acks.next().map(|(ack, room)| match ack {
                 Ok(ack) => BatchResult::Ok(ack),
-                Err(err) => BatchResult::Err {
-                    room,
-                    error: err.body(),
-                },
+                Err(err) => BatchResult::error(room, &err),
             }),
         })
         .collect();
     Ok(HttpResponse::Ok().json(results))
 }
 
+/// Answer of a user message.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Delivered {
+    /// Sessions of the user it was queued for.
+    delivered: usize,
+}
+
 /// `POST /api/users/{user}/events` (write).
+#[utoipa::path(post, path = "/api/users/{user}/events", tag = "publish", security((), ("api_key" = [])),
+    params(("user" = String, Path, description = "User id (the token's sub)")),
+    request_body = EventBody,
+    responses(
+        (status = 200, description = "Queued for every session of the user on this node", body = Delivered),
+        (status = 400, description = "Malformed body, invalid event type or user id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 503, description = "Registry unavailable", body = ErrorBody),
+    ))]
 pub async fn publish_user(
     req: HttpRequest,
     state: Data,
@@ -171,10 +248,12 @@ pub async fn publish_user(
         .send(PublishUser { user, kind, data })
         .await
         .map_err(registry_down)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "delivered": delivered })))
+    Ok(HttpResponse::Ok().json(Delivered { delivered }))
 }
 
 /// `GET /api/rooms`.
+#[utoipa::path(get, path = "/api/rooms", tag = "rooms",
+    responses((status = 200, description = "Every room with its order and history", body = Vec<RoomInfo>)))]
 pub async fn list_rooms(state: Data) -> Result<HttpResponse, HubError> {
     let rooms = state
         .registry
@@ -185,14 +264,59 @@ pub async fn list_rooms(state: Data) -> Result<HttpResponse, HubError> {
 }
 
 /// `?since=&limit=` of the history endpoint.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Events with seq greater than this (default 0).
+    #[param(minimum = 0)]
     since: Option<u64>,
+    /// At most this many (default: all held).
+    #[param(minimum = 0)]
     limit: Option<usize>,
+}
+
+/// One event frame, as sockets receive it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documents the history body, which is spliced from stored frames
+pub struct EventFrameDoc {
+    /// The publisher's event type.
+    #[serde(rename = "type")]
+    kind: String,
+    /// Room.
+    room: String,
+    /// Position in the room's order.
+    seq: u64,
+    /// When the hub accepted it (RFC 3339, UTC, ms).
+    ts: String,
+    /// The publisher's payload.
+    #[schema(value_type = Value)]
+    data: serde_json::Value,
+}
+
+/// `GET /api/rooms/{room}/history` (the body is spliced from stored frames;
+/// this type documents it).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct HistoryDoc {
+    /// Room.
+    room: String,
+    /// Epoch ("" for a dynamic room never used).
+    epoch: String,
+    /// Head seq.
+    seq: u64,
+    /// Events after `since`, oldest first.
+    events: Vec<EventFrameDoc>,
 }
 
 /// `GET /api/rooms/{room}/history`: the HTTP fallback for clients that cannot
 /// resume over the socket.
+#[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms",
+    params(("room" = String, Path, description = "Room name"), HistoryQuery),
+    responses(
+        (status = 200, description = "Events still in history", body = HistoryDoc),
+        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 404, description = "Unknown room", body = ErrorBody),
+    ))]
 pub async fn history(
     state: Data,
     room: web::Path<String>,
@@ -213,7 +337,22 @@ pub async fn history(
         .body(page.to_json()))
 }
 
+/// Answer of an admin disconnect.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Disconnected {
+    /// The session that is being closed.
+    disconnected: String,
+}
+
 /// `POST /api/sockets/{id}/disconnect` (admin): closes with 4009.
+#[utoipa::path(post, path = "/api/sockets/{id}/disconnect", tag = "admin", security((), ("api_key" = [])),
+    params(("id" = String, Path, description = "Session id from welcome or the socket list")),
+    responses(
+        (status = 200, description = "The session is closing with 4009", body = Disconnected),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+        (status = 404, description = "Unknown session", body = ErrorBody),
+    ))]
 pub async fn disconnect(
     req: HttpRequest,
     state: Data,
@@ -226,7 +365,7 @@ pub async fn disconnect(
         .send(Disconnect { id: id.clone() })
         .await
         .map_err(registry_down)??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "disconnected": id })))
+    Ok(HttpResponse::Ok().json(Disconnected { disconnected: id }))
 }
 
 async fn registry_answers(state: &AppState) -> bool {
@@ -237,6 +376,11 @@ async fn registry_answers(state: &AppState) -> bool {
 }
 
 /// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 503, description = "Another metrics recorder is installed", body = ErrorBody),
+    ))]
 pub async fn metrics(state: Data) -> Result<HttpResponse, HubError> {
     let body = crate::metrics::render(state.registry.depth()).ok_or_else(|| {
         HubError::Unavailable("another metrics recorder is installed in this process".into())
@@ -246,16 +390,33 @@ pub async fn metrics(state: Data) -> Result<HttpResponse, HubError> {
         .body(body))
 }
 
+/// Answer of the health probes.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    status: &'static str,
+}
+
 /// `GET /healthz`: 200 while the process and its registry answer.
+#[utoipa::path(get, path = "/healthz", tag = "status",
+    responses(
+        (status = 200, description = "Alive", body = Health),
+        (status = 503, description = "The registry does not answer", body = ErrorBody),
+    ))]
 pub async fn healthz(state: Data) -> Result<HttpResponse, HubError> {
     if registry_answers(&state).await {
-        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })))
+        Ok(HttpResponse::Ok().json(Health { status: "ok" }))
     } else {
         Err(HubError::Unavailable("registry does not answer".into()))
     }
 }
 
 /// `GET /readyz`: 200 while accepting sockets; 503 with the reason otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "status",
+    responses(
+        (status = 200, description = "Accepting sockets", body = Health),
+        (status = 503, description = "Draining, or the registry does not answer", body = ErrorBody),
+    ))]
 pub async fn readyz(state: Data) -> Result<HttpResponse, HubError> {
     if state.is_draining() {
         return Err(HubError::Unavailable("draining".into()));
@@ -263,5 +424,5 @@ pub async fn readyz(state: Data) -> Result<HttpResponse, HubError> {
     if !registry_answers(&state).await {
         return Err(HubError::Unavailable("registry does not answer".into()));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod echo;
+pub mod openapi;
 mod upgrade;
 
 use std::net::IpAddr;
@@ -60,7 +61,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 }),
             );
         cfg.service(resource("/ws").route(web::get().to(upgrade::connect)))
-            .service(resource("/ws/connect").route(web::get().to(upgrade::connect)));
+            .service(resource("/ws/connect").route(web::get().to(upgrade::connect_alias)));
         if echo {
             cfg.service(resource("/ws/_echo").route(web::get().to(echo::echo)));
         }
@@ -77,6 +78,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 resource("/api/sockets/{id}/disconnect").route(web::post().to(api::disconnect)),
             )
             .service(resource("/metrics").route(web::get().to(api::metrics)))
+            .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
             .service(resource("/healthz").route(web::get().to(api::healthz)))
             .service(resource("/readyz").route(web::get().to(api::readyz)))
             .default_service(web::to(not_found));

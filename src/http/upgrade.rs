@@ -10,18 +10,32 @@ use serde::Deserialize;
 
 use super::{peer_ip, AppState};
 use crate::connections::Refusal;
-use crate::error::HubError;
+use crate::error::{ErrorBody, HubError};
 use crate::protocol::STATUS_ROOM;
 use crate::session::{InitialSubscription, Session, SessionStart};
 
 /// Query parameters of `/ws/{room}`: the resume point.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResumeQuery {
+    /// Last seq the client holds.
+    #[param(minimum = 0)]
     since: Option<u64>,
+    /// The epoch that `since` belongs to.
     epoch: Option<String>,
 }
 
 /// `GET /ws` and `/ws/connect`: a multi-room socket.
+#[utoipa::path(get, path = "/ws", tag = "websocket",
+    params(("token" = Option<String>, Query, description = "JWT, when auth is on")),
+    responses(
+        (status = 101, description = "Switching to WebSocket: the socket protocol follows (docs/PROTOCOL.md)"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad query string", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token (auth on)", body = ErrorBody),
+        (status = 403, description = "Origin not allowed, or room not allowed by the token", body = ErrorBody),
+        (status = 404, description = "Unknown room", body = ErrorBody),
+        (status = 503, description = "Over capacity, or draining", body = ErrorBody),
+    ))]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
@@ -30,7 +44,37 @@ pub async fn connect(
     accept(&req, body, &state, Arc::from("connect"), None)
 }
 
+/// The same socket as `/ws`, at its other path (documented separately).
+#[utoipa::path(get, path = "/ws/connect", tag = "websocket",
+    params(("token" = Option<String>, Query, description = "JWT, when auth is on")),
+    responses(
+        (status = 101, description = "Switching to WebSocket: the socket protocol follows (docs/PROTOCOL.md)"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad query string", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token (auth on)", body = ErrorBody),
+        (status = 403, description = "Origin not allowed, or room not allowed by the token", body = ErrorBody),
+        (status = 404, description = "Unknown room", body = ErrorBody),
+        (status = 503, description = "Over capacity, or draining", body = ErrorBody),
+    ))]
+pub async fn connect_alias(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    connect(req, body, state).await
+}
+
 /// `GET /ws/{room}`: a socket subscribed to `{room}` on connect.
+#[utoipa::path(get, path = "/ws/{room}", tag = "websocket",
+    params(("room" = String, Path, description = "Room name, or $status"), ResumeQuery,
+        ("token" = Option<String>, Query, description = "JWT, when auth is on")),
+    responses(
+        (status = 101, description = "Switching to WebSocket: the socket protocol follows (docs/PROTOCOL.md)"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad query string", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token (auth on)", body = ErrorBody),
+        (status = 403, description = "Origin not allowed, or room not allowed by the token", body = ErrorBody),
+        (status = 404, description = "Unknown room", body = ErrorBody),
+        (status = 503, description = "Over capacity, or draining", body = ErrorBody),
+    ))]
 pub async fn room(
     req: HttpRequest,
     body: web::Payload,

@@ -134,7 +134,7 @@ pub struct PublishBatch {
 }
 
 /// What a publisher learns: where its event landed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PublishAck {
     /// Room.
     pub room: String,
@@ -174,7 +174,7 @@ pub struct ListSockets {
 }
 
 /// One socket, for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SocketInfo {
     /// Session id.
     pub id: String,
@@ -205,7 +205,7 @@ pub struct SocketInfo {
 pub struct ListRooms;
 
 /// One room, for `GET /api/rooms`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RoomInfo {
     /// Name.
     pub room: String,

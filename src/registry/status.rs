@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// The counts part of the status: what changes trigger a `status_update`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub struct StatusCounts {
     /// False while draining.
     pub active: bool,
@@ -30,7 +30,7 @@ impl StatusCounts {
 }
 
 /// `GET /socket-status` (contract section 6).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// The counts, flattened into the body.
     #[serde(flatten)]
