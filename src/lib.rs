@@ -36,6 +36,8 @@
 //! - [`connections`]: admission against `max_connections` (per node, per IP).
 //! - [`tls`]: wss/https with rustls.
 //! - [`server`]: binding, running, signal handling and the graceful drain.
+//! - [`cli`]: the binary's `status`/`rooms`/`publish`/`healthcheck` commands
+//!   against a running hub, and its log format (`HUB_LOG_FORMAT=json`).
 //! - [`ids`], [`session_stats`]: session ids and epochs; per-session counters.
 //! - [`metrics`]: Prometheus metric names, the recorder and `/metrics`.
 //!
@@ -49,6 +51,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod config_env;

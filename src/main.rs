@@ -1,10 +1,14 @@
-//! The `realtime-hub` binary: parses the command line, loads and validates the
-//! configuration, and runs the hub until SIGTERM/SIGINT.
+//! The `realtime-hub` binary. With no subcommand it serves: parses the command
+//! line, loads and validates the configuration, and runs the hub until
+//! SIGTERM/SIGINT (contract section 1). The subcommands (`status`, `rooms`,
+//! `publish`, `healthcheck`) talk to a running hub instead; they live in
+//! `realtime_hub::cli`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use realtime_hub::cli;
 use realtime_hub::config::Config;
 
 /// Exit code for a configuration that cannot be used (contract section 1).
@@ -12,8 +16,21 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 /// A realtime WebSocket hub: rooms with ordered history, HTTP publish, recovery.
 #[derive(Parser, Debug)]
-#[command(name = "realtime-hub", version, about, long_about = None)]
+#[command(
+    name = "realtime-hub",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "With no command, serves (HUB_LOG_FORMAT=json for one JSON object per log \
+                  line). The commands talk to a running hub over HTTP at --url \
+                  (default http://127.0.0.1:8080, or HUB_URL); each has its own --help."
+)]
 struct Cli {
+    /// Talk to a running hub instead of serving.
+    #[command(subcommand)]
+    command: Option<cli::Command>,
+
     /// TOML configuration file (default: the embedded config/default.toml).
     /// Any key can be overridden with HUB_<SECTION>__<KEY>.
     #[arg(long, value_name = "FILE")]
@@ -32,8 +49,11 @@ fn env_vars() -> Vec<(String, String)> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        return cli::run(command);
+    }
+    cli::logging::init();
     let config = match Config::load(cli.config.as_deref(), env_vars()) {
         Ok(config) => config,
         Err(e) => {
