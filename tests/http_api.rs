@@ -285,6 +285,32 @@ async fn admin_disconnect_closes_with_4009() {
 }
 
 #[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let hub = start(|_| {});
+    let a = http().get(hub.http("/healthz")).send().await.expect("GET");
+    let b = http().get(hub.http("/nothing")).send().await.expect("GET");
+    let id = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (ia, ib) = (id(&a).expect("id on 200"), id(&b).expect("id on 404"));
+    assert_ne!(ia, ib, "ids differ");
+    let c = http()
+        .get(hub.http("/healthz"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        id(&c).as_deref(),
+        Some("trace-abc-123"),
+        "a caller's id is kept"
+    );
+}
+
+#[tokio::test]
 async fn health_and_readiness() {
     let hub = start(|_| {});
     let (status, body) = get(&hub.http("/healthz")).await;

@@ -161,21 +161,44 @@ pub fn redact_query(query: &str) -> String {
         .join("&")
 }
 
-/// Access log at debug level under target `realtime_hub::access` (enable with
-/// `RUST_LOG=info,realtime_hub::access=debug`): peer, method, path, redacted
-/// query, status, duration. Headers are never logged, so neither are bearer
-/// tokens or API keys.
+/// Request ids: a process-wide counter, unique within a run.
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Gives every response an `X-Request-Id` (the caller's own, if it sent a
+/// sane one) and writes the access log at debug level under target
+/// `realtime_hub::access` (enable with `RUST_LOG=info,realtime_hub::access=debug`):
+/// request id, peer, method, path, redacted query, status, duration. Headers
+/// are never logged, so neither are bearer tokens or API keys.
 pub async fn access_log(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "{:x}",
+                NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+        });
+    let header = HeaderValue::from_str(&id).ok();
     if !log::log_enabled!(target: "realtime_hub::access", log::Level::Debug) {
-        return next.call(req).await;
+        let mut res = next.call(req).await?;
+        if let Some(h) = header {
+            res.headers_mut().insert(REQUEST_ID, h);
+        }
+        return Ok(res);
     }
     let started = Instant::now();
     let query = redact_query(req.query_string());
     let line = format!(
-        "{} {} {}{}{}",
+        "req={id} {} {} {}{}{}",
         req.peer_addr()
             .map_or_else(|| "-".to_string(), |a| a.to_string()),
         req.method(),
@@ -183,7 +206,10 @@ pub async fn access_log(
         if query.is_empty() { "" } else { "?" },
         query
     );
-    let res = next.call(req).await?;
+    let mut res = next.call(req).await?;
+    if let Some(h) = header {
+        res.headers_mut().insert(REQUEST_ID, h);
+    }
     log::debug!(
         target: "realtime_hub::access",
         "{line} {} {}us",
