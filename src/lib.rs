@@ -33,7 +33,8 @@
 //!   `HUB_SECTION__KEY` overrides and validation.
 //! - [`auth`]: the claims seam — what a socket may subscribe to and publish; the
 //!   JWT verifier plugs in there.
-//! - [`connections`]: admission against `max_connections` (per node, per IP).
+//! - [`connections`]: admission against `max_connections` (per node, per IP);
+//!   [`fd_limit`] caps it to what `RLIMIT_NOFILE` allows.
 //! - [`tls`]: wss/https with rustls.
 //! - [`server`]: binding, running, signal handling and the graceful drain.
 //! - [`cli`]: the binary's `status`/`rooms`/`publish`/`healthcheck` commands
@@ -57,6 +58,7 @@ pub mod config;
 pub mod config_env;
 pub mod connections;
 pub mod error;
+pub mod fd_limit;
 pub mod http;
 pub mod ids;
 pub mod metrics;

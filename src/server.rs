@@ -68,12 +68,13 @@ impl Hub {
             |_| registry,
         ));
         let ws = &config.websocket;
+        let fds = crate::fd_limit::plan(ws.max_connections, config.worker_count());
         let state = AppState {
             auth: Arc::new(
                 Authenticator::new(&config.auth)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
             ),
-            connections: ConnectionLimiter::new(ws.max_connections, ws.max_connections_per_ip),
+            connections: ConnectionLimiter::new(fds.max_sessions, ws.max_connections_per_ip),
             session_settings: Arc::new(SessionSettings {
                 heartbeat: Duration::from_secs(ws.heartbeat_interval_s),
                 client_timeout: Duration::from_secs(ws.client_timeout_s),
@@ -101,6 +102,10 @@ impl Hub {
         .shutdown_timeout(HTTP_SHUTDOWN.as_secs())
         .disable_signals()
         .backlog(4096);
+        let server = match fds.max_accepted_per_worker {
+            Some(n) => server.max_connections(n),
+            None => server,
+        };
         let server = if config.server.tls_cert.is_empty() {
             server.bind(&config.server.bind)?
         } else {

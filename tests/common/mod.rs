@@ -299,9 +299,29 @@ impl ChildHub {
     /// Starts the binary with `envs` (config overrides); its address is read
     /// from its log line.
     pub fn spawn(envs: &[(&str, &str)]) -> ChildHub {
+        Self::spawn_with_nofile(envs, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), with the child's RLIMIT_NOFILE set to `nofile`.
+    pub fn spawn_with_nofile(envs: &[(&str, &str)], nofile: Option<u64>) -> ChildHub {
         use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-hub"));
+        if let Some(n) = nofile {
+            let limit = rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+            // fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         cmd.env("HUB_SERVER__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
