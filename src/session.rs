@@ -119,8 +119,9 @@ pub struct Session {
     /// Commands refused by the limiter in the current abuse window, and when
     /// that window started.
     strikes: (u32, Instant),
-    /// Taken by `started`.
-    start: Option<SessionStart>,
+    /// Taken by `started`. Boxed: it is most of the struct's size and is empty
+    /// for the whole life of the session after `started`.
+    start: Option<Box<SessionStart>>,
     /// Holds one slot of `max_connections` until the session is dropped.
     _permit: ConnectionPermit,
 }
@@ -161,7 +162,7 @@ impl Session {
             reason: None,
             limiter: RateLimiter::direct(quota),
             strikes: (0, now),
-            start: Some(start),
+            start: Some(Box::new(start)),
             _permit: permit,
         }
     }
@@ -371,6 +372,7 @@ impl Actor for Session {
         let Some(start) = self.start.take() else {
             return ctx.stop();
         };
+        let start = *start;
         let public_id = self.id.to_string();
         self.push(encode(&Welcome {
             kind: "welcome",

@@ -49,22 +49,23 @@ pub async fn run(
     let code = loop {
         match queue.next(std::mem::take(&mut spare)).await {
             Next::Items(mut items) => {
-                while let Some(item) = items.pop_front() {
-                    match write_item(&mut ws, &item, &queue, write_timeout).await {
-                        Ok(frames) => {
-                            stats.msgs_out.fetch_add(frames, Ordering::Relaxed);
-                            queue.written(&item);
-                        }
-                        // The queue is closing now; `next` hands over the close.
-                        Err(WriteError::Aborted) => break,
-                        Err(WriteError::Stalled) => {
-                            queue.close(CloseCode::SlowConsumer, false);
-                            break;
-                        }
-                        Err(WriteError::Gone) => {
-                            queue.close(CloseCode::Normal, false);
-                            return on_end(WriterEnd::SocketGone);
-                        }
+                // Boxed: the write path's futures (the socket write, its timer and
+                // the abort watch) are most of this task's size. Inline, every idle
+                // socket would carry them; boxed, they exist only while a batch is
+                // being written (one allocation per wake-up, not per frame).
+                let outcome = Box::pin(write_batch(
+                    &mut ws,
+                    &mut items,
+                    &queue,
+                    &stats,
+                    write_timeout,
+                ))
+                .await;
+                match outcome {
+                    BatchEnd::Done => {}
+                    BatchEnd::SocketGone => {
+                        queue.close(CloseCode::Normal, false);
+                        return on_end(WriterEnd::SocketGone);
                     }
                 }
                 items.clear();
@@ -78,7 +79,41 @@ pub async fn run(
         code: code.code().into(),
         description: Some(code.reason().to_string()),
     };
-    let _ = tokio::time::timeout(write_timeout, ws.close(Some(reason))).await;
+    let _ = Box::pin(tokio::time::timeout(write_timeout, ws.close(Some(reason)))).await;
+}
+
+/// How writing one batch of queue items ended.
+enum BatchEnd {
+    /// Written, or stopped early because the queue is closing (`next` hands over
+    /// the close).
+    Done,
+    /// The socket went away under us.
+    SocketGone,
+}
+
+async fn write_batch(
+    ws: &mut actix_ws::Session,
+    items: &mut VecDeque<Outbound>,
+    queue: &OutboundQueue,
+    stats: &SessionStats,
+    write_timeout: Duration,
+) -> BatchEnd {
+    while let Some(item) = items.pop_front() {
+        match write_item(ws, &item, queue, write_timeout).await {
+            Ok(frames) => {
+                stats.msgs_out.fetch_add(frames, Ordering::Relaxed);
+                queue.written(&item);
+            }
+            // The queue is closing now; `next` hands over the close.
+            Err(WriteError::Aborted) => break,
+            Err(WriteError::Stalled) => {
+                queue.close(CloseCode::SlowConsumer, false);
+                break;
+            }
+            Err(WriteError::Gone) => return BatchEnd::SocketGone,
+        }
+    }
+    BatchEnd::Done
 }
 
 async fn write_item(
