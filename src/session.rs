@@ -95,9 +95,9 @@ pub struct Session {
     /// Socket type: `connect` or a room name.
     kind: Arc<str>,
     /// Peer address, for logs and the admin API.
-    remote: String,
-    /// What the socket's credentials allow.
-    claims: Claims,
+    remote: Arc<str>,
+    /// What the socket's credentials allow (boxed: mostly empty, rarely read).
+    claims: Box<Claims>,
     /// The hub's state owner.
     registry: RegistryHandle,
     /// Frames to the writer.
@@ -136,7 +136,7 @@ impl Session {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         kind: Arc<str>,
-        remote: String,
+        remote: Arc<str>,
         claims: Claims,
         registry: RegistryHandle,
         settings: Arc<SessionSettings>,
@@ -151,7 +151,7 @@ impl Session {
             id: SessionId::next(),
             kind,
             remote,
-            claims,
+            claims: Box::new(claims),
             registry,
             queue: OutboundQueue::new(settings.outbound_queue, settings.outbound_queue_bytes),
             stats: Arc::new(SessionStats::new()),

@@ -150,7 +150,7 @@ fn accept(
         .map_err(|e| HubError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let remote = req
         .peer_addr()
-        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        .map_or_else(|| Arc::from("unknown"), |a| Arc::from(a.to_string()));
     Session::new(
         kind,
         remote,

@@ -31,7 +31,7 @@ impl Handles<Register> for RegistryActor {
                 kind: msg.kind,
                 user,
                 remote: msg.remote,
-                connected_at: timestamp_now(),
+                connected_at: chrono::Utc::now(),
                 queue: msg.queue,
                 stats: msg.stats,
                 rooms: HashSet::new(),
@@ -161,8 +161,10 @@ impl Handles<ListSockets> for RegistryActor {
                     kind: e.kind.to_string(),
                     user: e.user.as_deref().map(str::to_string),
                     rooms,
-                    remote: e.remote.clone(),
-                    connected_at: e.connected_at.clone(),
+                    remote: e.remote.to_string(),
+                    connected_at: e
+                        .connected_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     last_seen: e.stats.last_seen(),
                     msgs_in: e.stats.msgs_in.load(Ordering::Relaxed),
                     msgs_out: e.stats.msgs_out.load(Ordering::Relaxed),

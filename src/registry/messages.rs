@@ -24,8 +24,8 @@ pub struct Register {
     pub kind: Arc<str>,
     /// The token's `sub`, for user-targeted messages.
     pub user: Option<String>,
-    /// Peer address, for the admin API.
-    pub remote: String,
+    /// Peer address, for the admin API (shared with the session).
+    pub remote: Arc<str>,
     /// Where its frames go.
     pub queue: OutboundQueue,
     /// Its counters.

@@ -46,10 +46,10 @@ struct SessionEntry {
     kind: Arc<str>,
     /// The token's `sub`.
     user: Option<Arc<str>>,
-    /// Peer address.
-    remote: String,
-    /// Connect time, RFC 3339.
-    connected_at: String,
+    /// Peer address (shared with the session).
+    remote: Arc<str>,
+    /// Connect time; formatted (RFC 3339) only when listed.
+    connected_at: chrono::DateTime<chrono::Utc>,
     /// Where its frames go.
     queue: OutboundQueue,
     /// Its counters.
