@@ -14,6 +14,30 @@ use crate::error::{ErrorBody, HubError};
 use crate::protocol::STATUS_ROOM;
 use crate::session::{InitialSubscription, Session, SessionStart};
 
+/// The answers of every upgrade endpoint, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer through HubError
+enum UpgradeResponses {
+    /// Switching to WebSocket: the socket protocol follows (docs/PROTOCOL.md).
+    #[response(status = 101)]
+    Switching,
+    /// Not a WebSocket upgrade, or a bad query string.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Missing, invalid or expired token (auth on).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Origin not allowed, or room not allowed by the token.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Unknown room.
+    #[response(status = 404)]
+    UnknownRoom(ErrorBody),
+    /// Over capacity, or draining.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// Query parameters of `/ws/{room}`: the resume point.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -28,14 +52,7 @@ pub struct ResumeQuery {
 /// `GET /ws` and `/ws/connect`: a multi-room socket.
 #[utoipa::path(get, path = "/ws", tag = "websocket",
     params(("token" = Option<String>, Query, description = "JWT, when auth is on")),
-    responses(
-        (status = 101, description = "Switching to WebSocket: the socket protocol follows (docs/PROTOCOL.md)"),
-        (status = 400, description = "Not a WebSocket upgrade, or a bad query string", body = ErrorBody),
-        (status = 401, description = "Missing, invalid or expired token (auth on)", body = ErrorBody),
-        (status = 403, description = "Origin not allowed, or room not allowed by the token", body = ErrorBody),
-        (status = 404, description = "Unknown room", body = ErrorBody),
-        (status = 503, description = "Over capacity, or draining", body = ErrorBody),
-    ))]
+    responses(UpgradeResponses))]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
@@ -47,14 +64,7 @@ pub async fn connect(
 /// The same socket as `/ws`, at its other path (documented separately).
 #[utoipa::path(get, path = "/ws/connect", tag = "websocket",
     params(("token" = Option<String>, Query, description = "JWT, when auth is on")),
-    responses(
-        (status = 101, description = "Switching to WebSocket: the socket protocol follows (docs/PROTOCOL.md)"),
-        (status = 400, description = "Not a WebSocket upgrade, or a bad query string", body = ErrorBody),
-        (status = 401, description = "Missing, invalid or expired token (auth on)", body = ErrorBody),
-        (status = 403, description = "Origin not allowed, or room not allowed by the token", body = ErrorBody),
-        (status = 404, description = "Unknown room", body = ErrorBody),
-        (status = 503, description = "Over capacity, or draining", body = ErrorBody),
-    ))]
+    responses(UpgradeResponses))]
 pub async fn connect_alias(
     req: HttpRequest,
     body: web::Payload,
@@ -67,14 +77,7 @@ pub async fn connect_alias(
 #[utoipa::path(get, path = "/ws/{room}", tag = "websocket",
     params(("room" = String, Path, description = "Room name, or $status"), ResumeQuery,
         ("token" = Option<String>, Query, description = "JWT, when auth is on")),
-    responses(
-        (status = 101, description = "Switching to WebSocket: the socket protocol follows (docs/PROTOCOL.md)"),
-        (status = 400, description = "Not a WebSocket upgrade, or a bad query string", body = ErrorBody),
-        (status = 401, description = "Missing, invalid or expired token (auth on)", body = ErrorBody),
-        (status = 403, description = "Origin not allowed, or room not allowed by the token", body = ErrorBody),
-        (status = 404, description = "Unknown room", body = ErrorBody),
-        (status = 503, description = "Over capacity, or draining", body = ErrorBody),
-    ))]
+    responses(UpgradeResponses))]
 pub async fn room(
     req: HttpRequest,
     body: web::Payload,

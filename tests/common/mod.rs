@@ -263,9 +263,14 @@ pub async fn publish(hub: &SpawnedHub, room: &str, kind: &str, data: Value) -> V
 
 /// Polls `/socket-status` until `pred` holds (bounded by WAIT).
 pub async fn wait_status(hub: &SpawnedHub, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    poll_status(&hub.http("/socket-status"), WAIT, pred).await
+}
+
+/// Polls a status URL every 20 ms until `pred` holds, for at most `wait`.
+pub async fn poll_status(url: &str, wait: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let (_, s) = get(&hub.http("/socket-status")).await;
+        let (_, s) = get(url).await;
         if pred(&s) {
             return s;
         }
@@ -376,20 +381,10 @@ impl ChildHub {
             .expect("VmRSS")
     }
 
-    /// Polls `/socket-status` until `pred` holds (bounded by WAIT).
+    /// Polls `/socket-status` until `pred` holds (bounded by twice WAIT: a
+    /// child hub may be a debug build under load).
     pub async fn wait_status(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT * 2;
-        loop {
-            let (_, s) = get(&self.http("/socket-status")).await;
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "status never matched; last: {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll_status(&self.http("/socket-status"), WAIT * 2, pred).await
     }
 }
 
