@@ -78,6 +78,18 @@ pub struct EventBody {
     data: Box<RawValue>,
 }
 
+/// Reads, parses and checks the `{type, data}` body of a publish.
+async fn read_event_body(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+) -> Result<EventBody, HubError> {
+    let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
+    let event: EventBody = parse_json(&body)?;
+    check_event_type(&event.kind).map_err(HubError::BadRequest)?;
+    Ok(event)
+}
+
 /// `POST /api/rooms/{room}/events` (write).
 #[utoipa::path(post, path = "/api/rooms/{room}/events", tag = "publish", security((), ("api_key" = [])),
     params(("room" = String, Path, description = "Room name")),
@@ -98,9 +110,7 @@ pub async fn publish(
     payload: web::Payload,
 ) -> Result<HttpResponse, HubError> {
     require_write_access(&req, &state.config)?;
-    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
-    let EventBody { kind, data } = parse_json(&body)?;
-    check_event_type(&kind).map_err(HubError::BadRequest)?;
+    let EventBody { kind, data } = read_event_body(&req, &state, payload).await?;
     // `do_send` + a reply channel, not `send`: the registry answers as soon as
     // the seq is assigned, before it fans the event out.
     let (msg, answer) = Publish::http(room.into_inner(), kind, data);
@@ -240,9 +250,7 @@ pub async fn publish_user(
             "user id must be 1 to {MAX_USER_BYTES} bytes"
         )));
     }
-    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
-    let EventBody { kind, data } = parse_json(&body)?;
-    check_event_type(&kind).map_err(HubError::BadRequest)?;
+    let EventBody { kind, data } = read_event_body(&req, &state, payload).await?;
     let delivered = state
         .registry
         .send(PublishUser { user, kind, data })
