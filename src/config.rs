@@ -180,14 +180,44 @@ impl RoomDecl {
     }
 }
 
-/// `[cluster]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[cluster]`: several nodes sharing one Redis (contract section 9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// Redis URL; empty = single node.
+    /// Redis URL (`redis://`, `rediss://`, `unix://`); empty = single node.
     pub redis_url: String,
     /// This node's id; empty = hostname-pid.
     pub node_id: String,
+    /// Prefix of every Redis key and channel, so several hubs can share a Redis.
+    pub key_prefix: String,
+    /// How often a node writes its counters; its record lives 3 heartbeats.
+    pub heartbeat_ms: u64,
+    /// Longest wait to open a Redis connection.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for a Redis answer; a publish waiting longer answers 503.
+    pub command_timeout_ms: u64,
+    /// Longest pause between reconnect attempts (the backoff doubles up to it).
+    pub reconnect_max_ms: u64,
+    /// Redis connections that publishes are spread over (by room).
+    pub pool_size: usize,
+    /// Idle time after which a dynamic room's Redis keys expire (0 = never).
+    pub dynamic_room_ttl_s: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            node_id: String::new(),
+            key_prefix: "rthub".into(),
+            heartbeat_ms: 1000,
+            connect_timeout_ms: 2000,
+            command_timeout_ms: 1000,
+            reconnect_max_ms: 5000,
+            pool_size: 2,
+            dynamic_room_ttl_s: 86_400,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -381,11 +411,56 @@ impl Config {
 
         self.validate_rooms()?;
 
-        if !self.cluster.redis_url.is_empty() {
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.redis_url.is_empty() {
+            return Ok(());
+        }
+        let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|s| c.redis_url.starts_with(s));
+        if !scheme_ok {
             return Err(ConfigError::key(
                 "cluster.redis_url",
-                "cluster mode is not available in this build yet; leave redis_url empty",
+                "must start with redis://, rediss:// or unix://",
             ));
+        }
+        if let Err(e) = redis::Client::open(c.redis_url.as_str()) {
+            return Err(ConfigError::key(
+                "cluster.redis_url",
+                format!("not a usable Redis URL: {e}"),
+            ));
+        }
+        if c.key_prefix.is_empty()
+            || !c
+                .key_prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_-.:".contains(ch))
+        {
+            return Err(ConfigError::key(
+                "cluster.key_prefix",
+                "must be non-empty ASCII letters, digits or _-.:",
+            ));
+        }
+        if c.node_id
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            return Err(ConfigError::key(
+                "cluster.node_id",
+                "must not contain whitespace",
+            ));
+        }
+        at_least("cluster.heartbeat_ms", c.heartbeat_ms, 50)?;
+        at_least("cluster.connect_timeout_ms", c.connect_timeout_ms, 10)?;
+        at_least("cluster.command_timeout_ms", c.command_timeout_ms, 10)?;
+        at_least("cluster.reconnect_max_ms", c.reconnect_max_ms, 10)?;
+        at_least("cluster.pool_size", c.pool_size as u64, 1)?;
+        if c.pool_size > 64 {
+            return Err(ConfigError::key("cluster.pool_size", "must be at most 64"));
         }
         Ok(())
     }

@@ -42,17 +42,20 @@
 //! - [`ids`], [`session_stats`]: session ids and epochs; per-session counters.
 //! - [`metrics`]: Prometheus metric names, the recorder and `/metrics`.
 //!
-//! ## Where a cluster broker fits
+//! ## Cluster mode
 //!
-//! Rooms assign `seq` inside the registry today (single node, in-process
-//! history). In cluster mode the registry hands `Publish` to a Redis broker that
-//! assigns `seq` and appends to a stream atomically, and fans events from Redis
-//! pub/sub back into the same `Room::fan_out`; sessions never see the difference.
+//! On one node the room assigns `seq` inside the registry. With
+//! `cluster.redis_url` set, the registry hands each publish to the [`cluster`]
+//! broker instead: a Lua script in Redis assigns `seq`, appends to the room's
+//! stream and broadcasts the frame; every node's broker hands the events back to
+//! its registry strictly in seq order (filling gaps from the stream), and they
+//! take the same `Room::fan_out` path. Sessions never see the difference.
 
 #![deny(missing_docs)]
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod config_env;

@@ -364,6 +364,37 @@ pub struct EventFrame<'a> {
     pub data: &'a RawValue,
 }
 
+/// An event frame cut around its seq: whoever assigns the seq (the room on a
+/// single node, Redis in a cluster) splices the number in, and the payload is
+/// encoded once, by the node that accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFrameParts {
+    /// `{"type":…,"room":…,"seq":`
+    pub head: String,
+    /// `,"ts":…,"data":…}`
+    pub tail: String,
+}
+
+impl EventFrameParts {
+    /// The two halves of the frame [`EventFrame`] would encode.
+    pub fn new(kind: &str, room: &str, ts: &str, data: &RawValue) -> Self {
+        let json = |s: &str| serde_json::Value::from(s).to_string();
+        EventFrameParts {
+            head: format!("{{\"type\":{},\"room\":{},\"seq\":", json(kind), json(room)),
+            tail: format!(",\"ts\":{},\"data\":{}}}", json(ts), data.get()),
+        }
+    }
+
+    /// The whole frame with `seq` in place.
+    pub fn with_seq(&self, seq: u64) -> bytestring::ByteString {
+        let mut out = String::with_capacity(self.head.len() + self.tail.len() + 20);
+        out.push_str(&self.head);
+        out.push_str(&seq.to_string());
+        out.push_str(&self.tail);
+        out.into()
+    }
+}
+
 /// A message to one user's sessions: no room, no seq.
 #[derive(Debug, Serialize)]
 pub struct UserFrame<'a> {
@@ -408,6 +439,25 @@ pub fn encode<T: Serialize>(frame: &T) -> bytestring::ByteString {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn event_parts_splice_to_the_encoded_frame() {
+        let data = RawValue::from_string(r#"{"a":[1,"\u00e9"]}"#.into()).expect("json");
+        for (kind, room, ts) in [
+            ("t", "r", "x"),
+            ("q\"uote", "a.b:c", "2026-11-22T00:00:00.000Z"),
+        ] {
+            let whole = encode(&EventFrame {
+                kind,
+                room,
+                seq: 42,
+                ts,
+                data: &data,
+            });
+            let parts = EventFrameParts::new(kind, room, ts, &data);
+            assert_eq!(parts.with_seq(42), whole);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -16,7 +16,7 @@ use crate::config::RoomSettings;
 use crate::ids::{new_epoch, SessionId};
 use crate::metrics::RoomMetrics;
 use crate::outbound::{Outbound, OutboundQueue, PushError};
-use crate::protocol::{encode, EventFrame};
+use crate::protocol::EventFrameParts;
 
 /// An event in history: its seq and its frame, serialized once and shared.
 #[derive(Debug, Clone)]
@@ -41,7 +41,8 @@ pub struct FanOut {
 pub struct Room {
     /// The room's name, shared with the sessions' room sets.
     pub name: Arc<str>,
-    /// Changes whenever history is lost (here: each time the room is created).
+    /// Changes whenever history is lost: on a single node each time the room is
+    /// created; in a cluster when Redis loses the room.
     pub epoch: Arc<str>,
     /// The last seq given out; 0 for an empty room.
     pub seq: u64,
@@ -75,6 +76,30 @@ impl Room {
         }
     }
 
+    /// A room mirroring the cluster's copy in Redis: its epoch, head and the
+    /// last events, oldest first.
+    pub fn mirror(
+        name: &str,
+        settings: RoomSettings,
+        dynamic: bool,
+        epoch: &str,
+        seq: u64,
+        history: Vec<Event>,
+    ) -> Self {
+        let mut room = Room::new(name, settings, dynamic);
+        room.reset(epoch, seq, history);
+        room
+    }
+
+    /// Replaces order and history with the cluster's (after a resync); the
+    /// subscribers stay.
+    pub fn reset(&mut self, epoch: &str, seq: u64, history: Vec<Event>) {
+        self.epoch = Arc::from(epoch);
+        self.seq = seq;
+        let keep = history.len().saturating_sub(self.settings.history);
+        self.history = history.into_iter().skip(keep).collect();
+    }
+
     /// Number of subscribers.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.len()
@@ -92,27 +117,35 @@ impl Room {
 
     /// Gives the event the next seq, encodes it once and keeps it in history.
     pub fn append(&mut self, kind: &str, data: &RawValue, ts: &str) -> Event {
-        self.seq += 1;
-        self.last_active = Instant::now();
-        self.metrics.published.increment(1);
-        let frame = encode(&EventFrame {
-            kind,
-            room: &self.name,
-            seq: self.seq,
-            ts,
-            data,
-        });
+        let frame = EventFrameParts::new(kind, &self.name, ts, data).with_seq(self.seq + 1);
         let event = Event {
-            seq: self.seq,
+            seq: self.seq + 1,
             frame,
         };
+        self.push(event.clone());
+        event
+    }
+
+    /// Takes an event whose seq was assigned elsewhere (Redis): it must be the
+    /// next one. Answers false, changing nothing, for any other seq.
+    pub fn apply(&mut self, event: Event) -> bool {
+        if event.seq != self.seq + 1 {
+            return false;
+        }
+        self.push(event);
+        true
+    }
+
+    fn push(&mut self, event: Event) {
+        self.seq = event.seq;
+        self.last_active = Instant::now();
+        self.metrics.published.increment(1);
         if self.settings.history > 0 {
             if self.history.len() == self.settings.history {
                 self.history.pop_front();
             }
-            self.history.push_back(event.clone());
+            self.history.push_back(event);
         }
-        event
     }
 
     /// Queues `frame` for every subscriber, never waiting on any.
@@ -173,6 +206,11 @@ impl Room {
         if self.subscribers.insert(id, queue).is_none() {
             self.metrics.subscribers.increment(1.0);
         }
+    }
+
+    /// Every subscriber and its queue.
+    pub fn subscribers(&self) -> impl Iterator<Item = (SessionId, &OutboundQueue)> {
+        self.subscribers.iter().map(|(id, q)| (*id, q))
     }
 
     /// Removes a subscriber; true if it was there.
@@ -257,6 +295,24 @@ mod tests {
             assert!(!ok, "{since:?} {ep:?}");
             assert_eq!(seqs(&frames), [4, 5]);
         }
+    }
+
+    #[test]
+    fn a_mirror_takes_only_the_next_seq_and_resets() {
+        let ev = |seq: u64| Event {
+            seq,
+            frame: format!("{{\"seq\":{seq}}}").into(),
+        };
+        let mut r = Room::mirror("r", room(3, 2).settings, false, "e1", 7, vec![ev(6), ev(7)]);
+        assert_eq!((&*r.epoch, r.seq, r.history_len()), ("e1", 7, 2));
+        assert!(!r.apply(ev(7)), "duplicate");
+        assert!(!r.apply(ev(9)), "gap");
+        assert!(r.apply(ev(8)));
+        assert!(r.apply(ev(9)));
+        assert_eq!(seqs(&r.frames_after(0, 10)), [7, 8, 9]);
+        r.reset("e2", 1, vec![ev(1)]);
+        assert_eq!((&*r.epoch, r.seq), ("e2", 1));
+        assert_eq!(seqs(&r.frames_after(0, 10)), [1]);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use actix_web::{App, HttpServer};
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
+use crate::cluster::{Broker, RedisBroker};
 use crate::config::Config;
 use crate::connections::ConnectionLimiter;
 use crate::http::{self, AppState};
@@ -37,6 +38,8 @@ pub struct Hub {
     handle: HubHandle,
     /// The registry's thread, stopped when the server ends.
     registry_arbiter: actix::Arbiter,
+    /// The cluster broker's thread (cluster mode), stopped with it.
+    cluster_arbiter: Option<actix::Arbiter>,
 }
 
 /// Control over a running hub: drain or stop it. Cheap to clone, usable from
@@ -60,13 +63,25 @@ impl Hub {
         let config = Arc::new(config);
         let node = config.node_id();
         let draining = Arc::new(AtomicBool::new(false));
-        let (registry, sessions) =
-            RegistryActor::new(config.clone(), node.clone(), draining.clone());
+        let (broker, cluster_tasks) = if config.cluster.redis_url.is_empty() {
+            (Broker::InProcess, None)
+        } else {
+            let (broker, tasks) = RedisBroker::new(&config.cluster, &node)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            (Broker::Redis(broker), Some(tasks))
+        };
+        let (registry, sessions) = RegistryActor::new(
+            config.clone(),
+            node.clone(),
+            draining.clone(),
+            broker.clone(),
+        );
         let registry_arbiter = actix::Arbiter::new();
         let registry = RegistryHandle::new(RegistryActor::start_in_arbiter(
             &registry_arbiter.handle(),
             |_| registry,
         ));
+        let cluster_arbiter = cluster_tasks.map(|t| t.start(registry.clone()));
         let ws = &config.websocket;
         let fds = crate::fd_limit::plan(ws.max_connections, config.worker_count());
         let state = AppState {
@@ -90,6 +105,7 @@ impl Hub {
             draining,
             started: Instant::now(),
             config: config.clone(),
+            broker,
         };
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -144,6 +160,7 @@ impl Hub {
             addrs,
             handle,
             registry_arbiter,
+            cluster_arbiter,
         })
     }
 
@@ -160,6 +177,9 @@ impl Hub {
     /// Serves until stopped.
     pub async fn run(self) -> io::Result<()> {
         let result = self.server.await;
+        if let Some(cluster) = self.cluster_arbiter {
+            cluster.stop();
+        }
         self.registry_arbiter.stop();
         result
     }

@@ -255,7 +255,9 @@ pub async fn publish_user(
         .registry
         .send(PublishUser { user, kind, data })
         .await
-        .map_err(registry_down)?;
+        .map_err(registry_down)?
+        .get()
+        .await?;
     Ok(HttpResponse::Ok().json(Delivered { delivered }))
 }
 
@@ -339,7 +341,9 @@ pub async fn history(
             limit: limit.unwrap_or(usize::MAX),
         })
         .await
-        .map_err(registry_down)??;
+        .map_err(registry_down)?
+        .get()
+        .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(page.to_json()))
@@ -368,11 +372,16 @@ pub async fn disconnect(
 ) -> Result<HttpResponse, HubError> {
     require_write_access(&req, &state.config)?;
     let id = id.into_inner();
-    state
+    let closed = state
         .registry
         .send(Disconnect { id: id.clone() })
         .await
-        .map_err(registry_down)??;
+        .map_err(registry_down)?
+        .get()
+        .await?;
+    if closed == 0 {
+        return Err(HubError::UnknownSession(id));
+    }
     Ok(HttpResponse::Ok().json(Disconnected { disconnected: id }))
 }
 
@@ -431,6 +440,9 @@ pub async fn readyz(state: Data) -> Result<HttpResponse, HubError> {
     }
     if !registry_answers(&state).await {
         return Err(HubError::Unavailable("registry does not answer".into()));
+    }
+    if let Some(redis) = state.broker.redis() {
+        redis.ready().map_err(HubError::Unavailable)?;
     }
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub session_settings: Arc<SessionSettings>,
     /// Process start.
     pub started: Instant,
+    /// In-process or Redis: `/readyz` reports whether Redis is reachable.
+    pub broker: crate::cluster::Broker,
 }
 
 impl AppState {

@@ -9,6 +9,7 @@ use actix::Context;
 use super::handle::Handles;
 use super::messages::*;
 use super::{RegistryActor, SessionEntry, Status};
+use crate::cluster::{Broker, ControlOp, PublishAnswer, PublishJob};
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::metrics;
@@ -65,7 +66,37 @@ impl Handles<Unsubscribe> for RegistryActor {
 }
 
 impl Handles<Publish> for RegistryActor {
-    fn on(&mut self, msg: Publish, _: &mut Ctx) {
+    fn on(&mut self, mut msg: Publish, _: &mut Ctx) {
+        if let Broker::Redis(broker) = &self.broker {
+            let answer = match (&msg.origin, msg.reply.take()) {
+                (Some(origin), _) => match self.sessions.get(&origin.id) {
+                    Some(e) => PublishAnswer::Socket {
+                        queue: e.queue.clone(),
+                        reference: origin.reference.clone(),
+                    },
+                    None => return, // the publisher is gone
+                },
+                (None, Some(reply)) => PublishAnswer::Http(reply),
+                (None, None) => return,
+            };
+            match self.prepare(&msg, broker) {
+                Ok(item) => broker.publish(PublishJob {
+                    items: vec![item],
+                    answer,
+                }),
+                Err(err) => match answer {
+                    PublishAnswer::Http(reply) => {
+                        let _ = reply.send(Err(err));
+                    }
+                    _ => {
+                        if let Some(origin) = &msg.origin {
+                            self.reply_error(origin.id, &err, origin.reference.as_ref());
+                        }
+                    }
+                },
+            }
+            return;
+        }
         match self.accept(&msg) {
             Ok((room, event, ack)) => {
                 let seq = ack.seq;
@@ -100,6 +131,28 @@ impl Handles<Publish> for RegistryActor {
 
 impl Handles<PublishBatch> for RegistryActor {
     fn on(&mut self, msg: PublishBatch, _: &mut Ctx) {
+        if let Broker::Redis(broker) = &self.broker {
+            let mut items = Vec::with_capacity(msg.items.len());
+            let slots = msg
+                .items
+                .iter()
+                .map(|item| match self.prepare(item, broker) {
+                    Ok(prepared) => {
+                        items.push(prepared);
+                        None
+                    }
+                    Err(err) => Some(Err(err)),
+                })
+                .collect();
+            broker.publish(PublishJob {
+                items,
+                answer: PublishAnswer::Batch {
+                    slots,
+                    reply: msg.reply,
+                },
+            });
+            return;
+        }
         let mut accepted = Vec::with_capacity(msg.items.len());
         let results = msg
             .items
@@ -120,10 +173,7 @@ impl Handles<PublishBatch> for RegistryActor {
 }
 
 impl Handles<PublishUser> for RegistryActor {
-    fn on(&mut self, msg: PublishUser, _: &mut Ctx) -> usize {
-        let Some(ids) = self.users.get(msg.user.as_str()) else {
-            return 0;
-        };
+    fn on(&mut self, msg: PublishUser, _: &mut Ctx) -> Answer<usize> {
         let ts = timestamp_now();
         let frame = encode(&UserFrame {
             kind: &msg.kind,
@@ -131,10 +181,147 @@ impl Handles<PublishUser> for RegistryActor {
             ts: &ts,
             data: &msg.data,
         });
+        match &self.broker {
+            Broker::InProcess => Answer::Now(Ok(self.to_user(&msg.user, &frame))),
+            Broker::Redis(broker) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                broker.scatter(
+                    ControlOp::UserEvent {
+                        user: msg.user,
+                        frame: frame.to_string(),
+                    },
+                    tx,
+                );
+                Answer::Later(rx)
+            }
+        }
+    }
+}
+
+impl RegistryActor {
+    /// Queues `frame` for every session of `user` here; how many took it.
+    fn to_user(&self, user: &str, frame: &bytestring::ByteString) -> usize {
+        let Some(ids) = self.users.get(user) else {
+            return 0;
+        };
         ids.iter()
             .filter_map(|id| self.sessions.get(id))
             .filter(|e| e.queue.push(Outbound::Frame(frame.clone())).is_ok())
             .count()
+    }
+
+    /// Closes a session of this node with 4009; false if it is not here.
+    fn disconnect_here(&self, id: &str) -> bool {
+        match SessionId::parse(id).and_then(|id| self.sessions.get(&id)) {
+            Some(entry) => {
+                entry.queue.close(CloseCode::AdminDisconnect, true);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Handles<RemoteUserEvent> for RegistryActor {
+    fn on(&mut self, msg: RemoteUserEvent, _: &mut Ctx) -> usize {
+        self.to_user(&msg.user, &msg.frame)
+    }
+}
+
+impl Handles<RemoteDisconnect> for RegistryActor {
+    fn on(&mut self, msg: RemoteDisconnect, _: &mut Ctx) -> bool {
+        self.disconnect_here(&msg.session)
+    }
+}
+
+impl Handles<GetNodeRecord> for RegistryActor {
+    fn on(&mut self, _: GetNodeRecord, _: &mut Ctx) -> super::NodeRecord {
+        self.node_record()
+    }
+}
+
+impl Handles<NodesView> for RegistryActor {
+    fn on(&mut self, msg: NodesView, _: &mut Ctx) {
+        let now = std::time::Instant::now();
+        self.cluster_nodes = msg
+            .nodes
+            .into_iter()
+            .map(|(id, record, ttl)| (id, (record, now + ttl)))
+            .collect();
+    }
+}
+
+impl Handles<RoomSynced> for RegistryActor {
+    fn on(&mut self, msg: RoomSynced, _: &mut Ctx) {
+        let name = msg.room.clone();
+        match self.rooms.get_mut(&*name) {
+            Some(room) => {
+                let same = !msg.reset && *room.epoch == *msg.epoch && msg.seq >= room.seq;
+                if !(same && self.apply_events(&name, msg.events.clone())) {
+                    if let Some(room) = self.rooms.get_mut(&*name) {
+                        log::warn!(
+                            "cluster: room {name} resynced (epoch {} seq {} -> epoch {} seq {}); its subscribers start over",
+                            room.epoch, room.seq, msg.epoch, msg.seq
+                        );
+                        room.reset(&msg.epoch, msg.seq, msg.events);
+                    }
+                    self.resubscribe_all(&name);
+                }
+            }
+            None => {
+                let Some(settings) = self.config.room_settings(&name) else {
+                    return;
+                };
+                let room = crate::room::Room::mirror(
+                    &name,
+                    settings,
+                    !self.is_declared(&name),
+                    &msg.epoch,
+                    msg.seq,
+                    msg.events,
+                );
+                if let Err(err) = self.insert_room(room) {
+                    if let Broker::Redis(b) = &self.broker {
+                        b.untrack(name.clone());
+                    }
+                    self.release_waiting(&name, Some(&err));
+                    return;
+                }
+            }
+        }
+        self.release_waiting(&name, None);
+    }
+}
+
+impl Handles<RoomEvents> for RegistryActor {
+    fn on(&mut self, msg: RoomEvents, _: &mut Ctx) {
+        let Some(room) = self.rooms.get(&*msg.room) else {
+            return; // evicted meanwhile
+        };
+        if *room.epoch == *msg.epoch && self.apply_events(&msg.room, msg.events) {
+            return;
+        }
+        // The broker hands over in order, so this is a bug somewhere; a resync
+        // repairs it rather than delivering out of order.
+        log::error!(
+            "cluster: room {} got events that do not follow its head; resyncing",
+            msg.room
+        );
+        if let (Broker::Redis(b), Some(settings)) =
+            (&self.broker, self.config.room_settings(&msg.room))
+        {
+            let _ = b.track(msg.room.clone(), &settings, !self.is_declared(&msg.room));
+        }
+    }
+}
+
+impl Handles<SyncFailed> for RegistryActor {
+    fn on(&mut self, msg: SyncFailed, _: &mut Ctx) {
+        let err = HubError::Unavailable(format!(
+            "room {} cannot be read from the cluster store: {}",
+            msg.room, msg.error
+        ));
+        self.release_waiting(&msg.room, Some(&err));
     }
 }
 
@@ -197,36 +384,34 @@ impl Handles<ListRooms> for RegistryActor {
 }
 
 impl Handles<GetHistory> for RegistryActor {
-    fn on(&mut self, msg: GetHistory, _: &mut Ctx) -> Result<HistoryPage, HubError> {
+    fn on(&mut self, msg: GetHistory, _: &mut Ctx) -> Answer<HistoryPage> {
         if self.config.room_settings(&msg.room).is_none() {
-            return Err(HubError::UnknownRoom(msg.room));
+            return Answer::Now(Err(HubError::UnknownRoom(msg.room)));
         }
-        // A dynamic room nobody has used yet has an empty history: answer that
-        // without creating it.
-        let Some(room) = self.rooms.get(msg.room.as_str()) else {
-            return Ok(HistoryPage {
-                room: msg.room,
-                epoch: String::new(),
-                seq: 0,
-                events: Vec::new(),
-            });
-        };
-        Ok(HistoryPage {
-            room: room.name.to_string(),
-            epoch: room.epoch.to_string(),
-            seq: room.seq,
-            events: room.frames_after(msg.since, msg.limit),
-        })
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let room = msg.room.clone();
+        match self.wait_for_room(&room, super::Waiting::History(msg, tx)) {
+            Err(e) => Answer::Now(Err(e)),
+            Ok(None) => Answer::Later(rx),
+            Ok(Some(super::Waiting::History(msg, _))) => Answer::Now(self.history_page(&msg)),
+            Ok(Some(_)) => Answer::Now(Err(HubError::Internal("history wait lost".into()))),
+        }
     }
 }
 
 impl Handles<Disconnect> for RegistryActor {
-    fn on(&mut self, msg: Disconnect, _: &mut Ctx) -> Result<(), HubError> {
-        let entry = SessionId::parse(&msg.id)
-            .and_then(|id| self.sessions.get(&id))
-            .ok_or(HubError::UnknownSession(msg.id))?;
-        entry.queue.close(CloseCode::AdminDisconnect, true);
-        Ok(())
+    fn on(&mut self, msg: Disconnect, _: &mut Ctx) -> Answer<usize> {
+        if self.disconnect_here(&msg.id) {
+            return Answer::Now(Ok(1));
+        }
+        match &self.broker {
+            Broker::InProcess => Answer::Now(Err(HubError::UnknownSession(msg.id))),
+            Broker::Redis(broker) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                broker.scatter(ControlOp::Disconnect { session: msg.id }, tx);
+                Answer::Later(rx)
+            }
+        }
     }
 }
 

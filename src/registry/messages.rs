@@ -41,7 +41,7 @@ pub struct Unregister {
 }
 
 /// `subscribe` from a session; the reply goes to its queue.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Subscribe {
     /// The session.
@@ -148,9 +148,30 @@ pub struct PublishAck {
     pub delivered: usize,
 }
 
-/// A message to every session of one user.
+/// An answer the registry gives now (one node) or later (after asking Redis
+/// or the other nodes).
+pub enum Answer<T> {
+    /// Known at once.
+    Now(Result<T, HubError>),
+    /// Arrives on this channel.
+    Later(tokio::sync::oneshot::Receiver<Result<T, HubError>>),
+}
+
+impl<T> Answer<T> {
+    /// Waits for the answer.
+    pub async fn get(self) -> Result<T, HubError> {
+        match self {
+            Answer::Now(r) => r,
+            Answer::Later(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err(HubError::Internal("answer dropped".into()))),
+        }
+    }
+}
+
+/// A message to every session of one user (on every node).
 #[derive(Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Answer<usize>")]
 pub struct PublishUser {
     /// The user (`sub`).
     pub user: String,
@@ -221,7 +242,7 @@ pub struct RoomInfo {
 
 /// A page of a room's history.
 #[derive(Message)]
-#[rtype(result = "Result<HistoryPage, HubError>")]
+#[rtype(result = "Answer<HistoryPage>")]
 pub struct GetHistory {
     /// Room.
     pub room: String,
@@ -274,9 +295,10 @@ impl HistoryPage {
     }
 }
 
-/// Close one session with 4009.
+/// Close one session with 4009 (on whichever node it is); answers how many
+/// sessions were closed (0 or 1).
 #[derive(Message)]
-#[rtype(result = "Result<(), HubError>")]
+#[rtype(result = "Answer<usize>")]
 pub struct Disconnect {
     /// Public session id.
     pub id: String,
@@ -286,6 +308,78 @@ pub struct Disconnect {
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Drain;
+
+/// From the cluster broker: a room as Redis has it. Creates the mirror, or
+/// replaces it when `reset` (history lost or too much missed): its subscribers
+/// then get `subscribed` with `recovered:false` again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomSynced {
+    /// Room.
+    pub room: Arc<str>,
+    /// Its epoch.
+    pub epoch: String,
+    /// Its head seq.
+    pub seq: u64,
+    /// Its last events, oldest first.
+    pub events: Vec<crate::room::Event>,
+    /// The mirror is out of date and must be replaced.
+    pub reset: bool,
+}
+
+/// From the cluster broker: the next events of a mirrored room, in seq order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomEvents {
+    /// Room.
+    pub room: Arc<str>,
+    /// Their epoch.
+    pub epoch: String,
+    /// The events, consecutive seqs.
+    pub events: Vec<crate::room::Event>,
+}
+
+/// From the cluster broker: a room could not be read; whoever waits for it
+/// gets `unavailable`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SyncFailed {
+    /// Room.
+    pub room: Arc<str>,
+    /// Why.
+    pub error: String,
+}
+
+/// From the cluster broker: every live node's record and remaining lifetime.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NodesView {
+    /// `(node id, record, time left before it expires)`.
+    pub nodes: Vec<(String, crate::registry::NodeRecord, std::time::Duration)>,
+}
+
+/// From the cluster broker: this node's record, for its heartbeat.
+#[derive(Message)]
+#[rtype(result = "crate::registry::NodeRecord")]
+pub struct GetNodeRecord;
+
+/// From the cluster broker: another node's user event, for this node's sessions.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RemoteUserEvent {
+    /// The user.
+    pub user: String,
+    /// The encoded frame.
+    pub frame: ByteString,
+}
+
+/// From the cluster broker: close this session if it is here; true if it was.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct RemoteDisconnect {
+    /// Public session id.
+    pub session: String,
+}
 
 /// Liveness probe: answered when the registry's mailbox is moving.
 #[derive(Message)]

@@ -22,6 +22,7 @@ use actix::{Actor, AsyncContext, Context};
 use bytestring::ByteString;
 use tokio::sync::watch;
 
+use crate::cluster::Broker;
 use crate::config::Config;
 use crate::error::HubError;
 use crate::ids::SessionId;
@@ -32,10 +33,11 @@ use crate::protocol::{
 };
 use crate::room::{Event, Room};
 use crate::session_stats::SessionStats;
+use tokio::sync::oneshot;
 
 pub use handle::{Enqueued, Handles, RegistryHandle};
 pub use messages::*;
-pub use status::{Status, StatusCounts};
+pub use status::{NodeRecord, Status, StatusCounts};
 
 /// How often `$status` subscribers may get an update, at most.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,6 +72,16 @@ struct StatusSubscriber {
     seen: u64,
 }
 
+/// Someone waiting for a cluster room to be read from Redis.
+enum Waiting {
+    /// A `subscribe`.
+    Subscribe(Subscribe),
+    /// An HTTP history read.
+    History(GetHistory, oneshot::Sender<Result<HistoryPage, HubError>>),
+    /// Nobody (the room is mirrored ahead of use).
+    Nothing,
+}
+
 /// The central actor; see the module docs.
 pub struct RegistryActor {
     /// The validated configuration.
@@ -94,6 +106,12 @@ pub struct RegistryActor {
     ws_endpoints: BTreeMap<String, String>,
     /// Live session count, watched by the drain.
     session_count: watch::Sender<usize>,
+    /// Who orders rooms: this registry, or Redis.
+    broker: Broker,
+    /// Cluster rooms being read from Redis, and who waits for them.
+    waiting: HashMap<Arc<str>, Vec<Waiting>>,
+    /// Other nodes' records and when each expires.
+    cluster_nodes: BTreeMap<String, (NodeRecord, Instant)>,
 }
 
 impl RegistryActor {
@@ -102,16 +120,19 @@ impl RegistryActor {
         config: Arc<Config>,
         node: String,
         draining: Arc<AtomicBool>,
+        broker: Broker,
     ) -> (Self, watch::Receiver<usize>) {
         let mut rooms = HashMap::new();
         let mut ws_endpoints = BTreeMap::new();
         ws_endpoints.insert("connect".to_string(), "/ws".to_string());
         for decl in &config.rooms.declare {
-            if let Some(settings) = config.room_settings(&decl.name) {
+            // In a cluster, declared rooms are mirrored once read from Redis.
+            if let (Some(settings), Broker::InProcess) = (config.room_settings(&decl.name), &broker)
+            {
                 let room = Room::new(&decl.name, settings, false);
                 rooms.insert(room.name.clone(), room);
-                ws_endpoints.insert(decl.name.clone(), format!("/ws/{}", decl.name));
             }
+            ws_endpoints.insert(decl.name.clone(), format!("/ws/{}", decl.name));
         }
         if config.websocket.echo_endpoint {
             ws_endpoints.insert("echo".to_string(), "/ws/_echo".to_string());
@@ -129,6 +150,9 @@ impl RegistryActor {
             status_subscribers: HashMap::new(),
             ws_endpoints,
             session_count,
+            broker,
+            waiting: HashMap::new(),
+            cluster_nodes: BTreeMap::new(),
         };
         (registry, watcher)
     }
@@ -144,10 +168,17 @@ impl RegistryActor {
             sockets_by_type.insert(kind.to_string(), *n);
         }
         let mut rooms: BTreeMap<String, usize> = self
+            .config
             .rooms
-            .values()
-            .map(|r| (r.name.to_string(), r.subscriber_count()))
+            .declare
+            .iter()
+            .map(|d| (d.name.clone(), 0))
             .collect();
+        rooms.extend(
+            self.rooms
+                .values()
+                .map(|r| (r.name.to_string(), r.subscriber_count())),
+        );
         rooms.insert(STATUS_ROOM.to_string(), self.status_subscribers.len());
         StatusCounts {
             active: !self.draining.load(Ordering::Relaxed),
@@ -161,17 +192,50 @@ impl RegistryActor {
         self.status_with(0)
     }
 
-    /// The status as it will be once `joining` more `$status` subscribers are in.
+    /// The status as it will be once `joining` more `$status` subscribers are in;
+    /// in a cluster, summed over every live node.
     fn status_with(&self, joining: usize) -> Status {
-        let mut counts = self.counts();
-        if let Some(n) = counts.rooms.get_mut(STATUS_ROOM) {
+        let mut own = self.counts();
+        if let Some(n) = own.rooms.get_mut(STATUS_ROOM) {
             *n += joining;
         }
+        let uptime_s = self.started.elapsed().as_secs();
+        let (counts, nodes) = match &self.broker {
+            Broker::InProcess => (own, None),
+            Broker::Redis(_) => {
+                let now = Instant::now();
+                let mut total = own.clone();
+                let mut nodes = BTreeMap::new();
+                for (id, (record, expires)) in &self.cluster_nodes {
+                    if *id != self.node && *expires > now {
+                        total.add(&record.counts);
+                        nodes.insert(id.clone(), record.clone());
+                    }
+                }
+                nodes.insert(
+                    self.node.clone(),
+                    NodeRecord {
+                        counts: own,
+                        uptime_s,
+                    },
+                );
+                (total, Some(nodes))
+            }
+        };
         Status {
             counts,
             timestamp: timestamp_now(),
             ws_endpoints: self.ws_endpoints.clone(),
             node: self.node.clone(),
+            uptime_s,
+            nodes,
+        }
+    }
+
+    /// This node's own record, for the cluster heartbeat.
+    fn node_record(&self) -> NodeRecord {
+        NodeRecord {
+            counts: self.counts(),
             uptime_s: self.started.elapsed().as_secs(),
         }
     }
@@ -206,23 +270,154 @@ impl RegistryActor {
         });
     }
 
-    /// The room, created on demand when the config allows it.
+    /// The room, created on demand when the config allows it (single node).
     fn room_mut(&mut self, name: &str) -> Result<&mut Room, HubError> {
         if !self.rooms.contains_key(name) {
             let settings = self
                 .config
                 .room_settings(name)
                 .ok_or_else(|| HubError::UnknownRoom(name.to_string()))?;
-            if self.rooms.len() >= self.config.rooms.max_rooms {
-                self.evict_idle_room()?;
-            }
-            let room = Room::new(name, settings, true);
-            self.rooms.insert(room.name.clone(), room);
-            metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
+            let room = Room::new(name, settings, !self.is_declared(name));
+            self.insert_room(room)?;
         }
         self.rooms
             .get_mut(name)
             .ok_or_else(|| HubError::Internal("room vanished".into()))
+    }
+
+    fn is_declared(&self, name: &str) -> bool {
+        self.config.rooms.declare.iter().any(|d| d.name == name)
+    }
+
+    /// Adds a room, first evicting an idle dynamic one at the room limit.
+    fn insert_room(&mut self, room: Room) -> Result<(), HubError> {
+        if self.rooms.len() >= self.config.rooms.max_rooms {
+            self.evict_idle_room()?;
+        }
+        self.rooms.insert(room.name.clone(), room);
+        metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
+        Ok(())
+    }
+
+    /// In a cluster: true when `name` is not mirrored yet, in which case `who`
+    /// waits while the room is read from Redis.
+    fn wait_for_room(&mut self, name: &str, who: Waiting) -> Result<Option<Waiting>, HubError> {
+        let Broker::Redis(broker) = &self.broker else {
+            return Ok(Some(who));
+        };
+        if self.rooms.contains_key(name) {
+            return Ok(Some(who));
+        }
+        let settings = self
+            .config
+            .room_settings(name)
+            .ok_or_else(|| HubError::UnknownRoom(name.to_string()))?;
+        if let Some(list) = self.waiting.get_mut(name) {
+            list.push(who);
+            return Ok(None);
+        }
+        let room: Arc<str> = Arc::from(name);
+        broker.track(room.clone(), &settings, !self.is_declared(name))?;
+        self.waiting.insert(room, vec![who]);
+        Ok(None)
+    }
+
+    /// A history page from the room as this node holds it.
+    fn history_page(&self, msg: &GetHistory) -> Result<HistoryPage, HubError> {
+        if self.config.room_settings(&msg.room).is_none() {
+            return Err(HubError::UnknownRoom(msg.room.clone()));
+        }
+        // A dynamic room nobody has used yet has an empty history: answer that
+        // without creating it.
+        let Some(room) = self.rooms.get(msg.room.as_str()) else {
+            return Ok(HistoryPage {
+                room: msg.room.clone(),
+                epoch: String::new(),
+                seq: 0,
+                events: Vec::new(),
+            });
+        };
+        Ok(HistoryPage {
+            room: room.name.to_string(),
+            epoch: room.epoch.to_string(),
+            seq: room.seq,
+            events: room.frames_after(msg.since, msg.limit),
+        })
+    }
+
+    /// Serves whoever waited for `room` (now mirrored, or failed with `err`).
+    fn release_waiting(&mut self, room: &str, err: Option<&HubError>) {
+        let Some(list) = self.waiting.remove(room) else {
+            return;
+        };
+        for who in list {
+            match (who, err) {
+                (Waiting::Subscribe(s), None) => {
+                    if let Err(e) = self.subscribe(&s) {
+                        self.reply_error(s.id, &e, s.reference.as_ref());
+                    }
+                }
+                (Waiting::Subscribe(s), Some(e)) => self.reply_error(s.id, e, s.reference.as_ref()),
+                (Waiting::History(h, tx), None) => {
+                    let _ = tx.send(self.history_page(&h));
+                }
+                (Waiting::History(_, tx), Some(e)) => {
+                    let _ = tx.send(Err(HubError::Unavailable(e.to_string())));
+                }
+                (Waiting::Nothing, _) => {}
+            }
+        }
+    }
+
+    /// A cluster room's events, handed over in seq order by the broker; false
+    /// if one does not follow the mirror's head (the mirror needs a resync).
+    fn apply_events(&mut self, name: &str, events: Vec<Event>) -> bool {
+        for event in events {
+            let Some(room) = self.rooms.get_mut(name) else {
+                return true;
+            };
+            if event.seq <= room.seq {
+                continue;
+            }
+            if !room.apply(event.clone()) {
+                return false;
+            }
+            self.deliver(name, &event);
+        }
+        true
+    }
+
+    /// After a resync that lost events: every subscriber of the room starts
+    /// over, as after a failed resume (`subscribed`, `recovered:false`, snapshot).
+    fn resubscribe_all(&mut self, name: &str) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        let (_, snapshot) = room.replay(None, None);
+        let subscribed = encode(&Subscribed {
+            kind: "subscribed",
+            room: &room.name,
+            epoch: &room.epoch,
+            seq: room.seq,
+            recovered: false,
+            reference: None,
+        });
+        let mut gone = Vec::new();
+        for (id, queue) in room.subscribers() {
+            let mut batch = Vec::with_capacity(snapshot.len() + 1);
+            batch.push(subscribed.clone());
+            batch.extend(snapshot.iter().cloned());
+            if queue.push(Outbound::Batch(batch)).is_err() {
+                gone.push(id);
+            }
+        }
+        let room_name = room.name.clone();
+        for id in gone {
+            room.unsubscribe(id);
+            if let Some(e) = self.sessions.get_mut(&id) {
+                e.rooms.remove(&room_name);
+            }
+        }
     }
 
     /// Frees a slot by dropping the least recently active dynamic room that has
@@ -241,6 +436,9 @@ impl RegistryActor {
                 ))
             })?;
         self.rooms.remove(&victim);
+        if let Broker::Redis(broker) = &self.broker {
+            broker.untrack(victim);
+        }
         metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
         Ok(())
     }
@@ -308,6 +506,12 @@ impl RegistryActor {
                 "already subscribed to {}",
                 msg.room
             )));
+        }
+        if self
+            .wait_for_room(&msg.room, Waiting::Subscribe(msg.clone()))?
+            .is_none()
+        {
+            return Ok(()); // answered once the room is read from Redis
         }
         let room = self.room_mut(&msg.room)?;
         let (recovered, replay) = room.replay(msg.since, msg.epoch.as_deref());
@@ -409,6 +613,40 @@ impl RegistryActor {
         }
     }
 
+    /// Checks a publish and prepares it for Redis, which assigns its seq (cluster).
+    fn prepare(
+        &self,
+        msg: &Publish,
+        broker: &crate::cluster::RedisBroker,
+    ) -> Result<crate::cluster::PublishItem, HubError> {
+        if is_system_room(&msg.room) {
+            return Err(HubError::Forbidden(format!(
+                "{} is written by the hub only",
+                msg.room
+            )));
+        }
+        protocol::check_event_type(&msg.kind).map_err(HubError::BadRequest)?;
+        let settings = self
+            .config
+            .room_settings(&msg.room)
+            .ok_or_else(|| HubError::UnknownRoom(msg.room.clone()))?;
+        if msg.origin.is_some() && !settings.client_publish {
+            return Err(HubError::PublishDisabled(msg.room.clone()));
+        }
+        let ts = timestamp_now();
+        Ok(crate::cluster::PublishItem {
+            room: Arc::from(msg.room.as_str()),
+            parts: protocol::EventFrameParts::new(&msg.kind, &msg.room, &ts, &msg.data),
+            history: settings.history,
+            ttl_ms: broker.ttl_ms(!self.is_declared(&msg.room)),
+            delivered: self
+                .rooms
+                .get(msg.room.as_str())
+                .map_or(0, |r| r.subscriber_count()),
+            received: msg.received,
+        })
+    }
+
     /// The metric label of a socket type: dynamic rooms share one label.
     fn type_label<'a>(&self, kind: &'a str) -> &'a str {
         if kind == "connect" || kind == STATUS_ROOM || self.ws_endpoints.contains_key(kind) {
@@ -454,6 +692,19 @@ impl Actor for RegistryActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
+        // In a cluster, the declared rooms are mirrored from the start.
+        let declared: Vec<String> = self
+            .config
+            .rooms
+            .declare
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        for name in declared {
+            if let Err(e) = self.wait_for_room(&name, Waiting::Nothing) {
+                log::warn!("cluster: cannot mirror room {name}: {e}");
+            }
+        }
         // The mailbox keeps actix's bounded default for `send` (HTTP reads);
         // sessions `do_send` rate-limited commands, and publishes `do_send` with
         // a reply channel, so each HTTP request has at most one in flight.

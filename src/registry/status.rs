@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The counts part of the status: what changes trigger a `status_update`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusCounts {
     /// False while draining.
     pub active: bool,
@@ -19,6 +19,17 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
+    /// Adds another node's counts to these (cluster-wide totals).
+    pub fn add(&mut self, other: &StatusCounts) {
+        self.total_sockets += other.total_sockets;
+        for (k, n) in &other.sockets_by_type {
+            *self.sockets_by_type.entry(k.clone()).or_insert(0) += n;
+        }
+        for (k, n) in &other.rooms {
+            *self.rooms.entry(k.clone()).or_insert(0) += n;
+        }
+    }
+
     /// A 64-bit fingerprint, so each `$status` subscriber's last view costs a
     /// word rather than a copy of the maps.
     pub fn fingerprint(&self) -> u64 {
@@ -42,5 +53,18 @@ pub struct Status {
     /// This node's id.
     pub node: String,
     /// Seconds since start.
+    pub uptime_s: u64,
+    /// In a cluster: every live node's own counts, by node id (this one included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<BTreeMap<String, NodeRecord>>,
+}
+
+/// One node's own counts, as it publishes them in a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeRecord {
+    /// The node's counts.
+    #[serde(flatten)]
+    pub counts: StatusCounts,
+    /// The node's uptime.
     pub uptime_s: u64,
 }

@@ -1,0 +1,99 @@
+//! Opening Redis connections with the configured timeouts, and running one
+//! Redis call under a hard deadline, so no caller ever waits on Redis longer
+//! than `cluster.command_timeout_ms`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisResult};
+
+use super::Health;
+use crate::config::ClusterConfig;
+
+/// The timeouts of [`ClusterConfig`], as durations.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Opening a connection.
+    pub connect: Duration,
+    /// One command or pipeline.
+    pub command: Duration,
+    /// Longest pause between reconnect attempts.
+    pub reconnect_max: Duration,
+    /// Node record refresh.
+    pub heartbeat: Duration,
+}
+
+impl Timeouts {
+    /// From the config.
+    pub fn new(c: &ClusterConfig) -> Self {
+        Timeouts {
+            connect: Duration::from_millis(c.connect_timeout_ms),
+            command: Duration::from_millis(c.command_timeout_ms),
+            reconnect_max: Duration::from_millis(c.reconnect_max_ms),
+            heartbeat: Duration::from_millis(c.heartbeat_ms),
+        }
+    }
+}
+
+/// Runs `fut` for at most `limit`; a timeout is an error like any other.
+pub async fn within<T>(
+    limit: Duration,
+    fut: impl Future<Output = RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    }
+}
+
+/// A command connection opened on first use and dropped after any failure, so
+/// the next call opens a fresh one: every call either works or fails within
+/// its deadline, and a Redis that comes back is picked up by the next call.
+pub struct LazyConnection {
+    client: Client,
+    timeouts: Timeouts,
+    health: Arc<Health>,
+    /// The connection and the link generation it was opened in.
+    conn: Option<(MultiplexedConnection, u64)>,
+}
+
+impl LazyConnection {
+    /// Not connected yet.
+    pub fn new(client: Client, timeouts: Timeouts, health: Arc<Health>) -> Self {
+        LazyConnection {
+            client,
+            timeouts,
+            health,
+            conn: None,
+        }
+    }
+
+    /// The connection, opening it if needed.
+    pub async fn get(&mut self) -> Result<MultiplexedConnection, String> {
+        let generation = self.health.generation();
+        match &self.conn {
+            Some((c, g)) if *g == generation => return Ok(c.clone()),
+            _ => self.conn = None,
+        }
+        let t = self.timeouts;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(t.connect))
+            .set_response_timeout(Some(t.command));
+        let conn = within(
+            t.connect,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await?;
+        self.conn = Some((conn.clone(), generation));
+        Ok(conn)
+    }
+
+    /// A call on the connection failed: the next call opens a new one.
+    pub fn failed(&mut self) {
+        self.conn = None;
+    }
+}

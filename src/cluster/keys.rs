@@ -1,0 +1,66 @@
+//! Every Redis key and channel the cluster uses, in one place (docs/CLUSTER.md
+//! lists them). A room's two keys share a hash tag, so a sharded Redis would
+//! keep them on one slot for the publish script.
+
+/// Key and channel names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Names under `prefix` (`cluster.key_prefix`).
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Hash `{epoch, seq}`: the room's order.
+    pub fn room_meta(&self, room: &str) -> String {
+        format!("{}:room:{{{room}}}:meta", self.prefix)
+    }
+
+    /// Stream of the room's last `history` event frames, entry id = `seq-0`.
+    pub fn room_log(&self, room: &str) -> String {
+        format!("{}:room:{{{room}}}:log", self.prefix)
+    }
+
+    /// Pub/sub channel carrying every room event to every node.
+    pub fn events_channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// Pub/sub channel for requests every node answers (user events, disconnects).
+    pub fn control_channel(&self) -> String {
+        format!("{}:control", self.prefix)
+    }
+
+    /// Pub/sub channel where one node collects the answers to its requests.
+    pub fn reply_channel(&self, node: &str) -> String {
+        format!("{}:reply:{node}", self.prefix)
+    }
+
+    /// String with one node's counters; expires after 3 heartbeats.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
+    /// Set of node ids that may have a record (pruned when the record is gone).
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rooms_keys_share_a_hash_tag() {
+        let k = Keys::new("hub");
+        assert_eq!(k.room_meta("a.b"), "hub:room:{a.b}:meta");
+        assert_eq!(k.room_log("a.b"), "hub:room:{a.b}:log");
+        assert_eq!(k.node("n1"), "hub:node:n1");
+    }
+}

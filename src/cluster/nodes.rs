@@ -1,0 +1,91 @@
+//! The node heartbeat: every `heartbeat_ms` this node writes its counters to
+//! Redis with a TTL of three heartbeats, and reads every live node's record, so
+//! each node can answer `/socket-status` for the whole cluster. A node that
+//! dies stops writing, and its record expires: it drops out within its TTL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+
+use super::conn::{within, LazyConnection, Timeouts};
+use super::keys::Keys;
+use super::{scripts, Health};
+use crate::registry::{GetNodeRecord, NodeRecord, NodesView, RegistryHandle};
+
+/// A node's record lives this many heartbeats.
+pub const TTL_HEARTBEATS: u32 = 3;
+
+/// Writes and reads node records until the registry goes.
+pub async fn run(
+    mut conn: LazyConnection,
+    keys: Keys,
+    node: String,
+    timeouts: Timeouts,
+    health: Arc<Health>,
+    registry: RegistryHandle,
+) {
+    let mut tick = tokio::time::interval(timeouts.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(record) = registry.send(GetNodeRecord).await else {
+            return;
+        };
+        match beat(&mut conn, &keys, &node, &record, timeouts).await {
+            Ok(nodes) => {
+                health.set_heartbeat(true, None);
+                registry.do_send(NodesView { nodes });
+            }
+            Err(e) => {
+                log::warn!("cluster: node heartbeat failed: {e}");
+                conn.failed();
+                health.set_heartbeat(false, Some(e));
+            }
+        }
+    }
+}
+
+/// One heartbeat: write ours, read everyone's (with their remaining lifetime).
+async fn beat(
+    conn: &mut LazyConnection,
+    keys: &Keys,
+    node: &str,
+    record: &NodeRecord,
+    timeouts: Timeouts,
+) -> Result<Vec<(String, NodeRecord, Duration)>, String> {
+    let mut c = conn.get().await?;
+    let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    let ttl = timeouts.heartbeat * TTL_HEARTBEATS;
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(keys.node(node))
+        .arg(json)
+        .arg("PX")
+        .arg(ttl.as_millis() as u64)
+        .ignore()
+        .cmd("SADD")
+        .arg(keys.nodes())
+        .arg(node)
+        .ignore()
+        .cmd("EVAL")
+        .arg(scripts::NODES)
+        .arg(1)
+        .arg(keys.nodes())
+        .arg(keys.node(""));
+    let answers: Vec<Value> = within(timeouts.command, pipe.query_async(&mut c)).await?;
+    let listed = answers
+        .first()
+        .and_then(scripts::decode_nodes)
+        .ok_or("unexpected node list answer")?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|(id, json, ttl_ms)| match serde_json::from_str(&json) {
+            Ok(record) => Some((id, record, Duration::from_millis(ttl_ms))),
+            Err(e) => {
+                log::warn!("cluster: node {id} has an unreadable record: {e}");
+                None
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,497 @@
+//! The delivery side of a node: one pub/sub connection that hears every room
+//! event and cluster request, and turns the event stream into each mirrored
+//! room's events in strict seq order for the registry.
+//!
+//! Per room it remembers the epoch and the last seq handed over. The next seq
+//! goes straight through; an older one is a duplicate and dropped; a jump, an
+//! unknown epoch, or a reconnect means "read Redis first": the missing events
+//! come from the room's stream, and if the stream no longer has them (or the
+//! epoch changed) the room is resynced as a whole. Reads happen in this task,
+//! between messages, so nothing overtakes them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::{Client, Msg, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::{within, LazyConnection, Timeouts};
+use super::keys::Keys;
+use super::scripts::{self, RoomRead};
+use super::wire::{self, ControlOp, ControlRequest, EventMessage};
+use super::{unavailable, Command, Health};
+use crate::error::HubError;
+use crate::registry::{
+    RegistryHandle, RemoteDisconnect, RemoteUserEvent, RoomEvents, RoomSynced, SyncFailed,
+};
+use crate::room::Event;
+
+/// First pause after a lost connection; doubles up to `reconnect_max_ms`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// How often unanswered cluster requests are checked for their deadline.
+const TICK: Duration = Duration::from_millis(50);
+
+/// A room this node mirrors.
+struct Tracked {
+    /// Epoch of the last event handed over; `None` until first read.
+    epoch: Option<String>,
+    /// Last seq handed over.
+    seq: u64,
+    /// Its history size.
+    history: usize,
+    /// Idle expiry of its keys.
+    ttl_ms: u64,
+}
+
+/// A cluster request waiting for the nodes' answers.
+struct Gathering {
+    expected: usize,
+    answered: usize,
+    total: usize,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<usize, HubError>>,
+}
+
+/// The task's state; see the module docs.
+pub struct Subscriber {
+    client: Client,
+    keys: Keys,
+    node: String,
+    timeouts: Timeouts,
+    health: Arc<Health>,
+    registry: RegistryHandle,
+    commands: mpsc::Receiver<Command>,
+    reader: LazyConnection,
+    tracked: HashMap<Arc<str>, Tracked>,
+    gathering: HashMap<u64, Gathering>,
+    next_request: u64,
+}
+
+impl Subscriber {
+    /// A task not yet connected.
+    pub fn new(
+        client: Client,
+        keys: Keys,
+        node: String,
+        timeouts: Timeouts,
+        health: Arc<Health>,
+        registry: RegistryHandle,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        Subscriber {
+            reader: LazyConnection::new(client.clone(), timeouts, health.clone()),
+            client,
+            keys,
+            node,
+            timeouts,
+            health,
+            registry,
+            commands,
+            tracked: HashMap::new(),
+            gathering: HashMap::new(),
+            next_request: 1,
+        }
+    }
+
+    /// Connects, follows, and reconnects with backoff, until the registry goes.
+    pub async fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.connected(&mut backoff).await {
+                Ok(()) => return,
+                Err(e) => {
+                    log::warn!("cluster: redis subscription lost: {e}; reconnecting");
+                    self.reader.failed();
+                    self.health.set_subscribed(false, Some(e));
+                    for (_, g) in self.gathering.drain() {
+                        let _ = g.reply.send(Err(unavailable("redis connection lost")));
+                    }
+                }
+            }
+            let pause = tokio::time::sleep(backoff);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    cmd = self.commands.recv() => match cmd {
+                        None => return,
+                        Some(cmd) => self.offline(cmd),
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(self.timeouts.reconnect_max);
+        }
+    }
+
+    /// One connection's life: subscribe, catch up, then follow. `Ok` only when
+    /// the registry is gone.
+    async fn connected(&mut self, backoff: &mut Duration) -> Result<(), String> {
+        let t = self.timeouts;
+        let mut pubsub = within(t.connect, self.client.get_async_pubsub()).await?;
+        let channels = [
+            self.keys.events_channel(),
+            self.keys.control_channel(),
+            self.keys.reply_channel(&self.node),
+        ];
+        within(t.command, pubsub.subscribe(&channels)).await?;
+        let (mut sink, mut stream) = pubsub.split();
+        // Subscribed first, then caught up: whatever is published meanwhile is
+        // buffered on the connection and deduplicated by seq afterwards.
+        let rooms: Vec<Arc<str>> = self.tracked.keys().cloned().collect();
+        for room in rooms {
+            self.catch_up(&room).await?;
+        }
+        self.health.set_subscribed(true, None);
+        log::info!(
+            "cluster: subscribed to redis, {} rooms caught up",
+            self.tracked.len()
+        );
+        *backoff = FIRST_BACKOFF;
+        let mut tick = tokio::time::interval(TICK);
+        let mut last_ping = Instant::now();
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => self.on_message(msg).await?,
+                    None => return Err("subscription connection closed".into()),
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.online(cmd).await?,
+                    None => return Ok(()),
+                },
+                _ = tick.tick() => {
+                    self.expire_requests();
+                    if last_ping.elapsed() >= t.heartbeat {
+                        last_ping = Instant::now();
+                        within(t.command, sink.ping::<Value>()).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A registry request while Redis is unreachable: syncs are remembered for
+    /// the reconnect and refused now; cluster requests are refused.
+    fn offline(&mut self, cmd: Command) {
+        match cmd {
+            Command::Track {
+                room,
+                history,
+                ttl_ms,
+            } => {
+                self.tracked.insert(
+                    room.clone(),
+                    Tracked {
+                        epoch: None,
+                        seq: 0,
+                        history,
+                        ttl_ms,
+                    },
+                );
+                self.registry.do_send(SyncFailed {
+                    room,
+                    error: "redis unreachable".into(),
+                });
+            }
+            Command::Untrack(room) => {
+                self.tracked.remove(&room);
+            }
+            Command::Scatter { reply, .. } => {
+                let _ = reply.send(Err(unavailable("redis unreachable")));
+            }
+        }
+    }
+
+    async fn online(&mut self, cmd: Command) -> Result<(), String> {
+        match cmd {
+            Command::Track {
+                room,
+                history,
+                ttl_ms,
+            } => {
+                self.tracked.insert(
+                    room.clone(),
+                    Tracked {
+                        epoch: None,
+                        seq: 0,
+                        history,
+                        ttl_ms,
+                    },
+                );
+                if let Err(e) = self.sync(&room, false).await {
+                    self.registry.do_send(SyncFailed {
+                        room,
+                        error: e.clone(),
+                    });
+                    return Err(e);
+                }
+            }
+            Command::Untrack(room) => {
+                self.tracked.remove(&room);
+            }
+            Command::Scatter { op, reply } => {
+                let id = self.next_request;
+                self.next_request += 1;
+                let request = ControlRequest {
+                    id,
+                    from: self.node.clone(),
+                    op,
+                };
+                let json = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+                let mut c = match self.reader.get().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = reply.send(Err(unavailable(&e)));
+                        return Err(e);
+                    }
+                };
+                let channel = self.keys.control_channel();
+                let receivers: usize = match within(
+                    self.timeouts.command,
+                    redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(json)
+                        .query_async(&mut c),
+                )
+                .await
+                {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = reply.send(Err(unavailable(&e)));
+                        return Err(e);
+                    }
+                };
+                if receivers == 0 {
+                    let _ = reply.send(Ok(0));
+                } else {
+                    self.gathering.insert(
+                        id,
+                        Gathering {
+                            expected: receivers,
+                            answered: 0,
+                            total: 0,
+                            deadline: Instant::now() + self.timeouts.command,
+                            reply,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, msg: Msg) -> Result<(), String> {
+        let Ok(payload) = std::str::from_utf8(msg.get_payload_bytes()) else {
+            log::warn!("cluster: non-UTF-8 message on {}", msg.get_channel_name());
+            return Ok(());
+        };
+        let channel = msg.get_channel_name();
+        if channel == self.keys.events_channel() {
+            return self.on_event(payload).await;
+        }
+        if channel == self.keys.control_channel() {
+            match serde_json::from_str::<ControlRequest>(payload) {
+                Ok(req) => self.answer(req).await,
+                Err(e) => log::warn!("cluster: malformed control request: {e}"),
+            }
+            return Ok(());
+        }
+        match wire::parse_reply(payload) {
+            Some((id, count)) => {
+                if let Some(g) = self.gathering.get_mut(&id) {
+                    g.answered += 1;
+                    g.total += count;
+                    if g.answered >= g.expected {
+                        if let Some(g) = self.gathering.remove(&id) {
+                            let _ = g.reply.send(Ok(g.total));
+                        }
+                    }
+                }
+            }
+            None => log::warn!("cluster: malformed reply {payload:?}"),
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, payload: &str) -> Result<(), String> {
+        let Some(ev) = EventMessage::parse(payload) else {
+            log::warn!("cluster: malformed event message");
+            return Ok(());
+        };
+        let Some(t) = self.tracked.get_mut(ev.room) else {
+            return Ok(()); // a room this node does not mirror
+        };
+        let room: Arc<str> = Arc::from(ev.room);
+        if t.epoch.as_deref() == Some(ev.epoch) {
+            if ev.seq <= t.seq {
+                return Ok(()); // already handed over (caught up from the stream)
+            }
+            if ev.seq == t.seq + 1 {
+                t.seq = ev.seq;
+                self.registry.do_send(RoomEvents {
+                    room,
+                    epoch: ev.epoch.to_string(),
+                    events: vec![Event {
+                        seq: ev.seq,
+                        frame: ev.frame.into(),
+                    }],
+                });
+                return Ok(());
+            }
+        }
+        // A gap, or another epoch: Redis has the truth.
+        self.catch_up(&room).await
+    }
+
+    /// Hands over everything after the last seq, from the room's stream; a
+    /// resync when that is not possible.
+    async fn catch_up(&mut self, room: &Arc<str>) -> Result<(), String> {
+        let Some(t) = self.tracked.get(room) else {
+            return Ok(());
+        };
+        let Some(epoch) = t.epoch.clone() else {
+            return self.sync(room, false).await;
+        };
+        let last = t.seq;
+        let read = self
+            .read(room, Some(last), t.history.max(1), t.ttl_ms)
+            .await?;
+        if read.epoch != epoch || read.seq < last {
+            log::warn!(
+                "cluster: room {room} lost its history in redis (epoch {epoch} -> {}); resyncing",
+                read.epoch
+            );
+            return self.sync(room, true).await;
+        }
+        if read.seq == last {
+            return Ok(());
+        }
+        let contiguous = read.events.first().is_some_and(|e| e.seq == last + 1)
+            && read.events.last().is_some_and(|e| e.seq == read.seq)
+            && read.events.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+        if !contiguous {
+            log::warn!(
+                "cluster: room {room} missed {} events, more than its history holds; resyncing",
+                read.seq - last
+            );
+            return self.sync(room, true).await;
+        }
+        if let Some(t) = self.tracked.get_mut(room) {
+            t.seq = read.seq;
+        }
+        self.registry.do_send(RoomEvents {
+            room: room.clone(),
+            epoch,
+            events: read.events,
+        });
+        Ok(())
+    }
+
+    /// Reads the room's order and last events and hands them to the registry.
+    async fn sync(&mut self, room: &Arc<str>, reset: bool) -> Result<(), String> {
+        let Some(t) = self.tracked.get(room) else {
+            return Ok(());
+        };
+        let read = self.read(room, None, t.history, t.ttl_ms).await?;
+        if let Some(t) = self.tracked.get_mut(room) {
+            t.epoch = Some(read.epoch.clone());
+            t.seq = read.seq;
+        }
+        self.registry.do_send(RoomSynced {
+            room: room.clone(),
+            epoch: read.epoch,
+            seq: read.seq,
+            events: read.events,
+            reset,
+        });
+        Ok(())
+    }
+
+    /// The read script: events after `after` (or the last `count`).
+    async fn read(
+        &mut self,
+        room: &str,
+        after: Option<u64>,
+        count: usize,
+        ttl_ms: u64,
+    ) -> Result<RoomRead, String> {
+        let mut c = self.reader.get().await?;
+        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let v: Value = within(
+            self.timeouts.command,
+            redis::cmd("EVAL")
+                .arg(scripts::READ)
+                .arg(2)
+                .arg(self.keys.room_meta(room))
+                .arg(self.keys.room_log(room))
+                .arg(crate::ids::new_epoch())
+                .arg(after)
+                .arg(count)
+                .arg(ttl_ms)
+                .query_async(&mut c),
+        )
+        .await?;
+        scripts::decode_read(&v).ok_or_else(|| "unexpected read script answer".to_string())
+    }
+
+    /// Does what a cluster request asks on this node, then answers its sender;
+    /// in a task of its own so the event stream never waits for it.
+    async fn answer(&mut self, req: ControlRequest) {
+        let Ok(mut c) = self.reader.get().await else {
+            return; // the asker's wait runs out
+        };
+        let registry = self.registry.clone();
+        let channel = self.keys.reply_channel(&req.from);
+        let limit = self.timeouts.command;
+        actix_rt::spawn(async move {
+            let count = match req.op {
+                ControlOp::UserEvent { user, frame } => registry
+                    .send(RemoteUserEvent {
+                        user,
+                        frame: frame.into(),
+                    })
+                    .await
+                    .unwrap_or(0),
+                ControlOp::Disconnect { session } => registry
+                    .send(RemoteDisconnect { session })
+                    .await
+                    .map_or(0, usize::from),
+            };
+            let reply = wire::encode_reply(req.id, count);
+            if let Err(e) = within(
+                limit,
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(reply)
+                    .query_async::<i64>(&mut c),
+            )
+            .await
+            {
+                log::warn!("cluster: answering request {} failed: {e}", req.id);
+            }
+        });
+    }
+
+    /// Answers requests whose wait ran out with what came in.
+    fn expire_requests(&mut self) {
+        let now = Instant::now();
+        let late: Vec<u64> = self
+            .gathering
+            .iter()
+            .filter(|(_, g)| g.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(g) = self.gathering.remove(&id) {
+                log::warn!(
+                    "cluster: request {id}: {} of {} nodes answered in time",
+                    g.answered,
+                    g.expected
+                );
+                let _ = g.reply.send(Ok(g.total));
+            }
+        }
+    }
+}
