@@ -647,6 +647,46 @@ mod tests {
     }
 
     #[test]
+    fn cluster_keys_are_checked_only_when_redis_is_on() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // Off: the other keys may be anything.
+        Config::from_toml("t", "", env(&[("HUB_CLUSTER__POOL_SIZE", "0")])).expect("off");
+        let on = |extra: &[(&str, &str)]| {
+            let mut vars = vec![("HUB_CLUSTER__REDIS_URL", "redis://127.0.0.1:6390/")];
+            vars.extend_from_slice(extra);
+            Config::from_toml("t", "", env(&vars))
+        };
+        let c = on(&[("HUB_CLUSTER__HEARTBEAT_MS", "250")]).expect("valid cluster");
+        assert_eq!(c.cluster.heartbeat_ms, 250);
+        for (var, key) in [
+            ("HUB_CLUSTER__REDIS_URL", "cluster.redis_url"),
+            ("HUB_CLUSTER__KEY_PREFIX", "cluster.key_prefix"),
+            ("HUB_CLUSTER__NODE_ID", "cluster.node_id"),
+            ("HUB_CLUSTER__POOL_SIZE", "cluster.pool_size"),
+            ("HUB_CLUSTER__HEARTBEAT_MS", "cluster.heartbeat_ms"),
+        ] {
+            let bad = match var {
+                "HUB_CLUSTER__REDIS_URL" => "http://x/",
+                "HUB_CLUSTER__KEY_PREFIX" => "a b",
+                "HUB_CLUSTER__NODE_ID" => "node 1",
+                "HUB_CLUSTER__POOL_SIZE" => "0",
+                _ => "1",
+            };
+            let err = if var == "HUB_CLUSTER__REDIS_URL" {
+                Config::from_toml("t", "", env(&[(var, bad)])).unwrap_err()
+            } else {
+                on(&[(var, bad)]).unwrap_err()
+            };
+            assert_eq!(key_of(err), key, "{var}={bad}");
+        }
+    }
+
+    #[test]
     fn room_settings_apply_overrides_and_dynamic_rule() {
         let c = Config::from_toml(
             "t",

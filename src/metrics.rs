@@ -37,6 +37,13 @@ pub const PUBLISH_ENQUEUE: &str = "hub_publish_enqueue_seconds";
 /// Messages waiting in the registry's mailbox.
 pub const REGISTRY_MAILBOX: &str = "hub_registry_mailbox_depth";
 
+/// Cluster mode: 1 while this node's Redis links work, else 0.
+pub const CLUSTER_REDIS_UP: &str = "hub_cluster_redis_up";
+/// Cluster mode: events a node read from a room's stream to fill a gap.
+pub const CLUSTER_GAP_FILLED: &str = "hub_cluster_gap_filled_events_total";
+/// Cluster mode: rooms resynced because the missed events were gone, by reason.
+pub const CLUSTER_RESYNCS: &str = "hub_cluster_resyncs_total";
+
 /// The label value of rooms (and room socket types) created on demand.
 pub const DYNAMIC: &str = "_dynamic";
 
@@ -75,6 +82,18 @@ pub fn install() -> bool {
 fn describe() {
     describe_gauge!(CONNECTIONS, "Open WebSocket sessions, by socket type.");
     describe_gauge!(ROOMS, "Rooms held (declared and dynamic).");
+    describe_gauge!(
+        CLUSTER_REDIS_UP,
+        "Cluster mode: 1 while the node's Redis links work."
+    );
+    describe_counter!(
+        CLUSTER_GAP_FILLED,
+        "Cluster mode: events read from a room's Redis stream to fill a delivery gap."
+    );
+    describe_counter!(
+        CLUSTER_RESYNCS,
+        "Cluster mode: rooms resynced (subscribers told recovered:false), by reason."
+    );
     describe_gauge!(ROOM_SUBSCRIBERS, "Subscribers, by room.");
     describe_counter!(EVENTS_PUBLISHED, "Events accepted, by room.");
     describe_counter!(DELIVERIES, "Event frames queued for sockets, by room.");

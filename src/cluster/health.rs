@@ -42,6 +42,15 @@ impl Health {
         })
     }
 
+    fn publish_gauge(s: &Links) {
+        let up = if s.subscribed && s.heartbeat {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!(crate::metrics::CLUSTER_REDIS_UP).set(up);
+    }
+
     /// Changes whenever the Redis link was lost.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -57,6 +66,7 @@ impl Health {
         if error.is_some() {
             s.last_error = error;
         }
+        Self::publish_gauge(&s);
     }
 
     /// The heartbeat worked (true) or failed, with the error.
@@ -66,6 +76,7 @@ impl Health {
         if error.is_some() {
             s.last_error = error;
         }
+        Self::publish_gauge(&s);
     }
 }
 

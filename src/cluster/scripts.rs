@@ -39,11 +39,19 @@ return {epoch, seq}
 /// A room's order and its events after a point, read atomically; creates the
 /// room (with the candidate epoch) if Redis does not have it.
 ///
+/// If the room's seq is *behind* what this node already saw in the same epoch
+/// (a Redis restored from an older snapshot), seqs would be given out twice: the
+/// room gets a new epoch instead, so every node and client learns history was lost.
+///
 /// KEYS: meta, log. ARGV: candidate epoch, after (events with seq > after;
-/// -1 = the last `count`), count, ttl ms. Returns `{epoch, seq, seq1, frame1, …}`
-/// oldest first.
+/// -1 = the last `count`), count, ttl ms, epoch seen ("" = none), seq seen.
+/// Returns `{epoch, seq, seq1, frame1, …}` oldest first.
 pub const READ: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local seen = ARGV[5]
+if epoch and epoch == seen and tonumber(redis.call('HGET', KEYS[1], 'seq')) < tonumber(ARGV[6]) then
+  epoch = nil
+end
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])

@@ -356,9 +356,17 @@ impl Subscriber {
         };
         let last = t.seq;
         let read = self
-            .read(room, Some(last), t.history.max(1), t.ttl_ms)
+            .read(
+                room,
+                Some(last),
+                t.history.max(1),
+                t.ttl_ms,
+                Some((&epoch, last)),
+            )
             .await?;
         if read.epoch != epoch || read.seq < last {
+            metrics::counter!(crate::metrics::CLUSTER_RESYNCS, "reason" => "epoch_changed")
+                .increment(1);
             log::warn!(
                 "cluster: room {room} lost its history in redis (epoch {epoch} -> {}); resyncing",
                 read.epoch
@@ -372,6 +380,8 @@ impl Subscriber {
             && read.events.last().is_some_and(|e| e.seq == read.seq)
             && read.events.windows(2).all(|w| w[1].seq == w[0].seq + 1);
         if !contiguous {
+            metrics::counter!(crate::metrics::CLUSTER_RESYNCS, "reason" => "history_gap")
+                .increment(1);
             log::warn!(
                 "cluster: room {room} missed {} events, more than its history holds; resyncing",
                 read.seq - last
@@ -381,6 +391,7 @@ impl Subscriber {
         if let Some(t) = self.tracked.get_mut(room) {
             t.seq = read.seq;
         }
+        metrics::counter!(crate::metrics::CLUSTER_GAP_FILLED).increment(read.events.len() as u64);
         self.registry.do_send(RoomEvents {
             room: room.clone(),
             epoch,
@@ -394,7 +405,16 @@ impl Subscriber {
         let Some(t) = self.tracked.get(room) else {
             return Ok(());
         };
-        let read = self.read(room, None, t.history, t.ttl_ms).await?;
+        let seen = t.epoch.clone().map(|e| (e, t.seq));
+        let read = self
+            .read(
+                room,
+                None,
+                t.history,
+                t.ttl_ms,
+                seen.as_ref().map(|(e, s)| (e.as_str(), *s)),
+            )
+            .await?;
         if let Some(t) = self.tracked.get_mut(room) {
             t.epoch = Some(read.epoch.clone());
             t.seq = read.seq;
@@ -416,6 +436,7 @@ impl Subscriber {
         after: Option<u64>,
         count: usize,
         ttl_ms: u64,
+        seen: Option<(&str, u64)>,
     ) -> Result<RoomRead, String> {
         let mut c = self.reader.get().await?;
         let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
@@ -430,6 +451,8 @@ impl Subscriber {
                 .arg(after)
                 .arg(count)
                 .arg(ttl_ms)
+                .arg(seen.map_or("", |s| s.0))
+                .arg(seen.map_or(0, |s| s.1))
                 .query_async(&mut c),
         )
         .await?;

@@ -432,7 +432,7 @@ pub async fn healthz(state: Data) -> Result<HttpResponse, HubError> {
 #[utoipa::path(get, path = "/readyz", tag = "status",
     responses(
         (status = 200, description = "Accepting sockets", body = Health),
-        (status = 503, description = "Draining, or the registry does not answer", body = ErrorBody),
+        (status = 503, description = "Draining, the registry does not answer, or (cluster) Redis is unreachable", body = ErrorBody),
     ))]
 pub async fn readyz(state: Data) -> Result<HttpResponse, HubError> {
     if state.is_draining() {
