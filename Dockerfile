@@ -16,6 +16,10 @@ COPY config ./config
 RUN cargo build --release --locked --bin realtime-hub
 
 FROM debian:bookworm-slim
+# CA roots: cluster mode over rediss:// (managed Redis) verifies the server.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 hub \
  && useradd --system --uid 10001 --gid hub --no-create-home --shell /usr/sbin/nologin hub
 COPY --from=build /src/target/release/realtime-hub /usr/local/bin/realtime-hub

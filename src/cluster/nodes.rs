@@ -27,6 +27,7 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(timeouts.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tick.tick().await;
         let Ok(record) = registry.send(GetNodeRecord).await else {
@@ -34,11 +35,17 @@ pub async fn run(
         };
         match beat(&mut conn, &keys, &node, &record, timeouts).await {
             Ok(nodes) => {
+                if std::mem::replace(&mut failing, false) {
+                    log::info!("cluster: node heartbeat works again");
+                }
                 health.set_heartbeat(true, None);
                 registry.do_send(NodesView { nodes });
             }
             Err(e) => {
-                log::warn!("cluster: node heartbeat failed: {e}");
+                // Once per outage, not once per heartbeat.
+                if !std::mem::replace(&mut failing, true) {
+                    log::warn!("cluster: node heartbeat failed: {e}");
+                }
                 conn.failed();
                 health.set_heartbeat(false, Some(e));
             }
