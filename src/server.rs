@@ -177,6 +177,9 @@ impl Hub {
     /// Serves until stopped.
     pub async fn run(self) -> io::Result<()> {
         let result = self.server.await;
+        if let Some(redis) = self.handle.state.broker.redis() {
+            redis.leave(Duration::from_secs(1)).await;
+        }
         if let Some(cluster) = self.cluster_arbiter {
             cluster.stop();
         }

@@ -148,6 +148,7 @@ pub struct RedisBroker {
     commands: mpsc::Sender<Command>,
     health: Arc<Health>,
     dynamic_ttl_ms: u64,
+    leave: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 /// The not yet started tasks behind a [`RedisBroker`].
@@ -159,6 +160,7 @@ pub struct BrokerTasks {
     health: Arc<Health>,
     publishers: Vec<mpsc::Receiver<PublishJob>>,
     commands: mpsc::Receiver<Command>,
+    leave: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
 fn unavailable(why: &str) -> HubError {
@@ -174,11 +176,13 @@ impl RedisBroker {
             .map(|_| mpsc::channel(PUBLISH_QUEUE))
             .unzip();
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (leave, leave_rx) = mpsc::channel(1);
         let broker = RedisBroker {
             publishers: senders.into(),
             commands,
             health: health.clone(),
             dynamic_ttl_ms: config.dynamic_room_ttl_s.saturating_mul(1000),
+            leave,
         };
         let tasks = BrokerTasks {
             client,
@@ -188,8 +192,18 @@ impl RedisBroker {
             health,
             publishers: receivers,
             commands: command_rx,
+            leave: leave_rx,
         };
         Ok((broker, tasks))
+    }
+
+    /// Removes this node's record (at shutdown), so it leaves `nodes` at once
+    /// rather than when its TTL runs out. Waits at most `limit`.
+    pub async fn leave(&self, limit: std::time::Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.leave.try_send(tx).is_ok() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
     }
 
     /// Whether Redis is reachable; else why not (for `/readyz`).
@@ -273,6 +287,7 @@ impl BrokerTasks {
             health,
             publishers,
             commands,
+            leave,
         } = self;
         for jobs in publishers {
             arbiter.spawn(publisher::run(
@@ -301,6 +316,7 @@ impl BrokerTasks {
             timeouts,
             health,
             registry,
+            leave,
         ));
         arbiter
     }

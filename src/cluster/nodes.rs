@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
+use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
@@ -16,7 +17,8 @@ use crate::registry::{GetNodeRecord, NodeRecord, NodesView, RegistryHandle};
 /// A node's record lives this many heartbeats.
 pub const TTL_HEARTBEATS: u32 = 3;
 
-/// Writes and reads node records until the registry goes.
+/// Writes and reads node records until the registry goes, or until the node
+/// leaves (its record is deleted, so it drops out of `nodes` at once).
 pub async fn run(
     mut conn: LazyConnection,
     keys: Keys,
@@ -24,12 +26,29 @@ pub async fn run(
     timeouts: Timeouts,
     health: Arc<Health>,
     registry: RegistryHandle,
+    mut leave: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
     let mut tick = tokio::time::interval(timeouts.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            done = leave.recv() => {
+                if let Ok(mut c) = conn.get().await {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("DEL").arg(keys.node(&node)).ignore()
+                        .cmd("SREM").arg(keys.nodes()).arg(&node).ignore();
+                    if let Err(e) = within(timeouts.command, pipe.query_async::<()>(&mut c)).await {
+                        log::warn!("cluster: could not remove this node's record: {e}");
+                    }
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
         let Ok(record) = registry.send(GetNodeRecord).await else {
             return;
         };
