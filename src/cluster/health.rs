@@ -51,6 +51,12 @@ impl Health {
         metrics::gauge!(crate::metrics::CLUSTER_REDIS_UP).set(up);
     }
 
+    /// Whether the last heartbeat reached Redis (it may answer even while the
+    /// subscription is being re-established).
+    pub fn heartbeat_ok(&self) -> bool {
+        self.state.lock().heartbeat
+    }
+
     /// Changes whenever the Redis link was lost.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -96,6 +96,8 @@ pub enum PublishAnswer {
     Http(PublishReply),
     /// A socket's `publish` command (one item): `published` or `error` is queued.
     Socket {
+        /// The publisher.
+        session: crate::ids::SessionId,
         /// The publisher's queue.
         queue: OutboundQueue,
         /// Its command's ref.
@@ -132,6 +134,8 @@ pub enum Command {
     },
     /// Stop following this room (its mirror was evicted).
     Untrack(Arc<str>),
+    /// Read what the room's mirror lacks from Redis now, then say so.
+    CatchUp(Arc<str>),
     /// Ask every node; the answer is the sum of theirs.
     Scatter {
         /// The request.
@@ -224,7 +228,7 @@ impl RedisBroker {
     /// that queue is full.
     pub fn publish(&self, job: PublishJob) {
         let Some(first) = job.items.first() else {
-            publisher::answer(job, Vec::new());
+            publisher::answer(job, Vec::new(), None);
             return;
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -236,7 +240,7 @@ impl RedisBroker {
                 mpsc::error::TrySendError::Closed(j) => ("publisher stopped", j),
             };
             let n = job.items.len();
-            publisher::answer(job, vec![Err(why.to_string()); n]);
+            publisher::answer(job, vec![Err(why.to_string()); n], None);
         }
     }
 
@@ -254,6 +258,14 @@ impl RedisBroker {
                 history: settings.history,
                 ttl_ms: self.ttl_ms(dynamic),
             })
+            .map_err(|_| unavailable("too many room syncs waiting"))
+    }
+
+    /// Asks for a mirrored room's missing events now; the registry hears back
+    /// with `RoomCaughtUp`.
+    pub fn catch_up(&self, room: Arc<str>) -> Result<(), HubError> {
+        self.commands
+            .try_send(Command::CatchUp(room))
             .map_err(|_| unavailable("too many room syncs waiting"))
     }
 
@@ -295,6 +307,7 @@ impl BrokerTasks {
                 conn::LazyConnection::new(client.clone(), timeouts, health.clone()),
                 keys.clone(),
                 timeouts,
+                registry.clone(),
             ));
         }
         arbiter.spawn(

@@ -12,7 +12,7 @@ use super::{unavailable, PublishAnswer, PublishJob};
 use crate::error::HubError;
 use crate::outbound::Outbound;
 use crate::protocol::{encode, ErrorFrame, Published};
-use crate::registry::PublishAck;
+use crate::registry::{PublishAck, RegistryHandle, SocketPublished};
 
 /// Most scripts in one pipeline.
 const MAX_PIPELINE: usize = 512;
@@ -23,6 +23,7 @@ pub async fn run(
     mut conn: LazyConnection,
     keys: Keys,
     timeouts: Timeouts,
+    registry: RegistryHandle,
 ) {
     let channel = keys.events_channel();
     while let Some(first) = jobs.recv().await {
@@ -42,7 +43,7 @@ pub async fn run(
             .into_iter();
         for job in batch {
             let mine = results.by_ref().take(job.items.len()).collect();
-            answer(job, mine);
+            answer(job, mine, Some(&registry));
         }
     }
 }
@@ -96,8 +97,14 @@ async fn send(
     out
 }
 
-/// Hands each item's result to whoever waits for it.
-pub fn answer(job: PublishJob, results: Vec<Result<(String, u64), String>>) {
+/// Hands each item's result to whoever waits for it. A socket's `published`
+/// goes through the registry (when there is one), which queues it once the
+/// event itself has been delivered on this node, as on a single node.
+pub fn answer(
+    job: PublishJob,
+    results: Vec<Result<(String, u64), String>>,
+    registry: Option<&RegistryHandle>,
+) {
     let mut acks = job.items.iter().zip(results).map(|(item, r)| {
         r.map(|(epoch, seq)| {
             crate::metrics::publish_enqueued(item.received);
@@ -115,14 +122,31 @@ pub fn answer(job: PublishJob, results: Vec<Result<(String, u64), String>>) {
         PublishAnswer::Http(reply) => {
             let _ = reply.send(acks.next().unwrap_or_else(missing));
         }
-        PublishAnswer::Socket { queue, reference } => {
+        PublishAnswer::Socket {
+            session,
+            queue,
+            reference,
+        } => {
             let frame = match acks.next().unwrap_or_else(missing) {
-                Ok(ack) => encode(&Published {
-                    kind: "published",
-                    room: &ack.room,
-                    seq: ack.seq,
-                    reference: reference.as_ref(),
-                }),
+                Ok(ack) => {
+                    let frame = encode(&Published {
+                        kind: "published",
+                        room: &ack.room,
+                        seq: ack.seq,
+                        reference: reference.as_ref(),
+                    });
+                    if let Some(registry) = registry {
+                        registry.do_send(SocketPublished {
+                            session,
+                            room: ack.room.as_str().into(),
+                            epoch: ack.epoch,
+                            seq: ack.seq,
+                            frame,
+                        });
+                        return;
+                    }
+                    frame
+                }
                 Err(err) => {
                     crate::metrics::error_frame(err.code());
                     encode(&ErrorFrame {

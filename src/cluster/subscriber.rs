@@ -24,7 +24,8 @@ use super::wire::{self, ControlOp, ControlRequest, EventMessage};
 use super::{unavailable, Command, Health};
 use crate::error::HubError;
 use crate::registry::{
-    RegistryHandle, RemoteDisconnect, RemoteUserEvent, RoomEvents, RoomSynced, SyncFailed,
+    RegistryHandle, RemoteDisconnect, RemoteUserEvent, RoomCaughtUp, RoomEvents, RoomSynced,
+    SyncFailed,
 };
 use crate::room::Event;
 
@@ -117,7 +118,7 @@ impl Subscriber {
                     _ = &mut pause => break,
                     cmd = self.commands.recv() => match cmd {
                         None => return,
-                        Some(cmd) => self.offline(cmd),
+                        Some(cmd) => self.offline(cmd).await,
                     },
                 }
             }
@@ -172,10 +173,20 @@ impl Subscriber {
         }
     }
 
-    /// A registry request while Redis is unreachable: syncs are remembered for
-    /// the reconnect and refused now; cluster requests are refused.
-    fn offline(&mut self, cmd: Command) {
+    /// A registry request while the subscription is down. If Redis answers
+    /// (only the subscription dropped), rooms are read as usual: what arrives
+    /// before the subscription is back is caught up then. Otherwise syncs are
+    /// remembered for the reconnect and refused now; cluster requests, whose
+    /// answers come over the subscription, are refused.
+    async fn offline(&mut self, cmd: Command) {
         match cmd {
+            Command::Scatter { reply, .. } => {
+                let _ = reply.send(Err(unavailable("redis subscription is down")));
+            }
+            cmd if self.health.heartbeat_ok() => {
+                // Failures are reported to the registry by `online` itself.
+                let _ = self.online(cmd).await;
+            }
             Command::Track {
                 room,
                 history,
@@ -198,8 +209,9 @@ impl Subscriber {
             Command::Untrack(room) => {
                 self.tracked.remove(&room);
             }
-            Command::Scatter { reply, .. } => {
-                let _ = reply.send(Err(unavailable("redis unreachable")));
+            Command::CatchUp(room) => {
+                // Nothing newer can be had now: the mirror is what there is.
+                self.registry.do_send(RoomCaughtUp { room });
             }
         }
     }
@@ -230,6 +242,11 @@ impl Subscriber {
             }
             Command::Untrack(room) => {
                 self.tracked.remove(&room);
+            }
+            Command::CatchUp(room) => {
+                let result = self.catch_up(&room).await;
+                self.registry.do_send(RoomCaughtUp { room });
+                result?;
             }
             Command::Scatter { op, reply } => {
                 let id = self.next_request;

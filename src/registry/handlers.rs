@@ -51,7 +51,7 @@ impl Handles<Unregister> for RegistryActor {
 
 impl Handles<Subscribe> for RegistryActor {
     fn on(&mut self, msg: Subscribe, _: &mut Ctx) {
-        if let Err(err) = self.subscribe(&msg) {
+        if let Err(err) = self.subscribe(&msg, true) {
             self.reply_error(msg.id, &err, msg.reference.as_ref());
         }
     }
@@ -71,6 +71,7 @@ impl Handles<Publish> for RegistryActor {
             let answer = match (&msg.origin, msg.reply.take()) {
                 (Some(origin), _) => match self.sessions.get(&origin.id) {
                     Some(e) => PublishAnswer::Socket {
+                        session: origin.id,
                         queue: e.queue.clone(),
                         reference: origin.reference.clone(),
                     },
@@ -312,6 +313,29 @@ impl Handles<RoomEvents> for RegistryActor {
         {
             let _ = b.track(msg.room.clone(), &settings, !self.is_declared(&msg.room));
         }
+    }
+}
+
+impl Handles<SocketPublished> for RegistryActor {
+    fn on(&mut self, msg: SocketPublished, _: &mut Ctx) {
+        let waits = self
+            .rooms
+            .get(&*msg.room)
+            .is_some_and(|r| *r.epoch == *msg.epoch && r.seq < msg.seq);
+        if waits {
+            self.replies_after
+                .entry(msg.room)
+                .or_default()
+                .push((msg.seq, msg.session, msg.frame));
+        } else {
+            self.reply(msg.session, msg.frame);
+        }
+    }
+}
+
+impl Handles<RoomCaughtUp> for RegistryActor {
+    fn on(&mut self, msg: RoomCaughtUp, _: &mut Ctx) {
+        self.release_waiting(&msg.room, None);
     }
 }
 

@@ -339,6 +339,33 @@ pub struct RoomEvents {
     pub events: Vec<crate::room::Event>,
 }
 
+/// From the cluster broker: a socket's publish got its seq. The `published`
+/// reply is queued once this node has delivered that seq, so the publisher sees
+/// its event before the reply, as on a single node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SocketPublished {
+    /// The publisher.
+    pub session: SessionId,
+    /// Room.
+    pub room: Arc<str>,
+    /// The room's epoch when the seq was assigned.
+    pub epoch: String,
+    /// The event's seq.
+    pub seq: u64,
+    /// The encoded `published` reply.
+    pub frame: ByteString,
+}
+
+/// From the cluster broker: a mirrored room has every event Redis had when
+/// asked (`RoomEvents` before this one carried them); waiting resumes go on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomCaughtUp {
+    /// Room.
+    pub room: Arc<str>,
+}
+
 /// From the cluster broker: a room could not be read; whoever waits for it
 /// gets `unavailable`.
 #[derive(Message)]

@@ -112,6 +112,9 @@ pub struct RegistryActor {
     waiting: HashMap<Arc<str>, Vec<Waiting>>,
     /// Other nodes' records and when each expires.
     cluster_nodes: BTreeMap<String, (NodeRecord, Instant)>,
+    /// Cluster: `published` replies waiting for their event's seq to be
+    /// delivered here, per room: `(seq, publisher, reply)`.
+    replies_after: HashMap<Arc<str>, Vec<(u64, SessionId, ByteString)>>,
 }
 
 impl RegistryActor {
@@ -153,6 +156,7 @@ impl RegistryActor {
             broker,
             waiting: HashMap::new(),
             cluster_nodes: BTreeMap::new(),
+            replies_after: HashMap::new(),
         };
         (registry, watcher)
     }
@@ -322,6 +326,36 @@ impl RegistryActor {
         Ok(None)
     }
 
+    /// In a cluster: a resume in the mirror's epoch but past its head means the
+    /// client saw events (on another node) that this node's mirror has not
+    /// received yet. The subscribe waits for the broker to catch the mirror up
+    /// from Redis, instead of wrongly answering `recovered:false`.
+    fn mirror_trails(&mut self, msg: &Subscribe) -> bool {
+        let Broker::Redis(broker) = &self.broker else {
+            return false;
+        };
+        let (Some(since), Some(epoch)) = (msg.since, msg.epoch.as_deref()) else {
+            return false;
+        };
+        let Some(room) = self.rooms.get(msg.room.as_str()) else {
+            return false;
+        };
+        if &*room.epoch != epoch || since <= room.seq {
+            return false;
+        }
+        let name = room.name.clone();
+        if let Some(list) = self.waiting.get_mut(&name) {
+            list.push(Waiting::Subscribe(msg.clone()));
+            return true;
+        }
+        if broker.catch_up(name.clone()).is_err() {
+            return false;
+        }
+        self.waiting
+            .insert(name, vec![Waiting::Subscribe(msg.clone())]);
+        true
+    }
+
     /// A history page from the room as this node holds it.
     fn history_page(&self, msg: &GetHistory) -> Result<HistoryPage, HubError> {
         if self.config.room_settings(&msg.room).is_none() {
@@ -353,7 +387,7 @@ impl RegistryActor {
         for who in list {
             match (who, err) {
                 (Waiting::Subscribe(s), None) => {
-                    if let Err(e) = self.subscribe(&s) {
+                    if let Err(e) = self.subscribe(&s, false) {
                         self.reply_error(s.id, &e, s.reference.as_ref());
                     }
                 }
@@ -383,13 +417,37 @@ impl RegistryActor {
                 return false;
             }
             self.deliver(name, &event);
+            self.release_replies(name, Some(event.seq));
         }
         true
+    }
+
+    /// Queues the `published` replies of `room` up to `seq` (all of them with
+    /// `None`: the room was resynced or dropped, there is nothing to wait for).
+    fn release_replies(&mut self, room: &str, seq: Option<u64>) {
+        let Some(list) = self.replies_after.get_mut(room) else {
+            return;
+        };
+        let mut ready = Vec::new();
+        list.retain(|(s, id, frame)| {
+            if seq.is_some_and(|head| *s > head) {
+                return true;
+            }
+            ready.push((*id, frame.clone()));
+            false
+        });
+        if list.is_empty() {
+            self.replies_after.remove(room);
+        }
+        for (id, frame) in ready {
+            self.reply(id, frame);
+        }
     }
 
     /// After a resync that lost events: every subscriber of the room starts
     /// over, as after a failed resume (`subscribed`, `recovered:false`, snapshot).
     fn resubscribe_all(&mut self, name: &str) {
+        self.release_replies(name, None);
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
@@ -436,6 +494,7 @@ impl RegistryActor {
                 ))
             })?;
         self.rooms.remove(&victim);
+        self.release_replies(&victim, None);
         if let Broker::Redis(broker) = &self.broker {
             broker.untrack(victim);
         }
@@ -463,7 +522,9 @@ impl RegistryActor {
         );
     }
 
-    fn subscribe(&mut self, msg: &Subscribe) -> Result<(), HubError> {
+    /// `subscribe`; with `may_wait`, a cluster room that is not mirrored yet,
+    /// or whose mirror trails the client's resume point, is read from Redis first.
+    fn subscribe(&mut self, msg: &Subscribe, may_wait: bool) -> Result<(), HubError> {
         let entry = self
             .sessions
             .get(&msg.id)
@@ -507,11 +568,16 @@ impl RegistryActor {
                 msg.room
             )));
         }
-        if self
-            .wait_for_room(&msg.room, Waiting::Subscribe(msg.clone()))?
-            .is_none()
-        {
-            return Ok(()); // answered once the room is read from Redis
+        if may_wait {
+            if self
+                .wait_for_room(&msg.room, Waiting::Subscribe(msg.clone()))?
+                .is_none()
+            {
+                return Ok(()); // answered once the room is read from Redis
+            }
+            if self.mirror_trails(msg) {
+                return Ok(()); // answered once the mirror has caught up
+            }
         }
         let room = self.room_mut(&msg.room)?;
         let (recovered, replay) = room.replay(msg.since, msg.epoch.as_deref());

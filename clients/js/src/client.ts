@@ -4,8 +4,9 @@
  * - connects with a token, retries with exponential backoff, jitter and a cap;
  * - after every reconnect resubscribes each room with `since` + `epoch`, so no
  *   event still in the hub's history is lost, and drops any duplicate;
- * - when the hub answers `recovered:false` to a resume, fetches HTTP history and
- *   hands the room's current events to `onResync` handlers;
+ * - when the hub answers `recovered:false` to a resume, or restarts a subscribed
+ *   room on its own (an unsolicited `subscribed`, no `ref`), fetches HTTP history
+ *   and hands the room's current events to `onResync` handlers;
  * - sends app-level pings so a dead connection (which a browser may not notice
  *   for minutes) is detected and replaced;
  * - exposes its state (`connecting | open | reconnecting | closed`) as events.
@@ -468,6 +469,10 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   private onSubscribed(frame: SubscribedFrame): void {
     const entry = this.rooms.get(frame.room);
     if (!entry) return; // unsubscribed meanwhile
+    // No ref for a room already subscribed: the hub restarted the room on its own
+    // (in a cluster, its history was lost or this node missed more than history
+    // holds). Judged against where the client is now, not the original subscribe.
+    const unsolicited = frame.ref === undefined && entry.status === "subscribed" && !isSystemRoom(entry.room);
     if (frame.ref !== undefined) {
       if (entry.ref !== null && frame.ref !== entry.ref) return; // answer to an older subscribe
       this.refs.delete(frame.ref);
@@ -475,7 +480,12 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     entry.ref = null;
     entry.status = "subscribed";
     entry.retryBackoff.reset();
-    const outcome = entry.cursor.onSubscribed(frame, entry.sent);
+    if (unsolicited) {
+      // A resync still reading history is superseded by this one.
+      entry.resyncAbort?.abort();
+      entry.resyncAbort = null;
+    }
+    const outcome = unsolicited ? entry.cursor.onHubResync(frame) : entry.cursor.onSubscribed(frame, entry.sent);
     const info: SubscribedInfo = {
       room: frame.room,
       epoch: frame.epoch,

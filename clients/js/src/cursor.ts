@@ -8,7 +8,9 @@
  * - after a reconnect the client subscribes with `since` (the last seq it holds)
  *   and `epoch`; `recovered:true` means every missed event follows;
  * - `recovered:false` for a client that had a position means it lost events
- *   (history gone or a new epoch) and must resync from HTTP history.
+ *   (history gone or a new epoch) and must resync from HTTP history;
+ * - an unsolicited `subscribed` (no `ref`) for a subscribed room means the same,
+ *   measured from the current position.
  */
 
 import type { RoomEvent, SubscribedFrame } from "./protocol.js";
@@ -21,9 +23,12 @@ export interface ResumePosition {
 
 /** Why a room has to be resynced. */
 export type ResyncReason =
-  /** The hub lost the room's history (e.g. restarted): a new epoch. */
+  /** The hub lost the room's history (e.g. restarted, or Redis lost it): a new epoch. */
   | "epoch_changed"
-  /** Same epoch, but the events after `since` are no longer in history. */
+  /**
+   * Same epoch, but the events after the client's position are no longer in
+   * history (or, in a cluster, the hub's node missed more than history holds).
+   */
   | "history_gap";
 
 /** What a `subscribed` frame means for this room. */
@@ -128,6 +133,18 @@ export class RoomCursor {
       head: frame.seq,
       generation: this.generation,
     };
+  }
+
+  /**
+   * Interprets a `subscribed` frame the hub sent on its own (no `ref`) for a room
+   * that is already subscribed: the hub restarted the room (in a cluster, its
+   * history was lost or the node missed more than history holds) and a snapshot
+   * follows. Judged against the current position, not the one sent with the
+   * original subscribe: a new epoch is `epoch_changed`, the same epoch
+   * `history_gap`. With no position yet it is a fresh start.
+   */
+  onHubResync(frame: SubscribedFrame): SubscribedOutcome {
+    return this.onSubscribed({ ...frame, recovered: false }, this.resumePosition());
   }
 
   /** Decides what to do with an event of this room that arrived on the socket. */

@@ -35,6 +35,11 @@ export interface SubscribedFrame {
   seq: number;
   /** True when the requested `since` was honoured and every missed event follows. */
   recovered: boolean;
+  /**
+   * The subscribe command's ref. Absent when the hub restarted an already
+   * subscribed room on its own (cluster: history lost, or the node missed more
+   * than history holds); the client then resyncs.
+   */
   ref?: Ref;
 }
 

@@ -430,6 +430,98 @@ describe("HubClient resync through HTTP history", () => {
   });
 });
 
+describe("HubClient resync started by the hub (unsolicited subscribed)", () => {
+  it("resyncs from the current position when the hub restarts a subscribed room with a new epoch", async () => {
+    const urls: string[] = [];
+    const fetchImpl = vi.fn(async (url: string) => {
+      urls.push(url);
+      return jsonResponse({
+        room: "alerts",
+        epoch: "e2",
+        seq: 2,
+        events: [1, 2].map(historyEvent),
+      });
+    });
+    const client = makeClient({ fetch: fetchImpl });
+    const seen: Array<[string | undefined, number]> = [];
+    const resyncs: ResyncInfo<Feeds>[] = [];
+    const outcomes: string[] = [];
+    client.on("subscribed", (info) => outcomes.push(info.outcome));
+    client.subscribe("alerts", {
+      onEvent: (e) => seen.push([client.position("alerts").epoch, e.seq!]),
+      onResync: (info) => resyncs.push(info),
+    });
+    client.connect();
+    await flush();
+    const socket = FakeWebSocket.last;
+    socket.accept();
+    // Fresh subscription (no since/epoch sent), then three live events.
+    expect(socket.commands("subscribe")).toEqual([{ op: "subscribe", room: "alerts", ref: expect.any(String) }]);
+    socket.confirm("alerts", "e1", 0, false);
+    socket.event("alerts", 1);
+    socket.event("alerts", 2);
+    socket.event("alerts", 3);
+    expect(client.position("alerts")).toEqual({ since: 3, epoch: "e1" });
+
+    // The hub lost the room (e.g. Redis restarted empty): subscribed with no ref,
+    // a new epoch and its head, then the snapshot, then live events.
+    socket.frame({ type: "subscribed", room: "alerts", epoch: "e2", seq: 2, recovered: false });
+    socket.event("alerts", 1); // snapshot, held back during the resync
+    socket.event("alerts", 2);
+    await flush();
+
+    expect(outcomes).toEqual(["fresh", "resync"]);
+    expect(urls).toEqual(["http://hub.test:8080/api/rooms/alerts/history?since=0"]);
+    expect(resyncs).toHaveLength(1);
+    expect(resyncs[0]).toMatchObject({ room: "alerts", reason: "epoch_changed", epoch: "e2", source: "history" });
+    expect(resyncs[0]!.events.map((e) => e.seq)).toEqual([1, 2]);
+    expect(client.position("alerts")).toEqual({ since: 2, epoch: "e2" });
+
+    // Live events of the new epoch are delivered after the resync, not dropped as
+    // "duplicates" of the old epoch's seqs.
+    socket.event("alerts", 3);
+    socket.event("alerts", 4);
+    expect(seen).toEqual([
+      ["e1", 1],
+      ["e1", 2],
+      ["e1", 3],
+      ["e2", 3],
+      ["e2", 4],
+    ]);
+    expect(client.position("alerts")).toEqual({ since: 4, epoch: "e2" });
+    // No new subscribe was sent: the hub keeps the socket subscribed.
+    expect(socket.commands("subscribe")).toHaveLength(1);
+  });
+
+  it("reports history_gap when the epoch is unchanged, judged against the current position", async () => {
+    const fetchImpl = vi.fn(async () =>
+      jsonResponse({ room: "alerts", epoch: "e1", seq: 300, events: [299, 300].map(historyEvent) }),
+    );
+    const client = makeClient({ fetch: fetchImpl });
+    const resyncs: ResyncInfo<Feeds>[] = [];
+    client.subscribe("alerts", { onResync: (info) => resyncs.push(info) });
+    client.connect();
+    await flush();
+    const first = FakeWebSocket.last;
+    first.accept();
+    first.confirm("alerts", "e0", 0, false);
+    first.drop();
+    await vi.advanceTimersByTimeAsync(100);
+    const socket = FakeWebSocket.last;
+    socket.accept();
+    // Resumed, sent with epoch e0 — then a new epoch e1 was seen on this socket.
+    socket.confirm("alerts", "e0", 0, true);
+    socket.frame({ type: "subscribed", room: "alerts", epoch: "e1", seq: 0, recovered: false });
+    await flush();
+    expect(resyncs.map((r) => r.reason)).toEqual(["epoch_changed"]);
+    expect(client.position("alerts")).toEqual({ since: 300, epoch: "e1" });
+    // Same epoch as the current position (e1), not as the one sent (e0).
+    socket.frame({ type: "subscribed", room: "alerts", epoch: "e1", seq: 500, recovered: false });
+    await flush();
+    expect(resyncs.map((r) => r.reason)).toEqual(["epoch_changed", "history_gap"]);
+  });
+});
+
 describe("HubClient publish", () => {
   it("resolves with the seq, rejects on an error reply, and rejects when the connection drops", async () => {
     const client = makeClient();

@@ -163,6 +163,23 @@ describe("RoomCursor", () => {
     });
   });
 
+  it("treats a subscribed the hub sent on its own as a resync from the current position", () => {
+    const cursor = new RoomCursor();
+    cursor.onSubscribed(subscribed("e1", 0, false), {}); // sent fresh
+    deliver(cursor, [1, 2, 3]);
+    const sameEpoch = cursor.onHubResync(subscribed("e1", 500, false));
+    expect(sameEpoch).toMatchObject({ kind: "resync", reason: "history_gap", epoch: "e1", head: 500 });
+    const newEpoch = cursor.onHubResync(subscribed("e2", 2, false));
+    expect(newEpoch).toMatchObject({ kind: "resync", reason: "epoch_changed", epoch: "e2", head: 2 });
+    // Held back until the resync completes; the position moves only then.
+    expect(cursor.accept(ev(1)).kind).toBe("buffered");
+    expect(cursor.resumePosition()).toEqual({ since: 3, epoch: "e1" });
+    if (newEpoch.kind !== "resync") throw new Error("expected resync");
+    expect(cursor.completeResync(newEpoch.generation, [ev(1), ev(2)], "e2")?.map((e) => e.seq)).toEqual([1, 2]);
+    expect(deliver(cursor, [2, 3])).toEqual([3]);
+    expect(cursor.resumePosition()).toEqual({ since: 3, epoch: "e2" });
+  });
+
   it("can start from a position the application persisted", () => {
     const cursor = new RoomCursor({ since: 17, epoch: "e9" });
     expect(cursor.resumePosition()).toEqual({ since: 17, epoch: "e9" });
