@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod redis;
+
 /// The longest any single expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -355,7 +357,14 @@ impl ChildHub {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(10))
-            .expect("hub logs its address");
+            .unwrap_or_else(|_| {
+                let _ = proc.kill();
+                let _ = proc.wait();
+                panic!(
+                    "hub logs its address; its log: {:?}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                )
+            });
         ChildHub { proc, addr, log }
     }
 

@@ -1,0 +1,635 @@
+//! The Redis side of the cluster tests: a private `redis-server` per test (never
+//! the shared one on 6379), on a free loopback port, in its own temp dir, that a
+//! test can kill with SIGKILL and restart on the same port with the same data
+//! (persistent) or empty, or freeze with SIGSTOP; and a `Cluster` of
+//! `realtime-hub` child processes sharing it, tuned for fast tests (200 ms
+//! cluster heartbeats). Every wait is bounded.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::{post, ChildHub, Client};
+
+/// How long a starting (or restarting) Redis may take to answer PING.
+const REDIS_READY: Duration = Duration::from_secs(5);
+
+/// The `redis-server` binary (from PATH; Debian's package puts it in /usr/bin).
+const REDIS_SERVER: &str = "redis-server";
+
+/// A private `redis-server`; killed (and its dir removed) on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    persistent: bool,
+}
+
+/// A free loopback port: bind port 0, read it, let it go.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A fresh, empty temp dir for one server.
+fn fresh_dir() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rthub-redis-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create redis dir");
+    dir
+}
+
+/// One PING over RESP; true on `+PONG` (a loading server answers `-LOADING`).
+fn ping(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(n) => buf[..n].starts_with(b"+PONG"),
+        Err(_) => false,
+    }
+}
+
+impl RedisServer {
+    /// A server without persistence: a restart comes back empty.
+    pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// A server with an fsync-always append-only file: a kill + restart keeps
+    /// every acknowledged write.
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir: fresh_dir(),
+            persistent,
+        };
+        let mut last = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.launch() {
+                Ok(()) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("redis-server did not start in 5 attempts; last: {last}");
+    }
+
+    /// Starts redis-server on `self.port` in `self.dir` and waits for PING.
+    fn launch(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let log = self.dir.join("redis.log");
+        let mut cmd = Command::new(REDIS_SERVER);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+            .args(["--daemonize", "no", "--save", ""])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("redis-server is not installed (scripts/test installs it): {e}")
+            }
+            Err(e) => return Err(format!("spawn redis-server: {e}")),
+        };
+        let deadline = Instant::now() + REDIS_READY;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "redis-server on port {} exited with {status}: {}",
+                    self.port,
+                    self.log_tail(10)
+                ));
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "redis-server on port {} did not answer PING within {REDIS_READY:?}: {}",
+                    self.port,
+                    self.log_tail(10)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// True while the server answers PING.
+    pub fn answers(&self) -> bool {
+        ping(self.port)
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A paused server must still die (SIGKILL works on a stopped
+            // process, but let it go on anyway).
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server keeps its connections but answers nothing (a hung
+    /// Redis), until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill {sig} {pid}");
+    }
+
+    /// Starts it again on the same port, in the same dir, with the same
+    /// persistence (kills it first if it is still running).
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut last = String::new();
+        for _ in 0..5 {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        panic!("redis-server did not restart on port {}: {last}", self.port);
+    }
+
+    /// Runs `redis-cli -p PORT ARGS...`; its stdout, trimmed.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli (installed with redis-server)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The last `n` lines of the server's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Hubs sharing one Redis. On a failing test (drop while panicking) the tail of
+/// every hub's log and of Redis' log is printed.
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub hubs: Vec<ChildHub>,
+    pub ids: Vec<String>,
+}
+
+/// The cluster heartbeat the tests run with; a node's record lives 3 of them.
+pub const NODE_HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// The config overrides every cluster test starts its hubs with (later entries,
+/// such as a test's own, win).
+pub fn cluster_envs(redis_url: &str, node: &str) -> Vec<(String, String)> {
+    [
+        ("HUB_CLUSTER__REDIS_URL", redis_url),
+        ("HUB_CLUSTER__NODE_ID", node),
+        ("HUB_CLUSTER__HEARTBEAT_MS", "200"),
+        ("HUB_CLUSTER__CONNECT_TIMEOUT_MS", "1000"),
+        ("HUB_CLUSTER__COMMAND_TIMEOUT_MS", "500"),
+        ("HUB_CLUSTER__RECONNECT_MAX_MS", "300"),
+        ("HUB_WEBSOCKET__HEARTBEAT_INTERVAL_S", "1"),
+        // Generous: a test may leave a socket unread through an outage.
+        ("HUB_WEBSOCKET__CLIENT_TIMEOUT_S", "30"),
+        ("HUB_SERVER__WORKERS", "1"),
+        ("HUB_SERVER__SHUTDOWN_GRACE_S", "2"),
+        // Enough history for every gap a test makes.
+        ("HUB_ROOMS__HISTORY", "6000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl Cluster {
+    /// Starts a Redis (persistent or not) and one hub per id, and waits until
+    /// every hub's `/readyz` is 200.
+    pub async fn start(ids: &[&str], persistent: bool, extra: &[(&str, &str)]) -> Cluster {
+        let redis = if persistent {
+            RedisServer::start_persistent()
+        } else {
+            RedisServer::start()
+        };
+        let mut cluster = Cluster {
+            redis,
+            hubs: Vec::new(),
+            ids: Vec::new(),
+        };
+        for id in ids {
+            let hub = cluster.spawn_hub(id, extra);
+            cluster.hubs.push(hub);
+            cluster.ids.push(id.to_string());
+        }
+        for i in 0..cluster.hubs.len() {
+            cluster.wait_ready(i, Duration::from_secs(10)).await;
+        }
+        cluster
+    }
+
+    /// A hub with node id `id` on this cluster's Redis.
+    pub fn spawn_hub(&self, id: &str, extra: &[(&str, &str)]) -> ChildHub {
+        let mut envs = cluster_envs(&self.redis.url(), id);
+        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        ChildHub::spawn(&refs)
+    }
+
+    /// Polls hub `i`'s `/readyz` until it is 200, for at most `wait`.
+    pub async fn wait_ready(&self, i: usize, wait: Duration) -> Value {
+        let (status, body) = poll_http(&self.hubs[i].http("/readyz"), wait, |s, _| s == 200).await;
+        assert_eq!(
+            status, 200,
+            "node {} never became ready: {body}",
+            self.ids[i]
+        );
+        body
+    }
+
+    /// `http://ADDR{path}` of hub `i`.
+    pub fn http(&self, i: usize, path: &str) -> String {
+        self.hubs[i].http(path)
+    }
+
+    /// `ws://ADDR{path}` of hub `i`.
+    pub fn ws(&self, i: usize, path: &str) -> String {
+        self.hubs[i].ws(path)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (hub, id) in self.hubs.iter().zip(&self.ids) {
+            let log = hub.log.lock().map(|l| l.clone()).unwrap_or_default();
+            eprintln!(
+                "----- node {id} ({}): last {} of {} log lines -----",
+                hub.addr,
+                log.len().min(120),
+                log.len()
+            );
+            for line in &log[log.len().saturating_sub(120)..] {
+                eprintln!("{line}");
+            }
+        }
+        eprintln!(
+            "----- redis on port {} -----\n{}",
+            self.redis.port(),
+            self.redis.log_tail(30)
+        );
+    }
+}
+
+/// GETs `url` every 20 ms until `pred(status, body)` holds or `wait` passes;
+/// returns the last answer either way (a refused connection counts as status 0).
+pub async fn poll_http(
+    url: &str,
+    wait: Duration,
+    pred: impl Fn(u16, &Value) -> bool,
+) -> (u16, Value) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let client = super::http();
+    loop {
+        let answer = match client.get(url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            }
+            Err(e) => (0, Value::String(e.to_string())),
+        };
+        if pred(answer.0, &answer.1) || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads frames from `c` until one satisfies `done` (included), panicking when
+/// `deadline` passes first (naming the last event seqs seen) or the socket
+/// closes. Every frame read is returned, in order.
+pub async fn read_until(
+    c: &mut Client,
+    deadline: tokio::time::Instant,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut frames: Vec<Value> = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match c.recv_within(left).await {
+            Some(v) => {
+                let stop = done(&v);
+                frames.push(v);
+                if stop {
+                    return frames;
+                }
+            }
+            None => {
+                let seen: Vec<String> = frames
+                    .iter()
+                    .rev()
+                    .take(8)
+                    .rev()
+                    .map(|f| match f.get("seq") {
+                        Some(s) if f["type"] != "subscribed" => s.to_string(),
+                        _ => f.to_string(),
+                    })
+                    .collect();
+                panic!(
+                    "{what}: timed out after {} frames; last: [{}]",
+                    frames.len(),
+                    seen.join(", ")
+                );
+            }
+        }
+    }
+}
+
+/// Reads until the event of `room` with seq `head` (or beyond) arrives.
+pub async fn read_to_seq(
+    c: &mut Client,
+    room: &str,
+    head: u64,
+    deadline: tokio::time::Instant,
+    what: &str,
+) -> Vec<Value> {
+    let room = room.to_string();
+    read_until(c, deadline, what, move |v| {
+        v["room"] == room.as_str()
+            && v["type"] != "subscribed"
+            && v["type"] != "published"
+            && v["seq"].as_u64().is_some_and(|s| s >= head)
+    })
+    .await
+}
+
+/// Sends a ping with `r` as ref and reads until its pong; the frames before it
+/// are returned (the pong is not).
+pub async fn ping_pong(c: &mut Client, r: &str) -> Vec<Value> {
+    c.send(serde_json::json!({"op": "ping", "ref": r})).await;
+    let deadline = tokio::time::Instant::now() + super::WAIT;
+    let r = r.to_string();
+    let mut frames = read_until(c, deadline, "pong", move |v| {
+        v["type"] == "pong" && v["ref"] == r.as_str()
+    })
+    .await;
+    frames.pop();
+    frames
+}
+
+/// Asserts `seqs` is exactly `from..=to`, naming the first difference.
+pub fn assert_consecutive(seqs: &[u64], from: u64, to: u64, what: &str) {
+    let want: Vec<u64> = (from..=to).collect();
+    if seqs == want.as_slice() {
+        return;
+    }
+    let first_diff = seqs
+        .iter()
+        .zip(&want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(seqs.len().min(want.len()));
+    let lo = first_diff.saturating_sub(3);
+    panic!(
+        "{what}: expected seqs {from}..={to} ({} events), got {} events; first difference at \
+         index {first_diff}: got {:?}, wanted {:?}",
+        want.len(),
+        seqs.len(),
+        &seqs[lo..(first_diff + 4).min(seqs.len())],
+        &want[lo..(first_diff + 4).min(want.len())],
+    );
+}
+
+/// POSTs one event to `url` with `client`; (status, body), status 0 when no
+/// answer came within the client's timeout.
+pub async fn post_event(
+    client: &reqwest::Client,
+    url: &str,
+    kind: &str,
+    data: &Value,
+) -> (u16, Value) {
+    let body = json!({"type": kind, "data": data}).to_string();
+    match client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }
+        Err(e) => (0, Value::String(format!("no answer: {e}"))),
+    }
+}
+
+/// The event frames of `room` in `frames` (not `subscribed` or `published`
+/// replies): (seq, data).
+pub fn events(frames: &[Value], room: &str) -> Vec<(u64, Value)> {
+    frames
+        .iter()
+        .filter(|f| {
+            f["room"] == room
+                && f["type"] != "subscribed"
+                && f["type"] != "published"
+                && f.get("seq").is_some()
+        })
+        .map(|f| (f["seq"].as_u64().expect("seq"), f["data"].clone()))
+        .collect()
+}
+
+/// Asserts the events carry exactly the published data at each seq.
+pub fn assert_data_matches(got: &[(u64, Value)], published: &HashMap<u64, Value>, who: &str) {
+    for (seq, data) in got {
+        let want = published
+            .get(seq)
+            .unwrap_or_else(|| panic!("{who}: seq {seq} was never acknowledged"));
+        assert_eq!(data, want, "{who}: data at seq {seq}");
+    }
+}
+
+/// Connects to `url` (a `/ws/{room}` URL), reads welcome and `subscribed`.
+pub async fn subscribed_at(url: &str) -> (Client, Value, Value) {
+    let (mut c, welcome) = Client::connect_welcomed(url).await;
+    let sub = c.recv().await;
+    assert_eq!(sub["type"], "subscribed", "{sub}");
+    (c, welcome, sub)
+}
+
+/// One accepted publish: its seq, epoch and the data sent.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub seq: u64,
+    pub epoch: String,
+    pub data: Value,
+}
+
+/// Publishes through hub `i`, asserting 200; the ack.
+pub async fn publish_on(cl: &Cluster, i: usize, room: &str, data: Value) -> Accepted {
+    let (status, ack) = post(
+        &cl.http(i, &format!("/api/rooms/{room}/events")),
+        &json!({"type": "hotspot_detected", "data": data}),
+    )
+    .await;
+    assert_eq!(status, 200, "publish on node {} failed: {ack}", cl.ids[i]);
+    assert_eq!(ack["room"], room, "{ack}");
+    Accepted {
+        seq: ack["seq"].as_u64().expect("ack seq"),
+        epoch: ack["epoch"].as_str().expect("ack epoch").to_string(),
+        data,
+    }
+}
+
+/// The node ids listed in a status' `nodes`, sorted.
+pub fn node_ids(s: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = s["nodes"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Top-level counts equal the sums of the per-node counts.
+pub fn sums_match(s: &Value) -> bool {
+    let Some(nodes) = s["nodes"].as_object() else {
+        return false;
+    };
+    let total: u64 = nodes
+        .values()
+        .map(|n| n["total_sockets"].as_u64().unwrap_or(u64::MAX / 8))
+        .sum();
+    if s["total_sockets"].as_u64() != Some(total) {
+        return false;
+    }
+    for field in ["sockets_by_type", "rooms"] {
+        let Some(top) = s[field].as_object() else {
+            return false;
+        };
+        let mut keys: Vec<&String> = top.keys().collect();
+        for n in nodes.values() {
+            match n[field].as_object() {
+                Some(m) => keys.extend(m.keys()),
+                None => return false,
+            }
+        }
+        for k in keys {
+            let sum: u64 = nodes
+                .values()
+                .map(|n| n[field][k].as_u64().unwrap_or(0))
+                .sum();
+            if top.get(k).and_then(Value::as_u64).unwrap_or(0) != sum {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A short rendering of frames for failure messages: `type#seq(ref)`.
+pub fn brief(frames: &[Value]) -> String {
+    frames
+        .iter()
+        .map(|f| {
+            let mut s = f["type"].as_str().unwrap_or("?").to_string();
+            if let Some(seq) = f["seq"].as_u64() {
+                s += &format!("#{seq}");
+            }
+            if let Some(r) = f.get("ref") {
+                s += &format!("({r})");
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
