@@ -11,6 +11,12 @@ use std::sync::OnceLock;
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
+/// This process's tag: tells two processes apart that were given the same
+/// cluster `node_id` by mistake.
+pub fn instance() -> &'static str {
+    process_tag()
+}
+
 /// 8 hex digits that differ between process starts (time and pid mixed).
 fn process_tag() -> &'static str {
     static TAG: OnceLock<String> = OnceLock::new();

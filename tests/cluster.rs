@@ -949,3 +949,44 @@ async fn a_node_that_missed_more_than_its_history_resyncs_its_subscribers() {
         subs.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_with_one_node_id_refuse_to_be_ready() {
+    let _serial = SERIAL.lock().await;
+    let redis = RedisServer::start();
+    let envs = cluster_envs(&redis.url(), "twin");
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let first = ChildHub::spawn(&envs);
+    let second = ChildHub::spawn(&envs);
+    // Each overwrites the other's record every heartbeat, so each soon reads
+    // the other's instance under its own id and says so in /readyz.
+    for hub in [&first, &second] {
+        let (status, body) = poll_http(
+            &hub.http("/readyz"),
+            Duration::from_secs(5),
+            |status, body| {
+                status == 503
+                    && body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("also used by another process"))
+            },
+        )
+        .await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("also used by another process")),
+            "{body}"
+        );
+    }
+    // A lone node with that id is ready again once the twin is gone.
+    drop(second);
+    let (status, body) = poll_http(
+        &first.http("/readyz"),
+        Duration::from_secs(5),
+        |status, _| status == 200,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -31,6 +31,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(timeouts.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut suspect = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -54,6 +55,21 @@ pub async fn run(
         };
         match beat(&mut conn, &keys, &node, &record, timeouts).await {
             Ok(nodes) => {
+                let seen = impostor(&node, &record, &nodes);
+                // Twice in a row: once may be this node's previous run's record.
+                let twice = seen.is_some() && suspect;
+                suspect = seen.is_some();
+                if let (true, Some(other)) = (twice, seen) {
+                    // Requests and answers of two such nodes would mix: refuse
+                    // to be ready until the operator gives each its own id.
+                    let why = format!(
+                        "cluster.node_id {node:?} is also used by another process (instance {other}); give every node its own id"
+                    );
+                    log::error!("cluster: {why}");
+                    health.set_heartbeat(false, Some(why));
+                    failing = true;
+                    continue;
+                }
                 if std::mem::replace(&mut failing, false) {
                     log::info!("cluster: node heartbeat works again");
                 }
@@ -72,6 +88,20 @@ pub async fn run(
     }
 }
 
+/// Another process's instance tag in the record under our id, if there is one.
+/// Two processes with one id overwrite each other's record on every heartbeat,
+/// so each soon reads the other's.
+fn impostor<'a>(
+    node: &str,
+    mine: &NodeRecord,
+    nodes: &'a [(String, NodeRecord, Duration)],
+) -> Option<&'a str> {
+    nodes
+        .iter()
+        .find(|(id, record, _)| id == node && record.instance != mine.instance)
+        .map(|(_, record, _)| record.instance.as_str())
+}
+
 /// One heartbeat: write ours, read everyone's (with their remaining lifetime).
 async fn beat(
     conn: &mut LazyConnection,
@@ -83,8 +113,15 @@ async fn beat(
     let mut c = conn.get().await?;
     let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
     let ttl = timeouts.heartbeat * TTL_HEARTBEATS;
+    // Read before writing: what is under our id then was written by us a
+    // heartbeat ago, or by another process using the same id.
     let mut pipe = redis::pipe();
-    pipe.cmd("SET")
+    pipe.cmd("EVAL")
+        .arg(scripts::NODES)
+        .arg(1)
+        .arg(keys.nodes())
+        .arg(keys.node(""))
+        .cmd("SET")
         .arg(keys.node(node))
         .arg(json)
         .arg("PX")
@@ -93,12 +130,7 @@ async fn beat(
         .cmd("SADD")
         .arg(keys.nodes())
         .arg(node)
-        .ignore()
-        .cmd("EVAL")
-        .arg(scripts::NODES)
-        .arg(1)
-        .arg(keys.nodes())
-        .arg(keys.node(""));
+        .ignore();
     let answers: Vec<Value> = within(timeouts.command, pipe.query_async(&mut c)).await?;
     let listed = answers
         .first()

@@ -221,6 +221,7 @@ impl RegistryActor {
                     NodeRecord {
                         counts: own,
                         uptime_s,
+                        instance: crate::ids::instance().to_string(),
                     },
                 );
                 (total, Some(nodes))
@@ -241,6 +242,7 @@ impl RegistryActor {
         NodeRecord {
             counts: self.counts(),
             uptime_s: self.started.elapsed().as_secs(),
+            instance: crate::ids::instance().to_string(),
         }
     }
 

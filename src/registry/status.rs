@@ -67,4 +67,8 @@ pub struct NodeRecord {
     pub counts: StatusCounts,
     /// The node's uptime.
     pub uptime_s: u64,
+    /// The node process's instance tag (the prefix of its session ids): two
+    /// processes with the same node id are a misconfiguration, seen by this.
+    #[serde(default)]
+    pub instance: String,
 }
