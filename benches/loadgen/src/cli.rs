@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hub_bench::endpoint::Endpoint;
 use hub_bench::hub::{HubProcess, BENCH_ROOM};
-use hub_bench::report::{markdown_table, Report};
+use hub_bench::report::{cluster_table, markdown_table, Report};
+use hub_bench::scenario::cluster::Topology;
 use hub_bench::worker::{self, WorkerParams};
 
 use crate::plan::{self, Scenario};
@@ -51,6 +52,9 @@ pub enum Command {
     Churn(ChurnArgs),
     /// Every scenario of the target table in sequence, then a markdown table.
     All(AllArgs),
+    /// One fan-out against 1 hub without Redis, 1 hub on Redis and N hubs on
+    /// Redis (own redis-server), at a rate and flat out; then a comparison table.
+    Cluster(ClusterArgs),
     /// (internal) hold a share of `conns` sockets; driven over stdin/stdout.
     #[command(hide = true)]
     ConnsWorker(WorkerArgs),
@@ -151,6 +155,48 @@ pub struct ChurnArgs {
     pub warmup_cycles: u64,
 }
 
+/// Options of `cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Subscribers in total (spread evenly over the nodes).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub subs: u64,
+    /// Events per second of the fixed-rate run.
+    #[arg(long, default_value_t = 100.0, value_parser = rate)]
+    pub rate: f64,
+    /// Seconds of publishing in the fixed-rate run.
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
+    pub duration_s: f64,
+    /// Publish requests in flight at most in the fixed-rate run.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub publishers: u64,
+    /// Seconds of the flat-out run (publishing as fast as accepted).
+    #[arg(long, default_value_t = 3.0, value_parser = seconds)]
+    pub max_duration_s: f64,
+    /// Publish loops of the flat-out run.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub max_publishers: u64,
+    /// Skip the flat-out run.
+    #[arg(long)]
+    pub no_max: bool,
+    /// Skip the fixed-rate run.
+    #[arg(long)]
+    pub no_rate: bool,
+    /// Hubs in the multi-node cluster.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=8))]
+    pub nodes: u64,
+    /// The topologies to run, in this order (default: single, cluster-1, cluster-N).
+    #[arg(long, value_delimiter = ',')]
+    pub topologies: Option<Vec<Topology>>,
+    /// Runs of each topology; the topologies take turns.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10))]
+    pub repeat: u64,
+    /// The Redis server binary (one private server is started per cluster run,
+    /// on a free loopback port, without persistence).
+    #[arg(long, default_value = "redis-server")]
+    pub redis_bin: PathBuf,
+}
+
 /// Options of `all`.
 #[derive(Debug, Args)]
 pub struct AllArgs {
@@ -211,8 +257,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::FanoutMax(a) => vec![plan::fanout_max(a, &cli.room)],
         Command::Churn(a) => vec![plan::churn(a, &cli.room)],
         Command::All(a) => plan::all(a.scale, &cli.room, exe)?,
+        Command::Cluster(a) => {
+            if cli.url.is_some() {
+                bail!("cluster starts its own hubs and Redis: it takes --hub-bin, not --url");
+            }
+            plan::cluster(a, &cli.room, &cli.hub_bin)
+        }
     };
     let table = matches!(cli.command, Command::All(_));
+    let comparison = matches!(cli.command, Command::Cluster(_));
     let mut reports = Vec::new();
     for scenario in &scenarios {
         let report = run_one(&cli, scenario).await;
@@ -221,7 +274,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 println!("{}", report.json_line()?);
                 reports.push(report);
             }
-            Err(e) if table => {
+            Err(e) if table || comparison => {
                 let line =
                     serde_json::json!({"scenario": scenario.name(), "error": format!("{e:#}")});
                 println!("{line}");
@@ -233,11 +286,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
         println!();
         print!("{}", markdown_table(&reports));
     }
+    if comparison {
+        println!();
+        print!("{}", cluster_table(&reports));
+        println!();
+        print!("{}", markdown_table(&reports));
+    }
     Ok(())
 }
 
 /// Runs one scenario against the hub at --url, or against a fresh hub.
 async fn run_one(cli: &Cli, scenario: &Scenario) -> Result<Report> {
+    if scenario.starts_own_hubs() {
+        return scenario.run_standalone().await;
+    }
     match &cli.url {
         Some(url) => scenario.run(&Endpoint::new(url, cli.hub_pid)?).await,
         None => {

@@ -101,6 +101,12 @@ impl HubHttp {
         matches!(request.await, Ok(r) if r.status().is_success())
     }
 
+    /// True when `GET /readyz` answers 200.
+    pub async fn ready(&self) -> bool {
+        let request = self.client.get(self.endpoint.http_url("/readyz")).send();
+        matches!(request.await, Ok(r) if r.status().is_success())
+    }
+
     /// Polls `/socket-status` until `total_sockets <= target` or `max_wait` passes;
     /// returns the last total seen.
     pub async fn wait_sockets_at_most(&self, target: u64, max_wait: Duration) -> Result<u64> {

@@ -33,6 +33,12 @@ impl HubProcess {
     /// line per connect would otherwise be part of what is measured). Its log
     /// goes to a file in the temp directory.
     pub async fn start(bin: &Path) -> Result<Self> {
+        Self::start_with_env(bin, &[]).await
+    }
+
+    /// Like [`HubProcess::start`], with more environment variables (set after,
+    /// so they may override the harness's own), e.g. cluster settings.
+    pub async fn start_with_env(bin: &Path, env: &[(String, String)]) -> Result<Self> {
         if !bin.is_file() {
             bail!(
                 "hub binary `{}` not found: build it with `cargo build --release` in the hub's \
@@ -50,6 +56,7 @@ impl HubProcess {
             .env("HUB_ROOMS__DECLARE", BENCH_ROOM)
             .env("HUB_ROOMS__SNAPSHOT", "0")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -68,6 +75,35 @@ impl HubProcess {
     /// Where the hub listens, with its pid.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The file the hub's stdout and stderr go to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Waits until `GET /readyz` answers 200 (in a cluster: connected to Redis).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let http = HubHttp::new(&self.endpoint, 1)?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().context("checking the hub process")? {
+                bail!("hub exited with {status}; see {}", self.log.display());
+            }
+            if http.ready().await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "hub not ready (/readyz) after {timeout:?}; see {}",
+            self.log.display()
+        )
+    }
+
+    /// True while the hub process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     async fn wait_healthy(&mut self) -> Result<()> {
@@ -101,7 +137,7 @@ impl Drop for HubProcess {
 }
 
 /// A loopback port nothing listens on right now.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener
         .local_addr()

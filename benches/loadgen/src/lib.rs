@@ -9,6 +9,9 @@
 //!   or flat out; exact loss / duplicate / order accounting ([`accounting`]),
 //!   latency and publish round trip histograms ([`latency`]).
 //! - [`scenario::churn`]: connect / subscribe / close cycles.
+//! - [`scenario::cluster`]: the fan-out against one hub without Redis, one hub
+//!   in cluster mode, and several hubs in cluster mode on a private Redis
+//!   ([`redis`]).
 //!
 //! [`hub`] starts a hub for a run, [`report`] turns results into JSON lines and
 //! a markdown table.
@@ -21,6 +24,7 @@ pub mod hub;
 pub mod latency;
 pub mod payload;
 pub mod procfs;
+pub mod redis;
 pub mod report;
 pub mod scenario;
 pub mod worker;

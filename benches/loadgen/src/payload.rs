@@ -14,7 +14,16 @@ pub const EVENT_TYPE: &str = "bench";
 
 /// The `data` of one event: `{"t_ns":T,"pad":"xx…"}`, exactly [`PAYLOAD_BYTES`] long.
 pub fn event_data(t_ns: u64) -> String {
-    let head = format!("{{\"t_ns\":{t_ns},\"pad\":\"");
+    data_with_head(format!("{{\"t_ns\":{t_ns},\"pad\":\""))
+}
+
+/// The `data` of one event published through hub node `origin` of a cluster:
+/// `{"t_ns":T,"o":N,"pad":"xx…"}`, exactly [`PAYLOAD_BYTES`] long.
+pub fn event_data_from(t_ns: u64, origin: u8) -> String {
+    data_with_head(format!("{{\"t_ns\":{t_ns},\"o\":{origin},\"pad\":\""))
+}
+
+fn data_with_head(head: String) -> String {
     let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
     let mut out = String::with_capacity(PAYLOAD_BYTES);
     out.push_str(&head);
@@ -28,6 +37,14 @@ pub fn publish_body(t_ns: u64) -> String {
     format!(
         "{{\"type\":\"{EVENT_TYPE}\",\"data\":{}}}",
         event_data(t_ns)
+    )
+}
+
+/// The HTTP publish body for an event stamped `t_ns`, published through node `origin`.
+pub fn publish_body_from(t_ns: u64, origin: u8) -> String {
+    format!(
+        "{{\"type\":\"{EVENT_TYPE}\",\"data\":{}}}",
+        event_data_from(t_ns, origin)
     )
 }
 
@@ -47,6 +64,8 @@ pub enum Frame {
         seq: u64,
         /// The publisher's send time, when `data` carries one.
         t_ns: Option<u64>,
+        /// The hub node the event was published through, when `data` says.
+        origin: Option<u8>,
     },
     /// An `error` frame.
     Error {
@@ -71,6 +90,7 @@ struct RawFrame<'a> {
 #[derive(Deserialize)]
 struct Stamp {
     t_ns: Option<u64>,
+    o: Option<u8>,
 }
 
 /// Reads one text frame from the hub.
@@ -87,23 +107,25 @@ pub fn parse_frame(text: &str) -> Result<Frame> {
         },
         "unsubscribed" | "published" | "pong" | "status_update" => Frame::Other,
         _ => match raw.seq {
-            Some(seq) => Frame::Event {
-                seq,
-                t_ns: raw.data.and_then(stamp),
-            },
+            Some(seq) => {
+                let stamp = raw.data.and_then(stamp);
+                Frame::Event {
+                    seq,
+                    t_ns: stamp.as_ref().and_then(|s| s.t_ns),
+                    origin: stamp.and_then(|s| s.o),
+                }
+            }
             None => Frame::Other,
         },
     })
 }
 
-fn stamp(data: &RawValue) -> Option<u64> {
+fn stamp(data: &RawValue) -> Option<Stamp> {
     // Only an object carries a stamp (serde would also read `[T]` as a `Stamp`).
     if !data.get().starts_with('{') {
         return None;
     }
-    serde_json::from_str::<Stamp>(data.get())
-        .ok()
-        .and_then(|s| s.t_ns)
+    serde_json::from_str::<Stamp>(data.get()).ok()
 }
 
 #[cfg(test)]
@@ -130,9 +152,30 @@ mod tests {
             parse_frame(&text).ok(),
             Some(Frame::Event {
                 seq: 42,
-                t_ns: Some(99)
+                t_ns: Some(99),
+                origin: None
             })
         );
+    }
+
+    #[test]
+    fn cluster_data_is_exactly_the_payload_size_and_names_its_origin() {
+        for (t, o) in [(0, 0), (123_456_789, 1), (u64::MAX, 255)] {
+            let d = event_data_from(t, o);
+            assert_eq!(d.len(), PAYLOAD_BYTES);
+            let text = format!("{{\"type\":\"bench\",\"room\":\"r\",\"seq\":7,\"data\":{d}}}");
+            assert_eq!(
+                parse_frame(&text).ok(),
+                Some(Frame::Event {
+                    seq: 7,
+                    t_ns: Some(t),
+                    origin: Some(o)
+                })
+            );
+        }
+        let body: serde_json::Value =
+            serde_json::from_str(&publish_body_from(5, 1)).expect("valid JSON");
+        assert_eq!(body["data"]["o"].as_u64(), Some(1));
     }
 
     #[test]
@@ -151,7 +194,11 @@ mod tests {
         );
         assert_eq!(
             parse_frame(r#"{"type":"alert","room":"r","seq":5,"data":[1]}"#).ok(),
-            Some(Frame::Event { seq: 5, t_ns: None })
+            Some(Frame::Event {
+                seq: 5,
+                t_ns: None,
+                origin: None
+            })
         );
     }
 

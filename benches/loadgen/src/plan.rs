@@ -1,15 +1,16 @@
 //! Scenario plans: what each subcommand, and `all`, runs with which targets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use hub_bench::endpoint::Endpoint;
 use hub_bench::report::{Check, Report};
 use hub_bench::scenario::churn::{self, ChurnParams};
+use hub_bench::scenario::cluster::{self, ClusterParams, Topology};
 use hub_bench::scenario::conns::{self, ConnsParams};
 use hub_bench::scenario::fanout::{self, FanoutParams};
 
-use crate::cli::{ChurnArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs};
+use crate::cli::{ChurnArgs, ClusterArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs};
 
 /// Latency targets a fan-out run is checked against, beyond exactness.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +30,8 @@ pub enum Scenario {
     Fanout(FanoutParams, FanoutTargets),
     /// Connect / subscribe / close cycles.
     Churn(ChurnParams),
+    /// A fan-out against hubs (and a Redis) the run starts itself.
+    Cluster(ClusterParams),
 }
 
 impl Scenario {
@@ -39,6 +42,24 @@ impl Scenario {
             Scenario::Fanout(p, _) if p.rate.is_none() => "fanout-max",
             Scenario::Fanout(..) => "fanout",
             Scenario::Churn(_) => "churn",
+            Scenario::Cluster(p) if p.fanout.rate.is_none() => "cluster-max",
+            Scenario::Cluster(_) => "cluster",
+        }
+    }
+
+    /// True when the scenario starts its own hubs (no --url, no shared hub).
+    pub fn starts_own_hubs(&self) -> bool {
+        matches!(self, Scenario::Cluster(_))
+    }
+
+    /// Runs a scenario that starts its own hubs.
+    pub async fn run_standalone(&self) -> Result<Report> {
+        match self {
+            Scenario::Cluster(p) => {
+                let r = cluster::run(p).await?;
+                Report::new(self.name(), p, &r, r.checks(p))
+            }
+            _ => bail!("{} needs a hub to run against", self.name()),
         }
     }
 
@@ -86,6 +107,7 @@ impl Scenario {
                 let r = churn::run(endpoint, p).await?;
                 Report::new(self.name(), p, &r, r.checks(p))
             }
+            Scenario::Cluster(_) => bail!("cluster starts its own hubs; it cannot use --url"),
         }
     }
 }
@@ -146,6 +168,45 @@ pub fn churn(a: &ChurnArgs, room: &str) -> Scenario {
         await_tcp_close: a.await_tcp_close,
         warmup_cycles: a.warmup_cycles,
     })
+}
+
+/// `cluster`: for the fixed-rate and the flat-out fan-out (unless skipped),
+/// `repeat` rounds of every topology in turn.
+pub fn cluster(a: &ClusterArgs, room: &str, hub_bin: &Path) -> Vec<Scenario> {
+    let topologies = a.topologies.clone().unwrap_or_else(|| {
+        vec![
+            Topology::Single,
+            Topology::Cluster { nodes: 1 },
+            Topology::Cluster {
+                nodes: a.nodes as usize,
+            },
+        ]
+    });
+    let mut loads = Vec::new();
+    if !a.no_rate {
+        let mut p = FanoutParams::new(room, a.subs as usize, Some(a.rate), a.duration_s);
+        p.publishers = a.publishers as usize;
+        loads.push(p);
+    }
+    if !a.no_max {
+        let mut p = FanoutParams::new(room, a.subs as usize, None, a.max_duration_s);
+        p.publishers = a.max_publishers as usize;
+        loads.push(p);
+    }
+    let mut plan = Vec::new();
+    for fanout in &loads {
+        for _ in 0..a.repeat {
+            for &topology in &topologies {
+                plan.push(Scenario::Cluster(ClusterParams {
+                    topology,
+                    fanout: fanout.clone(),
+                    hub_bin: hub_bin.to_owned(),
+                    redis_bin: a.redis_bin.clone(),
+                }));
+            }
+        }
+    }
+    plan
 }
 
 /// The target table, with counts and durations scaled by `scale`.
@@ -223,5 +284,47 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(all(0.0, "bench", PathBuf::from("x")).is_err());
+    }
+
+    #[test]
+    fn cluster_runs_every_topology_at_a_rate_then_flat_out() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["hub-bench", "cluster", "--repeat", "2"]);
+        let crate::cli::Command::Cluster(a) = &cli.command else {
+            panic!("not cluster: {:?}", cli.command);
+        };
+        let plan = cluster(a, "bench", Path::new("hub"));
+        let runs: Vec<_> = plan
+            .iter()
+            .map(|s| match s {
+                Scenario::Cluster(p) => (s.name(), p.topology.to_string(), p.fanout.subscribers),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        let topologies = ["single", "cluster-1", "cluster-2"];
+        assert_eq!(runs.len(), 12);
+        for (i, (name, topology, subs)) in runs.iter().enumerate() {
+            assert_eq!(*name, if i < 6 { "cluster" } else { "cluster-max" });
+            assert_eq!(topology, topologies[i % 3]);
+            assert_eq!(*subs, 1_000);
+        }
+        let cli = crate::cli::Cli::parse_from([
+            "hub-bench",
+            "cluster",
+            "--no-max",
+            "--topologies",
+            "cluster-3,single",
+        ]);
+        let crate::cli::Command::Cluster(a) = &cli.command else {
+            panic!("not cluster");
+        };
+        let names: Vec<_> = cluster(a, "bench", Path::new("hub"))
+            .iter()
+            .map(|s| match s {
+                Scenario::Cluster(p) => p.topology.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(names, ["cluster-3", "single"]);
     }
 }

@@ -59,8 +59,12 @@ fn parse_machine_busy(stat: &str) -> Option<u64> {
 /// CPU used over an interval, in cores (1.0 = one core busy).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CpuUse {
-    /// The hub's CPU use, when its pid is known.
+    /// The hub's CPU use, when its pid is known (all hub processes together
+    /// when a run has several).
     pub hub_cores: Option<f64>,
+    /// The Redis server's CPU use, in runs against a cluster the harness started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_cores: Option<f64>,
     /// This load generator's own CPU use (the coordinating process only).
     pub loadgen_cores: Option<f64>,
     /// The whole machine's CPU use: above hub + load generator means other
@@ -69,10 +73,11 @@ pub struct CpuUse {
 }
 
 /// Starts measuring CPU use of the hub (if `hub_pid`) and of this process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CpuMeter {
     start: Instant,
-    hub: Option<(u32, u64)>,
+    hubs: Vec<(u32, u64)>,
+    redis: Option<(u32, u64)>,
     me: Option<u64>,
     machine: Option<u64>,
 }
@@ -80,9 +85,17 @@ pub struct CpuMeter {
 impl CpuMeter {
     /// Takes the starting readings.
     pub fn start(hub_pid: Option<u32>) -> Self {
+        Self::start_many(hub_pid.as_slice(), None)
+    }
+
+    /// Takes the starting readings of several hub processes (their use is
+    /// summed) and, optionally, of a Redis server.
+    pub fn start_many(hub_pids: &[u32], redis_pid: Option<u32>) -> Self {
+        let reading = |pid: u32| cpu_ticks(pid).ok().map(|t| (pid, t));
         Self {
             start: Instant::now(),
-            hub: hub_pid.and_then(|pid| cpu_ticks(pid).ok().map(|t| (pid, t))),
+            hubs: hub_pids.iter().filter_map(|&pid| reading(pid)).collect(),
+            redis: redis_pid.and_then(reading),
             me: cpu_ticks(std::process::id()).ok(),
             machine: machine_busy_ticks().ok(),
         }
@@ -91,19 +104,25 @@ impl CpuMeter {
     /// CPU use since [`CpuMeter::start`].
     pub fn stop(&self) -> CpuUse {
         let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-        let cores = |before: u64, after: u64| {
-            crate::latency::round3(after.saturating_sub(before) as f64 / TICKS_PER_S / secs)
+        let cores = |ticks: u64| crate::latency::round3(ticks as f64 / TICKS_PER_S / secs);
+        let used =
+            |(pid, before): (u32, u64)| cpu_ticks(pid).ok().map(|a| a.saturating_sub(before));
+        let hub_ticks: Option<u64> = if self.hubs.is_empty() {
+            None
+        } else {
+            self.hubs.iter().map(|&h| used(h)).sum()
         };
         CpuUse {
-            hub_cores: self
-                .hub
-                .and_then(|(pid, before)| cpu_ticks(pid).ok().map(|after| cores(before, after))),
+            hub_cores: hub_ticks.map(cores),
+            redis_cores: self.redis.and_then(used).map(cores),
             loadgen_cores: self
                 .me
-                .and_then(|before| cpu_ticks(std::process::id()).ok().map(|a| cores(before, a))),
+                .and_then(|before| used((std::process::id(), before)))
+                .map(cores),
             machine_cores: self
                 .machine
-                .and_then(|before| machine_busy_ticks().ok().map(|a| cores(before, a))),
+                .and_then(|before| machine_busy_ticks().ok().map(|a| a.saturating_sub(before)))
+                .map(cores),
         }
     }
 }

@@ -122,6 +122,19 @@ impl Report {
                 num("duration_s").unwrap_or_default()
             ),
             "churn" => format!("churn {} cycles", num("cycles").unwrap_or_default()),
+            "cluster" => format!(
+                "cluster {} {} subs × {} ev/s × {} s",
+                p.get("topology").and_then(Value::as_str).unwrap_or("?"),
+                num("subscribers").unwrap_or_default(),
+                num("rate").unwrap_or_default(),
+                num("duration_s").unwrap_or_default()
+            ),
+            "cluster-max" => format!(
+                "cluster-max {} {} subs × {} s",
+                p.get("topology").and_then(Value::as_str).unwrap_or("?"),
+                num("subscribers").unwrap_or_default(),
+                num("duration_s").unwrap_or_default()
+            ),
             other => other.to_owned(),
         }
     }
@@ -145,6 +158,71 @@ pub fn markdown_table(reports: &[Report]) -> String {
                 if check.target_met { "yes" } else { "**no**" }
             ));
         }
+    }
+    out
+}
+
+/// A markdown table comparing `cluster` / `cluster-max` runs, one row per run.
+pub fn cluster_table(reports: &[Report]) -> String {
+    let mut out = String::from(
+        "| load | hubs | subs per node | published | deliveries/s | latency p50 / p99 / p99.9 ms \
+         | p99 same node / other node ms | publish rtt p50 / p99 ms \
+         | lost / dup / reordered / unexpected | CPU hubs / redis / loadgen / machine \
+         | hub CPU µs per delivery |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for report in reports {
+        let r = &report.results;
+        let p = &report.params;
+        let f = |path: &str| r.pointer(path).and_then(Value::as_f64);
+        let ms = |path: &str| f(path).map_or("–".to_owned(), |x| format!("{x:.2}"));
+        let int = |path: &str| f(path).map_or("–".to_owned(), |x| format!("{x:.0}"));
+        let cores = |path: &str| f(path).map_or("–".to_owned(), |x| format!("{x:.2}"));
+        let load = match p.get("rate").and_then(Value::as_f64) {
+            Some(rate) => format!(
+                "{} ev/s × {} s",
+                format_number(rate),
+                p.get("duration_s").and_then(Value::as_f64).unwrap_or(0.0)
+            ),
+            None => format!(
+                "flat out × {} s",
+                p.get("duration_s").and_then(Value::as_f64).unwrap_or(0.0)
+            ),
+        };
+        // Hub CPU time per delivered event: cores ÷ deliveries per second.
+        let per_delivery = match (f("/cpu/hub_cores"), f("/deliveries_per_s")) {
+            (Some(cores), Some(rate)) if rate > 0.0 => format!("{:.2}", cores * 1e6 / rate),
+            _ => "–".to_owned(),
+        };
+        let per_node = match r.get("subscribers_per_node").and_then(Value::as_array) {
+            Some(list) => list
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            None => int("/subscribers_connected"),
+        };
+        out.push_str(&format!(
+            "| {load} | {} | {per_node} | {} | {} | {} / {} / {} | {} / {} | {} / {} | {} / {} / {} / {} | {} / {} / {} / {} | {per_delivery} |\n",
+            r.get("topology").and_then(Value::as_str).unwrap_or("?"),
+            int("/published"),
+            int("/deliveries_per_s"),
+            ms("/latency/p50_ms"),
+            ms("/latency/p99_ms"),
+            ms("/latency/p999_ms"),
+            ms("/latency_same_node/p99_ms"),
+            ms("/latency_cross_node/p99_ms"),
+            ms("/publish_rtt/p50_ms"),
+            ms("/publish_rtt/p99_ms"),
+            int("/lost"),
+            int("/duplicates"),
+            int("/out_of_order"),
+            int("/unexpected"),
+            cores("/cpu/hub_cores"),
+            cores("/cpu/redis_cores"),
+            cores("/cpu/loadgen_cores"),
+            cores("/cpu/machine_cores"),
+        ));
     }
     out
 }
@@ -188,6 +266,33 @@ mod tests {
         let table = markdown_table(&[r]);
         assert!(
             table.contains("| fanout 2 subs × 10 ev/s × 1 s | lost | = 0 | 1 | **no** |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn cluster_table_has_one_row_per_run() {
+        let params = serde_json::json!({"topology": "cluster-2", "subscribers": 4,
+                                        "rate": 100.0, "duration_s": 5.0});
+        let results = serde_json::json!({
+            "topology": "cluster-2", "subscribers_per_node": [2, 2], "published": 500,
+            "deliveries_per_s": 1999.6, "lost": 0, "duplicates": 0, "out_of_order": 0,
+            "unexpected": 0,
+            "latency": {"p50_ms": 1.234, "p99_ms": 5.0, "p999_ms": 7.5},
+            "latency_same_node": {"p99_ms": 4.9}, "latency_cross_node": {"p99_ms": 5.1},
+            "publish_rtt": {"p50_ms": 0.5, "p99_ms": 1.0},
+            "cpu": {"hub_cores": 0.5, "redis_cores": 0.1, "loadgen_cores": 0.3,
+                    "machine_cores": 1.1}
+        });
+        let r = Report::new("cluster", &params, &results, vec![]).expect("report");
+        assert_eq!(r.label(), "cluster cluster-2 4 subs × 100 ev/s × 5 s");
+        let table = cluster_table(&[r]);
+        assert_eq!(table.lines().count(), 3, "{table}");
+        assert!(
+            table.contains(
+                "| 100 ev/s × 5 s | cluster-2 | 2 + 2 | 500 | 2000 | 1.23 / 5.00 / 7.50 \
+                 | 4.90 / 5.10 | 0.50 / 1.00 | 0 / 0 / 0 / 0 | 0.50 / 0.10 / 0.30 / 1.10 | 250.05 |"
+            ),
             "{table}"
         );
     }

@@ -311,6 +311,49 @@ async fn honest_server_counts_nothing_wrong() {
     );
 }
 
+/// The multi-node fan-out (as `cluster` runs it) against two "nodes" that are
+/// the same server: subscribers and publishes are split between them, every
+/// event names its node, and the counts are as exact as with one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_split_the_load_and_count_exactly() {
+    for faulty in [false, true] {
+        let url = start_server(faulty).await;
+        let node = Endpoint::new(&url, None).expect("endpoint");
+        let r = fanout::run_multi(&[node.clone(), node], None, &params())
+            .await
+            .expect("fanout run");
+
+        let subs = SUBSCRIBERS as u64;
+        assert_eq!(r.subscribers_per_node, Some(vec![3, 2]));
+        assert_eq!(r.published_per_node, Some(vec![EVENTS / 2, EVENTS / 2]));
+        assert_eq!(r.counts.expected, subs * EVENTS);
+        let (same, cross) = (
+            r.latency_same_node.expect("same-node latency"),
+            r.latency_cross_node.expect("cross-node latency"),
+        );
+        assert_eq!(same.count + cross.count, r.latency.count, "{r:?}");
+        assert!(same.count > 0 && cross.count > 0, "{r:?}");
+        if faulty {
+            assert_eq!(r.counts.lost, 2 * subs + 1, "{r:?}");
+            assert_eq!(r.counts.duplicates, 2 * subs, "{r:?}");
+            assert_eq!(r.counts.out_of_order, 2 * subs, "{r:?}");
+            // The invented seq carries the data of a real event, so it has an origin too.
+            assert_eq!(r.counts.unexpected, 1, "{r:?}");
+        } else {
+            assert_eq!(r.latency.count, subs * EVENTS);
+            assert_eq!(
+                (
+                    r.counts.lost,
+                    r.counts.duplicates,
+                    r.counts.out_of_order,
+                    r.counts.unexpected
+                ),
+                (0, 0, 0, 0)
+            );
+        }
+    }
+}
+
 /// The same faulty run through the command line: one JSON line with the counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_line_prints_the_exact_counts() {

@@ -7,6 +7,11 @@
 //! The seqs the hub answers with are the expected deliveries; every
 //! subscriber's arrivals are checked against them exactly
 //! ([`crate::accounting`]).
+//!
+//! [`run_multi`] does the same against several hub nodes of one cluster:
+//! subscriber `i` connects to node `i mod N`, publishes go to the nodes in
+//! turn, and each event's `data` names the node it was published through, so
+//! latency is also reported split into same-node and cross-node deliveries.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +31,7 @@ use crate::clock::now_ns;
 use crate::endpoint::{source_ip, Endpoint};
 use crate::http::HubHttp;
 use crate::latency::{new_histogram, round3, summarize, LatencySummary, SharedHistogram};
-use crate::payload::{parse_frame, publish_body, Frame};
+use crate::payload::{parse_frame, publish_body, publish_body_from, Frame};
 use crate::procfs::{vm_rss_kib, CpuMeter, CpuUse};
 use crate::report::Check;
 use crate::ws::{self, WsStream, BUSY_READ_BUFFER};
@@ -109,6 +114,20 @@ pub struct FanoutResult {
     pub deliveries_per_s: f64,
     /// Publish (send time) to subscriber (receive time), first arrival of each seq.
     pub latency: LatencySummary,
+    /// With several nodes: latency of events a subscriber received from the
+    /// node they were published through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_same_node: Option<LatencySummary>,
+    /// With several nodes: latency of events a subscriber received from
+    /// another node than the one they were published through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_cross_node: Option<LatencySummary>,
+    /// With several nodes: subscribers connected to each node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribers_per_node: Option<Vec<usize>>,
+    /// With several nodes: publishes each node accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_per_node: Option<Vec<u64>>,
     /// HTTP publish round trips.
     pub publish_rtt: LatencySummary,
     /// Seconds spent publishing.
@@ -117,9 +136,9 @@ pub struct FanoutResult {
     pub delivery_wall_s: f64,
     /// CPU use while publishing and draining.
     pub cpu: CpuUse,
-    /// Hub RSS with the subscribers connected, before publishing.
+    /// Hub RSS with the subscribers connected, before publishing (all nodes).
     pub hub_rss_before_kib: Option<u64>,
-    /// Hub RSS after the drain, subscribers still connected.
+    /// Hub RSS after the drain, subscribers still connected (all nodes).
     pub hub_rss_after_kib: Option<u64>,
 }
 
@@ -161,25 +180,32 @@ struct SubOutcome {
 #[derive(Debug)]
 struct PublishLog {
     seqs: Vec<u64>,
+    per_node: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
     rtt: Histogram<u64>,
 }
 
 impl PublishLog {
-    fn new() -> Self {
+    fn new(nodes: usize) -> Self {
         Self {
             seqs: Vec::new(),
+            per_node: vec![0; nodes],
             errors: 0,
             first_error: None,
             rtt: new_histogram(),
         }
     }
 
-    fn add(&mut self, outcome: Result<u64>, rtt_ns: u64) {
+    fn add(&mut self, node: usize, outcome: Result<u64>, rtt_ns: u64) {
         self.rtt.saturating_record(rtt_ns.max(1));
         match outcome {
-            Ok(seq) => self.seqs.push(seq),
+            Ok(seq) => {
+                self.seqs.push(seq);
+                if let Some(n) = self.per_node.get_mut(node) {
+                    *n += 1;
+                }
+            }
             Err(e) => {
                 self.errors += 1;
                 self.first_error.get_or_insert_with(|| format!("{e:#}"));
@@ -189,6 +215,9 @@ impl PublishLog {
 
     fn merge(&mut self, other: PublishLog) {
         self.seqs.extend(other.seqs);
+        for (mine, theirs) in self.per_node.iter_mut().zip(other.per_node) {
+            *mine += theirs;
+        }
         self.errors += other.errors;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -200,11 +229,36 @@ impl PublishLog {
 
 /// Runs one fan-out scenario against `endpoint`.
 pub async fn run(endpoint: &Endpoint, params: &FanoutParams) -> Result<FanoutResult> {
+    run_multi(std::slice::from_ref(endpoint), None, params).await
+}
+
+/// Runs one fan-out scenario against the nodes `endpoints` of one cluster
+/// (subscribers spread over them, publishes in turn); `redis_pid`, when
+/// given, is measured for CPU along with the hubs.
+pub async fn run_multi(
+    endpoints: &[Endpoint],
+    redis_pid: Option<u32>,
+    params: &FanoutParams,
+) -> Result<FanoutResult> {
     if params.subscribers == 0 || params.duration_s <= 0.0 {
         bail!("fanout needs at least one subscriber and a positive duration");
     }
-    let http = HubHttp::new(endpoint, params.publishers.max(1))?;
-    let (sockets, connect_failures, first_connect_error) = connect_all(endpoint, params).await;
+    let nodes = endpoints.len();
+    if nodes == 0 || nodes > usize::from(u8::MAX) {
+        bail!("fanout needs 1 to 255 hub endpoints, got {nodes}");
+    }
+    let pool = params.publishers.max(1).div_ceil(nodes);
+    let https = endpoints
+        .iter()
+        .map(|e| HubHttp::new(e, pool))
+        .collect::<Result<Vec<_>>>()?;
+    let publisher = Publisher {
+        https,
+        next: Arc::new(AtomicU64::new(0)),
+        room: params.room.clone(),
+        tag_origin: nodes > 1,
+    };
+    let (sockets, connect_failures, first_connect_error) = connect_all(endpoints, params).await;
     if sockets.is_empty() {
         bail!(
             "no subscriber could connect: {}",
@@ -212,34 +266,44 @@ pub async fn run(endpoint: &Endpoint, params: &FanoutParams) -> Result<FanoutRes
         );
     }
     let connected = sockets.len();
-    let hub_rss_before_kib = endpoint.pid().and_then(|pid| vm_rss_kib(pid).ok());
+    let mut subscribers_per_node = vec![0; nodes];
+    for socket in &sockets {
+        subscribers_per_node[socket.node] += 1;
+    }
+    let pids: Vec<u32> = endpoints.iter().filter_map(Endpoint::pid).collect();
+    let rss = || -> Option<u64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|&pid| vm_rss_kib(pid).ok()).sum()
+    };
+    let hub_rss_before_kib = rss();
 
     let progress = Arc::new(Progress::default());
-    let latency = SharedHistogram::default();
+    let latency = Latencies::new(nodes > 1);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut subscribers = JoinSet::new();
-    for (ws, base) in sockets {
+    for socket in sockets {
         subscribers.spawn(subscriber(
-            ws,
-            base,
+            socket,
             progress.clone(),
             latency.clone(),
             stop_rx.clone(),
         ));
     }
 
-    let cpu = CpuMeter::start(endpoint.pid());
+    let cpu = CpuMeter::start_many(&pids, redis_pid);
     let publish_start_ns = now_ns();
     let log = match params.rate {
-        Some(rate) => publish_at_rate(&http, params, rate).await,
-        None => publish_flat_out(&http, params).await,
+        Some(rate) => publish_at_rate(&publisher, params, rate).await,
+        None => publish_flat_out(&publisher, params).await,
     };
     let publish_wall_s = (now_ns() - publish_start_ns) as f64 / 1e9;
     let published = log.seqs.len() as u64;
 
     drain(&progress, connected as u64 * published, params).await;
     let cpu = cpu.stop();
-    let hub_rss_after_kib = endpoint.pid().and_then(|pid| vm_rss_kib(pid).ok());
+    let hub_rss_after_kib = rss();
     let _ = stop_tx.send(true);
     let outcomes = collect(subscribers).await;
 
@@ -260,6 +324,7 @@ pub async fn run(endpoint: &Endpoint, params: &FanoutParams) -> Result<FanoutRes
     }
     let last_ns = progress.last_ns.load(Ordering::Relaxed);
     let delivery_wall_s = last_ns.saturating_sub(publish_start_ns) as f64 / 1e9;
+    let multi = nodes > 1;
     Ok(FanoutResult {
         subscribers_connected: connected,
         connect_failures,
@@ -272,7 +337,11 @@ pub async fn run(endpoint: &Endpoint, params: &FanoutParams) -> Result<FanoutRes
         bad_frames,
         closed_early,
         deliveries_per_s: per_second(counts.delivered, delivery_wall_s),
-        latency: latency.summary(),
+        latency: latency.all.summary(),
+        latency_same_node: latency.same.as_ref().map(SharedHistogram::summary),
+        latency_cross_node: latency.cross.as_ref().map(SharedHistogram::summary),
+        subscribers_per_node: multi.then_some(subscribers_per_node),
+        published_per_node: multi.then_some(log.per_node),
         publish_rtt: summarize(&log.rtt),
         publish_wall_s: round3(publish_wall_s),
         delivery_wall_s: round3(delivery_wall_s),
@@ -280,6 +349,57 @@ pub async fn run(endpoint: &Endpoint, params: &FanoutParams) -> Result<FanoutRes
         hub_rss_before_kib,
         hub_rss_after_kib,
     })
+}
+
+/// The latency histograms subscribers record into.
+#[derive(Debug, Clone)]
+struct Latencies {
+    all: SharedHistogram,
+    /// Only with several nodes: deliveries by the node the event was published through.
+    same: Option<SharedHistogram>,
+    /// Only with several nodes: deliveries by another node.
+    cross: Option<SharedHistogram>,
+}
+
+impl Latencies {
+    fn new(split: bool) -> Self {
+        Self {
+            all: SharedHistogram::default(),
+            same: split.then(SharedHistogram::default),
+            cross: split.then(SharedHistogram::default),
+        }
+    }
+}
+
+/// Publishes into one room through the nodes in turn.
+#[derive(Debug, Clone)]
+struct Publisher {
+    https: Vec<HubHttp>,
+    next: Arc<AtomicU64>,
+    room: String,
+    /// Write the node's index into each event's data (several nodes).
+    tag_origin: bool,
+}
+
+impl Publisher {
+    fn nodes(&self) -> usize {
+        self.https.len()
+    }
+
+    /// One publish through the next node; returns the node, the outcome and
+    /// the round trip in nanoseconds.
+    async fn publish_one(&self) -> (usize, Result<u64>, u64) {
+        let node = (self.next.fetch_add(1, Ordering::Relaxed) % self.https.len() as u64) as usize;
+        let started = now_ns();
+        let body = if self.tag_origin {
+            // At most 255 nodes (checked by `run_multi`).
+            publish_body_from(started, node as u8)
+        } else {
+            publish_body(started)
+        };
+        let outcome = self.https[node].publish(&self.room, body).await;
+        (node, outcome, now_ns().saturating_sub(started))
+    }
 }
 
 fn per_second(count: u64, secs: f64) -> f64 {
@@ -290,24 +410,33 @@ fn per_second(count: u64, secs: f64) -> f64 {
     }
 }
 
-/// Connects every subscriber; returns the sockets with their starting seqs,
-/// the number of failures and the first failure.
+/// A subscribed socket, with the node it is connected to and its starting seq.
+#[derive(Debug)]
+struct Subscribed {
+    ws: WsStream,
+    node: usize,
+    base: u64,
+}
+
+/// Connects every subscriber (subscriber `i` to node `i mod N`); returns the
+/// sockets, the number of failures and the first failure.
 async fn connect_all(
-    endpoint: &Endpoint,
+    endpoints: &[Endpoint],
     params: &FanoutParams,
-) -> (Vec<(WsStream, u64)>, usize, Option<String>) {
+) -> (Vec<Subscribed>, usize, Option<String>) {
     let path = format!("/ws/{}", params.room);
     let gate = Arc::new(Semaphore::new(params.connect_concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for i in 0..params.subscribers {
-        let (endpoint, path, gate) = (endpoint.clone(), path.clone(), gate.clone());
+        let node = i % endpoints.len();
+        let (endpoint, path, gate) = (endpoints[node].clone(), path.clone(), gate.clone());
         let ips = params.source_ips.max(1);
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await?;
             let source = source_ip(i % ips)?;
             let mut ws = ws::connect(&endpoint, &path, Some(source), BUSY_READ_BUFFER).await?;
             let base = ws::wait_subscribed(&mut ws, SUBSCRIBE_TIMEOUT).await?;
-            anyhow::Ok((ws, base))
+            anyhow::Ok(Subscribed { ws, node, base })
         });
     }
     let mut sockets = Vec::with_capacity(params.subscribers);
@@ -327,14 +456,16 @@ async fn connect_all(
 
 /// Reads one subscriber's socket until told to stop or until it ends.
 async fn subscriber(
-    mut ws: WsStream,
-    base: u64,
+    socket: Subscribed,
     progress: Arc<Progress>,
-    latency: SharedHistogram,
+    latency: Latencies,
     mut stop: watch::Receiver<bool>,
 ) -> SubOutcome {
+    let Subscribed { mut ws, node, base } = socket;
     let mut tracker = SeqTracker::new(base);
-    let mut recorder = latency.recorder();
+    let mut recorder = latency.all.recorder();
+    let mut same = latency.same.as_ref().map(SharedHistogram::recorder);
+    let mut cross = latency.cross.as_ref().map(SharedHistogram::recorder);
     let mut bad_frames = 0;
     let ended_early = loop {
         let message = tokio::select! {
@@ -344,13 +475,22 @@ async fn subscriber(
         };
         match message {
             Some(Ok(Message::Text(text))) => match parse_frame(text.as_str()) {
-                Ok(Frame::Event { seq, t_ns }) => {
+                Ok(Frame::Event { seq, t_ns, origin }) => {
                     let now = now_ns();
                     if tracker.record(seq) == Arrival::New {
                         progress.distinct.fetch_add(1, Ordering::Relaxed);
                         progress.last_ns.fetch_max(now, Ordering::Relaxed);
                         if let Some(sent) = t_ns {
-                            recorder.record(now.saturating_sub(sent));
+                            let ns = now.saturating_sub(sent);
+                            recorder.record(ns);
+                            let split = match origin {
+                                Some(o) if usize::from(o) == node => same.as_mut(),
+                                Some(_) => cross.as_mut(),
+                                None => None,
+                            };
+                            if let Some(split) = split {
+                                split.record(ns);
+                            }
                         }
                     }
                 }
@@ -364,6 +504,9 @@ async fn subscriber(
         }
     };
     recorder.flush();
+    for split in [same.as_mut(), cross.as_mut()].into_iter().flatten() {
+        split.flush();
+    }
     if ended_early.is_none() {
         let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
     }
@@ -374,31 +517,24 @@ async fn subscriber(
     }
 }
 
-/// One publish; returns its outcome and round trip in nanoseconds.
-async fn publish_one(http: &HubHttp, room: &str) -> (Result<u64>, u64) {
-    let started = now_ns();
-    let outcome = http.publish(room, publish_body(started)).await;
-    (outcome, now_ns().saturating_sub(started))
-}
-
 /// Publishes `rate × duration` events on a fixed schedule, with up to
 /// `publishers` requests in flight so that one slow answer does not delay the
 /// schedule.
-async fn publish_at_rate(http: &HubHttp, params: &FanoutParams, rate: f64) -> PublishLog {
+async fn publish_at_rate(publisher: &Publisher, params: &FanoutParams, rate: f64) -> PublishLog {
     let total = ((rate * params.duration_s).round() as u64).min(params.max_events);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1e-3)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let gate = Arc::new(Semaphore::new(params.publishers.max(1)));
     let mut in_flight = JoinSet::new();
-    let mut log = PublishLog::new();
+    let mut log = PublishLog::new(publisher.nodes());
     for _ in 0..total {
         ticker.tick().await;
         let Ok(permit) = gate.clone().acquire_owned().await else {
             break;
         };
-        let (http, room) = (http.clone(), params.room.clone());
+        let publisher = publisher.clone();
         in_flight.spawn(async move {
-            let result = publish_one(&http, &room).await;
+            let result = publisher.publish_one().await;
             drop(permit);
             result
         });
@@ -412,34 +548,37 @@ async fn publish_at_rate(http: &HubHttp, params: &FanoutParams, rate: f64) -> Pu
     log
 }
 
-fn record_joined(log: &mut PublishLog, joined: Result<(Result<u64>, u64), tokio::task::JoinError>) {
+fn record_joined(
+    log: &mut PublishLog,
+    joined: Result<(usize, Result<u64>, u64), tokio::task::JoinError>,
+) {
     match joined {
-        Ok((outcome, rtt)) => log.add(outcome, rtt),
-        Err(e) => log.add(Err(e.into()), 0),
+        Ok((node, outcome, rtt)) => log.add(node, outcome, rtt),
+        Err(e) => log.add(usize::MAX, Err(e.into()), 0),
     }
 }
 
 /// Publishes back to back from `publishers` loops for the run's duration.
-async fn publish_flat_out(http: &HubHttp, params: &FanoutParams) -> PublishLog {
+async fn publish_flat_out(publisher: &Publisher, params: &FanoutParams) -> PublishLog {
     let deadline = Instant::now() + Duration::from_secs_f64(params.duration_s);
     let budget = Arc::new(AtomicU64::new(params.max_events));
     let mut loops = JoinSet::new();
     for _ in 0..params.publishers.max(1) {
-        let (http, room, budget) = (http.clone(), params.room.clone(), budget.clone());
+        let (publisher, budget) = (publisher.clone(), budget.clone());
         loops.spawn(async move {
-            let mut log = PublishLog::new();
+            let mut log = PublishLog::new(publisher.nodes());
             while Instant::now() < deadline && take_one(&budget) {
-                let (outcome, rtt) = publish_one(&http, &room).await;
-                log.add(outcome, rtt);
+                let (node, outcome, rtt) = publisher.publish_one().await;
+                log.add(node, outcome, rtt);
             }
             log
         });
     }
-    let mut log = PublishLog::new();
+    let mut log = PublishLog::new(publisher.nodes());
     while let Some(joined) = loops.join_next().await {
         match joined {
             Ok(part) => log.merge(part),
-            Err(e) => log.add(Err(e.into()), 0),
+            Err(e) => log.add(usize::MAX, Err(e.into()), 0),
         }
     }
     log
