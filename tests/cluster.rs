@@ -356,6 +356,24 @@ async fn socket_status_is_cluster_wide_and_dead_or_stopped_nodes_leave_it() {
         }
     }
 
+    // /api/rooms counts every node's subscribers too.
+    for i in 0..3 {
+        let (status, rooms) = get(&cl.http(i, "/api/rooms")).await;
+        assert_eq!(status, 200, "{rooms}");
+        let count = |name: &str| {
+            rooms
+                .as_array()
+                .and_then(|list| list.iter().find(|r| r["room"] == name))
+                .map(|r| r["subscribers"].clone())
+        };
+        assert_eq!(
+            (count("alerts"), count("hotspots")),
+            (Some(json!(3)), Some(json!(2))),
+            "node {}: {rooms}",
+            cl.ids[i]
+        );
+    }
+
     // `delivered` counts the publishing node's own subscribers only.
     for (i, want) in [(0, 2), (1, 1), (2, 0)] {
         let (status, ack) = post(

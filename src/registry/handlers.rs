@@ -391,12 +391,17 @@ impl Handles<ListSockets> for RegistryActor {
 
 impl Handles<ListRooms> for RegistryActor {
     fn on(&mut self, _: ListRooms, _: &mut Ctx) -> Vec<RoomInfo> {
+        // In a cluster, subscribers are counted on every node, as in /socket-status.
+        let counts = self.status().counts.rooms;
         let mut rooms: Vec<RoomInfo> = self
             .rooms
             .values()
             .map(|r| RoomInfo {
                 room: r.name.to_string(),
-                subscribers: r.subscriber_count(),
+                subscribers: counts
+                    .get(&*r.name)
+                    .copied()
+                    .unwrap_or_else(|| r.subscriber_count()),
                 epoch: r.epoch.to_string(),
                 seq: r.seq,
                 history: r.history_len(),

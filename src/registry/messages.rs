@@ -230,7 +230,7 @@ pub struct ListRooms;
 pub struct RoomInfo {
     /// Name.
     pub room: String,
-    /// Subscriber count on this node.
+    /// Subscribers (on every node, in a cluster).
     pub subscribers: usize,
     /// Epoch.
     pub epoch: String,
