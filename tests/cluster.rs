@@ -374,6 +374,28 @@ async fn socket_status_is_cluster_wide_and_dead_or_stopped_nodes_leave_it() {
         );
     }
 
+    // The admin socket list is cluster-wide too, each socket naming its node.
+    let (status, list) = get(&cl.http(2, "/socket-status/sockets")).await;
+    assert_eq!(status, 200, "{list}");
+    let nodes_of = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|s| s["node"].as_str().unwrap_or("?").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(nodes_of(&list), ["a", "a", "b", "b", "c"], "{list}");
+    let (_, alerts) = get(&cl.http(0, "/socket-status/sockets?type=alerts")).await;
+    assert_eq!(nodes_of(&alerts), ["a", "a", "b"], "{alerts}");
+    assert!(
+        alerts.as_array().is_some_and(|l| l
+            .iter()
+            .all(|s| s["type"] == "alerts" && s["rooms"] == json!(["alerts"]))),
+        "{alerts}"
+    );
+
     // `delivered` counts the publishing node's own subscribers only.
     for (i, want) in [(0, 2), (1, 1), (2, 0)] {
         let (status, ack) = post(

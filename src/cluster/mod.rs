@@ -41,7 +41,7 @@ use crate::config::{ClusterConfig, RoomSettings};
 use crate::error::HubError;
 use crate::outbound::OutboundQueue;
 use crate::protocol::{EventFrameParts, Ref};
-use crate::registry::{PublishAck, PublishReply, RegistryHandle};
+use crate::registry::{PublishAck, PublishReply, RegistryHandle, SocketInfo};
 
 pub use conn::Timeouts;
 pub use health::Health;
@@ -136,13 +136,55 @@ pub enum Command {
     Untrack(Arc<str>),
     /// Read what the room's mirror lacks from Redis now, then say so.
     CatchUp(Arc<str>),
-    /// Ask every node; the answer is the sum of theirs.
+    /// Ask every node; the answers are combined.
     Scatter {
         /// The request.
         op: ControlOp,
-        /// The sum, once every node answered (or the wait ran out).
-        reply: oneshot::Sender<Result<usize, HubError>>,
+        /// Where the combined answer goes, once every node answered (or the
+        /// wait ran out).
+        reply: Gathered,
     },
+}
+
+/// Who waits for a cluster request, and how the nodes' answers combine.
+pub enum Gathered {
+    /// The sum of the nodes' counts.
+    Count(oneshot::Sender<Result<usize, HubError>>),
+    /// Every node's sockets, by node.
+    Sockets(oneshot::Sender<Result<Vec<SocketInfo>, HubError>>),
+}
+
+impl Gathered {
+    /// The request could not be asked.
+    pub fn fail(self, err: HubError) {
+        match self {
+            Gathered::Count(tx) => {
+                let _ = tx.send(Err(err));
+            }
+            Gathered::Sockets(tx) => {
+                let _ = tx.send(Err(err));
+            }
+        }
+    }
+
+    /// Combines the answers' JSON bodies (malformed ones are left out).
+    pub fn finish(self, bodies: &[String]) {
+        match self {
+            Gathered::Count(tx) => {
+                let sum = bodies.iter().filter_map(|b| b.parse::<usize>().ok()).sum();
+                let _ = tx.send(Ok(sum));
+            }
+            Gathered::Sockets(tx) => {
+                let mut all: Vec<SocketInfo> = bodies
+                    .iter()
+                    .filter_map(|b| serde_json::from_str::<Vec<SocketInfo>>(b).ok())
+                    .flatten()
+                    .collect();
+                all.sort_by(|a, b| a.node.cmp(&b.node));
+                let _ = tx.send(Ok(all));
+            }
+        }
+    }
 }
 
 /// The registry's handle on the Redis side. Cheap to clone.
@@ -274,14 +316,14 @@ impl RedisBroker {
         let _ = self.commands.try_send(Command::Untrack(room));
     }
 
-    /// Asks every node; `reply` gets the sum of their answers.
-    pub fn scatter(&self, op: ControlOp, reply: oneshot::Sender<Result<usize, HubError>>) {
+    /// Asks every node; `reply` gets their answers combined.
+    pub fn scatter(&self, op: ControlOp, reply: Gathered) {
         if let Err(
             mpsc::error::TrySendError::Full(Command::Scatter { reply, .. })
             | mpsc::error::TrySendError::Closed(Command::Scatter { reply, .. }),
         ) = self.commands.try_send(Command::Scatter { op, reply })
         {
-            let _ = reply.send(Err(unavailable("too many cluster requests waiting")));
+            reply.fail(unavailable("too many cluster requests waiting"));
         }
     }
 }

@@ -15,17 +15,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::{Client, Msg, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
 use super::scripts::{self, RoomRead};
 use super::wire::{self, ControlOp, ControlRequest, EventMessage};
-use super::{unavailable, Command, Health};
-use crate::error::HubError;
+use super::{unavailable, Command, Gathered, Health};
 use crate::registry::{
-    RegistryHandle, RemoteDisconnect, RemoteUserEvent, RoomCaughtUp, RoomEvents, RoomSynced,
-    SyncFailed,
+    RegistryHandle, RemoteDisconnect, RemoteListSockets, RemoteUserEvent, RoomCaughtUp, RoomEvents,
+    RoomSynced, SyncFailed,
 };
 use crate::room::Event;
 
@@ -49,10 +48,9 @@ struct Tracked {
 /// A cluster request waiting for the nodes' answers.
 struct Gathering {
     expected: usize,
-    answered: usize,
-    total: usize,
+    answers: Vec<String>,
     deadline: Instant,
-    reply: oneshot::Sender<Result<usize, HubError>>,
+    reply: Gathered,
 }
 
 /// The task's state; see the module docs.
@@ -107,7 +105,7 @@ impl Subscriber {
                     self.reader.failed();
                     self.health.set_subscribed(false, Some(e));
                     for (_, g) in self.gathering.drain() {
-                        let _ = g.reply.send(Err(unavailable("redis connection lost")));
+                        g.reply.fail(unavailable("redis connection lost"));
                     }
                 }
             }
@@ -181,7 +179,7 @@ impl Subscriber {
     async fn offline(&mut self, cmd: Command) {
         match cmd {
             Command::Scatter { reply, .. } => {
-                let _ = reply.send(Err(unavailable("redis subscription is down")));
+                reply.fail(unavailable("redis subscription is down"));
             }
             cmd if self.health.heartbeat_ok() => {
                 // Failures are reported to the registry by `online` itself.
@@ -260,7 +258,7 @@ impl Subscriber {
                 let mut c = match self.reader.get().await {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = reply.send(Err(unavailable(&e)));
+                        reply.fail(unavailable(&e));
                         return Err(e);
                     }
                 };
@@ -276,19 +274,18 @@ impl Subscriber {
                 {
                     Ok(n) => n,
                     Err(e) => {
-                        let _ = reply.send(Err(unavailable(&e)));
+                        reply.fail(unavailable(&e));
                         return Err(e);
                     }
                 };
                 if receivers == 0 {
-                    let _ = reply.send(Ok(0));
+                    reply.finish(&[]);
                 } else {
                     self.gathering.insert(
                         id,
                         Gathering {
                             expected: receivers,
-                            answered: 0,
-                            total: 0,
+                            answers: Vec::with_capacity(receivers),
                             deadline: Instant::now() + self.timeouts.command,
                             reply,
                         },
@@ -316,13 +313,12 @@ impl Subscriber {
             return Ok(());
         }
         match wire::parse_reply(payload) {
-            Some((id, count)) => {
+            Some((id, body)) => {
                 if let Some(g) = self.gathering.get_mut(&id) {
-                    g.answered += 1;
-                    g.total += count;
-                    if g.answered >= g.expected {
+                    g.answers.push(body.to_string());
+                    if g.answers.len() >= g.expected {
                         if let Some(g) = self.gathering.remove(&id) {
-                            let _ = g.reply.send(Ok(g.total));
+                            g.reply.finish(&g.answers);
                         }
                     }
                 }
@@ -486,20 +482,29 @@ impl Subscriber {
         let channel = self.keys.reply_channel(&req.from);
         let limit = self.timeouts.command;
         actix_rt::spawn(async move {
-            let count = match req.op {
+            let body = match req.op {
                 ControlOp::UserEvent { user, frame } => registry
                     .send(RemoteUserEvent {
                         user,
                         frame: frame.into(),
                     })
                     .await
-                    .unwrap_or(0),
+                    .unwrap_or(0)
+                    .to_string(),
                 ControlOp::Disconnect { session } => registry
                     .send(RemoteDisconnect { session })
                     .await
-                    .map_or(0, usize::from),
+                    .map_or(0, usize::from)
+                    .to_string(),
+                ControlOp::ListSockets { kind } => {
+                    let list = registry
+                        .send(RemoteListSockets { kind })
+                        .await
+                        .unwrap_or_default();
+                    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+                }
             };
-            let reply = wire::encode_reply(req.id, count);
+            let reply = wire::encode_reply(req.id, &body);
             if let Err(e) = within(
                 limit,
                 redis::cmd("PUBLISH")
@@ -527,10 +532,10 @@ impl Subscriber {
             if let Some(g) = self.gathering.remove(&id) {
                 log::warn!(
                     "cluster: request {id}: {} of {} nodes answered in time",
-                    g.answered,
+                    g.answers.len(),
                     g.expected
                 );
-                let _ = g.reply.send(Ok(g.total));
+                g.reply.finish(&g.answers);
             }
         }
     }

@@ -62,17 +62,23 @@ pub enum ControlOp {
         /// Public session id.
         session: String,
     },
+    /// List this node's sockets (of type `kind`); answer the JSON list.
+    ListSockets {
+        /// Only sockets of this type.
+        kind: Option<String>,
+    },
 }
 
-/// An answer on a reply channel: `ID COUNT`.
-pub fn encode_reply(id: u64, count: usize) -> String {
-    format!("{id} {count}")
+/// An answer on a reply channel: `ID BODY`, the body being JSON (a count, or
+/// a list of sockets).
+pub fn encode_reply(id: u64, body: &str) -> String {
+    format!("{id} {body}")
 }
 
-/// Parses an answer; `None` if it is malformed.
-pub fn parse_reply(payload: &str) -> Option<(u64, usize)> {
-    let (id, count) = payload.split_once(' ')?;
-    Some((id.parse().ok()?, count.parse().ok()?))
+/// Parses an answer into its request id and body; `None` if it is malformed.
+pub fn parse_reply(payload: &str) -> Option<(u64, &str)> {
+    let (id, body) = payload.split_once(' ')?;
+    Some((id.parse().ok()?, body))
 }
 
 #[cfg(test)]
@@ -109,7 +115,12 @@ mod tests {
             serde_json::from_str::<ControlRequest>(&json).expect("decodes"),
             r
         );
-        assert_eq!(parse_reply(&encode_reply(9, 3)), Some((9, 3)));
+        assert_eq!(parse_reply(&encode_reply(9, "3")), Some((9, "3")));
+        assert_eq!(
+            parse_reply(&encode_reply(9, "[{\"a\": 1}]")),
+            Some((9, "[{\"a\": 1}]"))
+        );
         assert_eq!(parse_reply("9"), None);
+        assert_eq!(parse_reply("x 3"), None);
     }
 }

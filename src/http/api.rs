@@ -62,7 +62,9 @@ pub async fn list_sockets(
         .registry
         .send(ListSockets { kind })
         .await
-        .map_err(registry_down)?;
+        .map_err(registry_down)?
+        .get()
+        .await?;
     Ok(HttpResponse::Ok().json(list))
 }
 

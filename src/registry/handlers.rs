@@ -191,7 +191,7 @@ impl Handles<PublishUser> for RegistryActor {
                         user: msg.user,
                         frame: frame.to_string(),
                     },
-                    tx,
+                    crate::cluster::Gathered::Count(tx),
                 );
                 Answer::Later(rx)
             }
@@ -356,11 +356,36 @@ impl Handles<GetStatus> for RegistryActor {
 }
 
 impl Handles<ListSockets> for RegistryActor {
-    fn on(&mut self, msg: ListSockets, _: &mut Ctx) -> Vec<SocketInfo> {
+    fn on(&mut self, msg: ListSockets, _: &mut Ctx) -> Answer<Vec<SocketInfo>> {
+        match &self.broker {
+            Broker::InProcess => Answer::Now(Ok(self.sockets_here(msg.kind.as_deref()))),
+            Broker::Redis(broker) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                broker.scatter(
+                    ControlOp::ListSockets { kind: msg.kind },
+                    crate::cluster::Gathered::Sockets(tx),
+                );
+                Answer::Later(rx)
+            }
+        }
+    }
+}
+
+impl Handles<RemoteListSockets> for RegistryActor {
+    fn on(&mut self, msg: RemoteListSockets, _: &mut Ctx) -> Vec<SocketInfo> {
+        self.sockets_here(msg.kind.as_deref())
+    }
+}
+
+impl RegistryActor {
+    /// This node's sockets (of type `kind`), oldest first; in a cluster each
+    /// names this node.
+    fn sockets_here(&self, kind: Option<&str>) -> Vec<SocketInfo> {
+        let node = self.broker.redis().map(|_| self.node.clone());
         let mut list: Vec<(SessionId, SocketInfo)> = self
             .sessions
             .iter()
-            .filter(|(_, e)| msg.kind.as_deref().is_none_or(|k| &*e.kind == k))
+            .filter(|(_, e)| kind.is_none_or(|k| &*e.kind == k))
             .map(|(id, e)| {
                 let mut rooms: Vec<String> = e.rooms.iter().map(|r| r.to_string()).collect();
                 if e.status {
@@ -380,6 +405,7 @@ impl Handles<ListSockets> for RegistryActor {
                     msgs_in: e.stats.msgs_in.load(Ordering::Relaxed),
                     msgs_out: e.stats.msgs_out.load(Ordering::Relaxed),
                     queued: e.queue.depth().frames,
+                    node: node.clone(),
                 };
                 (*id, info)
             })
@@ -437,7 +463,10 @@ impl Handles<Disconnect> for RegistryActor {
             Broker::InProcess => Answer::Now(Err(HubError::UnknownSession(msg.id))),
             Broker::Redis(broker) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                broker.scatter(ControlOp::Disconnect { session: msg.id }, tx);
+                broker.scatter(
+                    ControlOp::Disconnect { session: msg.id },
+                    crate::cluster::Gathered::Count(tx),
+                );
                 Answer::Later(rx)
             }
         }

@@ -186,16 +186,16 @@ pub struct PublishUser {
 #[rtype(result = "crate::registry::status::Status")]
 pub struct GetStatus;
 
-/// The admin socket list.
+/// The admin socket list (of every node, in a cluster).
 #[derive(Message)]
-#[rtype(result = "Vec<SocketInfo>")]
+#[rtype(result = "Answer<Vec<SocketInfo>>")]
 pub struct ListSockets {
     /// Only sockets of this type.
     pub kind: Option<String>,
 }
 
 /// One socket, for the admin API.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SocketInfo {
     /// Session id.
     pub id: String,
@@ -218,6 +218,9 @@ pub struct SocketInfo {
     pub msgs_out: u64,
     /// Frames queued and not yet written (an extension).
     pub queued: usize,
+    /// In a cluster: the node the socket is connected to (an extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The room list.
@@ -398,6 +401,14 @@ pub struct RemoteUserEvent {
     pub user: String,
     /// The encoded frame.
     pub frame: ByteString,
+}
+
+/// From the cluster broker: this node's sockets, for another node's list.
+#[derive(Message)]
+#[rtype(result = "Vec<SocketInfo>")]
+pub struct RemoteListSockets {
+    /// Only sockets of this type.
+    pub kind: Option<String>,
 }
 
 /// From the cluster broker: close this session if it is here; true if it was.
