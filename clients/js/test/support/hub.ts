@@ -48,8 +48,10 @@ export interface HubStartOptions {
   port?: number;
   /** Extra `HUB_<SECTION>__<KEY>` variables. */
   env?: Record<string, string>;
-  /** How long to wait for /healthz. Default 15 s. */
+  /** How long to wait for the ready path. Default 15 s. */
   readyTimeoutMs?: number;
+  /** Path that must answer 2xx before `start` resolves. Default `/healthz`; `/readyz` in cluster mode waits for Redis too. */
+  readyPath?: string;
 }
 
 /** A running hub process. */
@@ -76,7 +78,7 @@ export class HubProcess {
     });
   }
 
-  /** Starts a hub with dynamic rooms on 127.0.0.1 and waits until /healthz answers. */
+  /** Starts a hub with dynamic rooms on 127.0.0.1 and waits until /healthz (or `readyPath`) answers. */
   static async start(options: HubStartOptions = {}): Promise<HubProcess> {
     const port = options.port ?? (await freePort());
     const child = spawn(hubBinary(), [], {
@@ -93,7 +95,7 @@ export class HubProcess {
     });
     const hub = new HubProcess(child, port);
     try {
-      await hub.waitReady(options.readyTimeoutMs ?? 15_000);
+      await hub.waitReady(options.readyTimeoutMs ?? 15_000, options.readyPath ?? "/healthz");
     } catch (error) {
       await hub.stop();
       throw error;
@@ -145,15 +147,22 @@ export class HubProcess {
     clearTimeout(timer);
   }
 
-  private async waitReady(timeoutMs: number): Promise<void> {
+  /** Kills the hub at once (SIGKILL: no drain, like a crash) and waits for it to exit. */
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    this.child.kill("SIGKILL");
+    await this.exit;
+  }
+
+  private async waitReady(timeoutMs: number, path: string): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let lastError: unknown;
     while (Date.now() < deadline) {
       if (this.exited) throw new Error(`hub exited before it was ready:\n${this.output}`);
       try {
-        const response = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
+        const response = await fetch(`${this.url}${path}`, { signal: AbortSignal.timeout(1_000) });
         if (response.ok) return;
-        lastError = new Error(`/healthz answered ${response.status}`);
+        lastError = new Error(`${path} answered ${response.status}: ${await response.text()}`);
       } catch (error) {
         lastError = error;
       }

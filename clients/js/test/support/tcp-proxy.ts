@@ -3,6 +3,8 @@
  * hub on purpose: `cut()` drops every connection and refuses new ones,
  * `blackhole()` keeps connections open but silently stops forwarding (a dead
  * connection neither side is told about), `restore()` goes back to normal.
+ * `retarget()` sends new connections to another port (a load balancer moving
+ * clients to another node).
  */
 
 import { createServer, connect, type Server, type Socket } from "node:net";
@@ -18,19 +20,20 @@ export class TcpProxy {
   private constructor(
     private readonly server: Server,
     readonly port: number,
+    private target: number,
   ) {}
 
   /** Listens on a free loopback port and forwards to `127.0.0.1:targetPort`. */
   static async start(targetPort: number): Promise<TcpProxy> {
     let proxy: TcpProxy | undefined;
-    const server = createServer((client) => proxy?.handle(client, targetPort));
+    const server = createServer((client) => proxy?.handle(client));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(0, "127.0.0.1", resolve);
     });
     const address = server.address();
     if (!address || typeof address !== "object") throw new Error("proxy has no port");
-    proxy = new TcpProxy(server, address.port);
+    proxy = new TcpProxy(server, address.port, targetPort);
     return proxy;
   }
 
@@ -54,6 +57,16 @@ export class TcpProxy {
     this.pairs.clear();
   }
 
+  /** Port new connections are forwarded to. */
+  get targetPort(): number {
+    return this.target;
+  }
+
+  /** Forwards new connections to `127.0.0.1:targetPort` from now on; open ones keep their upstream. */
+  retarget(targetPort: number): void {
+    this.target = targetPort;
+  }
+
   /** Keeps connections open but stops forwarding bytes, in both directions. */
   blackhole(): void {
     this.mode = "blackhole";
@@ -69,13 +82,13 @@ export class TcpProxy {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private handle(client: Socket, targetPort: number): void {
+  private handle(client: Socket): void {
     this.accepted += 1;
     if (this.mode === "cut") {
       client.resetAndDestroy();
       return;
     }
-    const upstream = connect(targetPort, "127.0.0.1");
+    const upstream = connect(this.target, "127.0.0.1");
     const pair: [Socket, Socket] = [client, upstream];
     this.pairs.add(pair);
     let dead = this.mode === "blackhole";
