@@ -66,6 +66,46 @@ fn not_ready_for_redis(status: u16, body: &Value) -> bool {
     status == 503 && body.to_string().to_lowercase().contains("redis")
 }
 
+/// With Redis away (`how`: "down", "hung"): one publish on every node must be
+/// refused with 503 `unavailable` within 3 s, and every node's `/readyz` must
+/// turn 503 naming redis. Returns the refused payloads (`{tag: node index}`):
+/// a hung Redis may still run them later.
+async fn refused_on_every_node(cl: &Cluster, tag: &str, how: &str) -> Vec<Value> {
+    let mut refused = Vec::new();
+    for i in 0..cl.hubs.len() {
+        let data = json!({ tag: i });
+        let asked = Instant::now();
+        let (status, body) = post_event(
+            &http(),
+            &cl.http(i, "/api/rooms/alerts/events"),
+            "alert_raised",
+            &data,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("unavailable")),
+            "publish on node {} with Redis {how}: {body}",
+            cl.ids[i]
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "with Redis {how}, the 503 took {:?}",
+            asked.elapsed()
+        );
+        refused.push(data);
+    }
+    for i in 0..cl.hubs.len() {
+        let (status, body) = poll_http(&cl.http(i, "/readyz"), WAIT, not_ready_for_redis).await;
+        assert!(
+            not_ready_for_redis(status, &body),
+            "node {}: /readyz with Redis {how} should be 503 naming redis: {status} {body}",
+            cl.ids[i]
+        );
+    }
+    refused
+}
+
 /// After Redis came back, node `i`'s status lists both nodes again (their
 /// records are written anew), with consistent sums.
 async fn both_nodes_listed(cl: &Cluster, i: usize) {
@@ -174,37 +214,8 @@ async fn redis_killed_then_restarted_with_its_data_loses_nothing() {
     // ---- Redis dies.
     cl.redis.kill();
     let killed_at = Instant::now();
-    let mut refused_data = Vec::new();
+    let mut refused_data = refused_on_every_node(&cl, "explicit", "down").await;
     for i in 0..2 {
-        let data = json!({"explicit": i});
-        let asked = Instant::now();
-        let (status, body) = post_event(
-            &http(),
-            &cl.http(i, "/api/rooms/alerts/events"),
-            "alert_raised",
-            &data,
-        )
-        .await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (503, Some("unavailable")),
-            "publish on node {} with Redis down: {body}",
-            cl.ids[i]
-        );
-        assert!(
-            asked.elapsed() < Duration::from_secs(3),
-            "the 503 took {:?}",
-            asked.elapsed()
-        );
-        refused_data.push(data);
-    }
-    for i in 0..2 {
-        let (status, body) = poll_http(&cl.http(i, "/readyz"), WAIT, not_ready_for_redis).await;
-        assert!(
-            not_ready_for_redis(status, &body),
-            "node {}: /readyz with Redis down should be 503 naming redis: {status} {body}",
-            cl.ids[i]
-        );
         let (status, _) = get(&cl.http(i, "/healthz")).await;
         assert_eq!(status, 200, "the process itself is healthy");
     }
@@ -541,38 +552,7 @@ async fn a_hung_redis_times_publishes_out_and_then_recovers() {
 
     // SIGSTOP: connections stay open, nothing is answered.
     cl.redis.pause();
-    let mut refused = Vec::new();
-    for i in 0..2 {
-        let data = json!({"hung": i});
-        let asked = Instant::now();
-        let (status, body) = post_event(
-            &http(),
-            &cl.http(i, "/api/rooms/alerts/events"),
-            "alert_raised",
-            &data,
-        )
-        .await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (503, Some("unavailable")),
-            "publish on node {} with Redis hung: {body}",
-            cl.ids[i]
-        );
-        assert!(
-            asked.elapsed() < Duration::from_secs(3),
-            "a hung Redis must not hang the publish: {:?}",
-            asked.elapsed()
-        );
-        refused.push(data);
-    }
-    for i in 0..2 {
-        let (status, body) = poll_http(&cl.http(i, "/readyz"), WAIT, not_ready_for_redis).await;
-        assert!(
-            not_ready_for_redis(status, &body),
-            "node {}: /readyz with Redis hung: {status} {body}",
-            cl.ids[i]
-        );
-    }
+    let mut refused = refused_on_every_node(&cl, "hung", "hung").await;
     let mut s_frames = ping_pong(&mut s, "hung-s").await;
     let mut t_frames = ping_pong(&mut t, "hung-t").await;
 

@@ -171,6 +171,17 @@ impl Subscriber {
         }
     }
 
+    /// Starts following a room, not read yet.
+    fn remember(&mut self, room: Arc<str>, history: usize, ttl_ms: u64) {
+        let fresh = Tracked {
+            epoch: None,
+            seq: 0,
+            history,
+            ttl_ms,
+        };
+        self.tracked.insert(room, fresh);
+    }
+
     /// A registry request while the subscription is down. If Redis answers
     /// (only the subscription dropped), rooms are read as usual: what arrives
     /// before the subscription is back is caught up then. Otherwise syncs are
@@ -190,15 +201,7 @@ impl Subscriber {
                 history,
                 ttl_ms,
             } => {
-                self.tracked.insert(
-                    room.clone(),
-                    Tracked {
-                        epoch: None,
-                        seq: 0,
-                        history,
-                        ttl_ms,
-                    },
-                );
+                self.remember(room.clone(), history, ttl_ms);
                 self.registry.do_send(SyncFailed {
                     room,
                     error: "redis unreachable".into(),
@@ -221,15 +224,7 @@ impl Subscriber {
                 history,
                 ttl_ms,
             } => {
-                self.tracked.insert(
-                    room.clone(),
-                    Tracked {
-                        epoch: None,
-                        seq: 0,
-                        history,
-                        ttl_ms,
-                    },
-                );
+                self.remember(room.clone(), history, ttl_ms);
                 if let Err(e) = self.sync(&room, false).await {
                     self.registry.do_send(SyncFailed {
                         room,
