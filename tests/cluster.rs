@@ -374,6 +374,12 @@ async fn socket_status_is_cluster_wide_and_dead_or_stopped_nodes_leave_it() {
         );
     }
 
+    // Each node reports its Redis links as up.
+    for i in 0..3 {
+        let up = metric_sum(&cl.http(i, "/metrics"), "hub_cluster_redis_up").await;
+        assert_eq!(up, 1.0, "node {}: hub_cluster_redis_up", cl.ids[i]);
+    }
+
     // The admin socket list is cluster-wide too, each socket naming its node.
     let (status, list) = get(&cl.http(2, "/socket-status/sockets")).await;
     assert_eq!(status, 200, "{list}");
@@ -756,22 +762,6 @@ async fn a_node_whose_pubsub_connection_drops_fills_the_gap_from_the_stream() {
         filled > 0.0,
         "the test made no gap: no node filled events from the stream"
     );
-}
-
-/// The sum of a metric's samples on a node's /metrics (0 when absent).
-async fn metric_sum(url: &str, name: &str) -> f64 {
-    let text = http()
-        .get(url)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,6 +216,14 @@ async fn redis_killed_then_restarted_with_its_data_loses_nothing() {
     let killed_at = Instant::now();
     let mut refused_data = refused_on_every_node(&cl, "explicit", "down").await;
     for i in 0..2 {
+        let up = metric_sum(&cl.http(i, "/metrics"), "hub_cluster_redis_up").await;
+        assert_eq!(
+            up, 0.0,
+            "node {}: hub_cluster_redis_up with Redis down",
+            cl.ids[i]
+        );
+    }
+    for i in 0..2 {
         let (status, _) = get(&cl.http(i, "/healthz")).await;
         assert_eq!(status, 200, "the process itself is healthy");
     }

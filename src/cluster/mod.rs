@@ -218,6 +218,8 @@ impl RedisBroker {
     pub fn new(config: &ClusterConfig, node: &str) -> Result<(RedisBroker, BrokerTasks), String> {
         let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| e.to_string())?;
         let health = Arc::new(Health::default());
+        // Down until the links are up: scrapes see the gauge from the start.
+        metrics::gauge!(crate::metrics::CLUSTER_REDIS_UP).set(0.0);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.pool_size)
             .map(|_| mpsc::channel(PUBLISH_QUEUE))
             .unzip();

@@ -633,3 +633,19 @@ pub fn brief(frames: &[Value]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The sum of a metric's samples on a node's /metrics (0 when absent).
+pub async fn metric_sum(url: &str, name: &str) -> f64 {
+    let text = super::http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
+}
