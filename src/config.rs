@@ -147,6 +147,9 @@ pub struct RoomsConfig {
     pub client_publish: bool,
     /// Rooms held at once, so dynamic rooms cannot grow memory without bound.
     pub max_rooms: usize,
+    /// How long an HTTP publish's `Idempotency-Key` is remembered (0 = keys
+    /// are ignored): a retry within it gets the first publish's seq.
+    pub idempotency_ttl_s: u64,
     /// Declared rooms and their overrides.
     pub declare: Vec<RoomDecl>,
 }
@@ -260,6 +263,7 @@ impl Default for RoomsConfig {
             snapshot: 20,
             client_publish: false,
             max_rooms: 10_000,
+            idempotency_ttl_s: 300,
             declare: ["hotspots", "alerts", "recommendations"]
                 .into_iter()
                 .map(RoomDecl::named)

@@ -63,6 +63,7 @@ pub mod connections;
 pub mod error;
 pub mod fd_limit;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
 pub mod metrics;
 pub mod outbound;

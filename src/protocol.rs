@@ -364,6 +364,23 @@ pub struct EventFrame<'a> {
     pub data: &'a RawValue,
 }
 
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// An idempotency key is 1 to 128 visible ASCII characters (no spaces), so it
+/// can sit in a Redis key name and a log line as it is.
+pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(format!(
+            "an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        ));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("an idempotency key is visible ASCII, without spaces".into());
+    }
+    Ok(())
+}
+
 /// An event frame cut around its seq: whoever assigns the seq (the room on a
 /// single node, Redis in a cluster) splices the number in, and the payload is
 /// encoded once, by the node that accepted it.

@@ -264,6 +264,7 @@ impl Session {
                     }),
                     reply: None,
                     received: Instant::now(),
+                    idempotency_key: None,
                 });
             }
             Command::Ping => self.push(encode(&Pong {

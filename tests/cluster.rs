@@ -1020,3 +1020,42 @@ async fn two_processes_with_one_node_id_refuse_to_be_ready() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_retried_on_another_node_lands_once() {
+    let _serial = SERIAL.lock().await;
+    let cl = Cluster::start(&["a", "b"], false, &[]).await;
+    let (mut sub, _, _) = subscribed_at(&cl.ws(0, "/ws/alerts")).await;
+    let keyed = |i: usize, key: &'static str, data: Value| {
+        let url = cl.http(i, "/api/rooms/alerts/events");
+        async move {
+            let res = http()
+                .post(url)
+                .header("Idempotency-Key", key)
+                .json(&json!({"type": "alert_raised", "data": data}))
+                .send()
+                .await
+                .expect("publish");
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, first) = keyed(0, "job-7", json!({"try": 1})).await;
+    assert_eq!(status, 200, "{first}");
+    // The publisher lost its answer and retries through the other node.
+    let (status, again) = keyed(1, "job-7", json!({"try": 2})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (&again["seq"], &again["epoch"], &again["duplicate"]),
+        (&first["seq"], &first["epoch"], &json!(true)),
+        "{again}"
+    );
+    let (_, next) = keyed(1, "job-8", json!({"try": 3})).await;
+    assert_eq!(next["seq"], 2, "{next}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let frames = read_to_seq(&mut sub, "alerts", 2, deadline, "subscriber on a").await;
+    assert_eq!(
+        events(&frames, "alerts"),
+        [(1, json!({"try": 1})), (2, json!({"try": 3}))]
+    );
+}

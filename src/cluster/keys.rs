@@ -26,6 +26,11 @@ impl Keys {
         format!("{}:room:{{{room}}}:log", self.prefix)
     }
 
+    /// String `EPOCH SEQ`: where the publish with this idempotency key landed.
+    pub fn room_idempotency(&self, room: &str, key: &str) -> String {
+        format!("{}:room:{{{room}}}:idem:{key}", self.prefix)
+    }
+
     /// Pub/sub channel carrying every room event to every node.
     pub fn events_channel(&self) -> String {
         format!("{}:events", self.prefix)

@@ -88,6 +88,8 @@ pub struct PublishItem {
     pub delivered: usize,
     /// When the publish entered the hub.
     pub received: Instant,
+    /// The publisher's idempotency key and how long Redis keeps it (ms).
+    pub idempotency: Option<(String, u64)>,
 }
 
 /// Who is waiting for a publish's result.

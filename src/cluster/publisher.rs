@@ -55,7 +55,7 @@ async fn send(
     channel: &str,
     batch: &[PublishJob],
     timeouts: Timeouts,
-) -> Vec<Result<(String, u64), String>> {
+) -> Vec<Result<(String, u64, bool), String>> {
     let count: usize = batch.iter().map(|j| j.items.len()).sum();
     let mut c = match conn.get().await {
         Ok(c) => c,
@@ -64,18 +64,25 @@ async fn send(
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for item in batch.iter().flat_map(|j| &j.items) {
+        let (idem_key, idem_ttl) = match &item.idempotency {
+            Some((key, ttl)) => (key.as_str(), *ttl),
+            None => ("", 0),
+        };
         pipe.cmd("EVAL")
             .arg(scripts::PUBLISH)
-            .arg(2)
+            .arg(3)
             .arg(keys.room_meta(&item.room))
             .arg(keys.room_log(&item.room))
+            .arg(keys.room_idempotency(&item.room, idem_key))
             .arg(crate::ids::new_epoch())
             .arg(item.history)
             .arg(&item.parts.head)
             .arg(&item.parts.tail)
             .arg(channel)
             .arg(&*item.room)
-            .arg(item.ttl_ms);
+            .arg(item.ttl_ms)
+            .arg(idem_key)
+            .arg(idem_ttl);
     }
     let answers: Vec<RedisResult<Value>> =
         match within(timeouts.command, pipe.query_async(&mut c)).await {
@@ -102,17 +109,18 @@ async fn send(
 /// event itself has been delivered on this node, as on a single node.
 pub fn answer(
     job: PublishJob,
-    results: Vec<Result<(String, u64), String>>,
+    results: Vec<Result<(String, u64, bool), String>>,
     registry: Option<&RegistryHandle>,
 ) {
     let mut acks = job.items.iter().zip(results).map(|(item, r)| {
-        r.map(|(epoch, seq)| {
+        r.map(|(epoch, seq, duplicate)| {
             crate::metrics::publish_enqueued(item.received);
             PublishAck {
                 room: item.room.to_string(),
                 epoch,
                 seq,
-                delivered: item.delivered,
+                delivered: if duplicate { 0 } else { item.delivered },
+                duplicate,
             }
         })
         .map_err(|e| unavailable(&e))

@@ -12,14 +12,25 @@ use crate::room::Event;
 /// Assigns the next seq, appends the frame to the room's stream (capped at
 /// `history`) and broadcasts it, in one step: no node can see seq N+1 before N.
 ///
-/// KEYS: meta, log. ARGV: candidate epoch, history, frame head, frame tail,
-/// events channel, room, ttl ms (0 = keep). Returns `{epoch, seq}`.
+/// With an idempotency key, a key already used in this epoch answers the
+/// first publish's seq and publishes nothing.
+///
+/// KEYS: meta, log, idempotency key. ARGV: candidate epoch, history, frame
+/// head, frame tail, events channel, room, ttl ms (0 = keep), idempotency key
+/// ("" = none), its ttl ms. Returns `{epoch, seq, duplicate (0/1)}`.
 pub const PUBLISH: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+if ARGV[8] ~= '' then
+  local first = redis.call('GET', KEYS[3])
+  if first then
+    local e, s = string.match(first, '^(%S+) (%d+)$')
+    if e == epoch then return {epoch, tonumber(s), 1} end
+  end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[3] .. seq .. ARGV[4]
@@ -33,7 +44,10 @@ if ttl > 0 then
   if history > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. epoch .. ' ' .. seq .. ' ' .. frame)
-return {epoch, seq}
+if ARGV[8] ~= '' then
+  redis.call('SET', KEYS[3], epoch .. ' ' .. seq, 'PX', ARGV[9])
+end
+return {epoch, seq, 0}
 "#;
 
 /// A room's order and its events after a point, read atomically; creates the
@@ -148,12 +162,13 @@ pub fn decode_read(v: &Value) -> Option<RoomRead> {
     Some(RoomRead { epoch, seq, events })
 }
 
-/// Decodes [`PUBLISH`]'s answer: `(epoch, seq)`.
-pub fn decode_publish(v: &Value) -> Option<(String, u64)> {
+/// Decodes [`PUBLISH`]'s answer: `(epoch, seq, duplicate)`.
+pub fn decode_publish(v: &Value) -> Option<(String, u64, bool)> {
     let Value::Array(items) = v else {
         return None;
     };
-    Some((text(items.first()?)?, number(items.get(1)?)?))
+    let duplicate = items.get(2).and_then(number).is_some_and(|d| d == 1);
+    Some((text(items.first()?)?, number(items.get(1)?)?, duplicate))
 }
 
 /// Decodes [`NODES`]'s answer: `(id, record json, remaining ms)`.
@@ -197,8 +212,10 @@ mod tests {
 
     #[test]
     fn publish_and_nodes_answers_decode() {
-        let v = Value::Array(vec![bulk("e1"), Value::Int(3)]);
-        assert_eq!(decode_publish(&v), Some(("e1".into(), 3)));
+        let v = Value::Array(vec![bulk("e1"), Value::Int(3), Value::Int(0)]);
+        assert_eq!(decode_publish(&v), Some(("e1".into(), 3, false)));
+        let v = Value::Array(vec![bulk("e1"), Value::Int(2), Value::Int(1)]);
+        assert_eq!(decode_publish(&v), Some(("e1".into(), 2, true)));
         let v = Value::Array(vec![bulk("a"), bulk("{}"), Value::Int(250)]);
         assert_eq!(decode_nodes(&v), Some(vec![("a".into(), "{}".into(), 250)]));
     }

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::{parse_json, read_body, registry_down, registry_gone, require_write_access, AppState};
 use crate::error::{ErrorBody, HubError};
-use crate::protocol::{check_event_type, MAX_USER_BYTES};
+use crate::protocol::{check_event_type, check_idempotency_key, MAX_USER_BYTES};
 use crate::registry::{
     Disconnect, GetHistory, GetStatus, ListRooms, ListSockets, Ping, Publish, PublishAck,
     PublishBatch, PublishUser,
@@ -94,11 +94,14 @@ async fn read_event_body(
 
 /// `POST /api/rooms/{room}/events` (write).
 #[utoipa::path(post, path = "/api/rooms/{room}/events", tag = "publish", security((), ("api_key" = [])),
-    params(("room" = String, Path, description = "Room name")),
+    params(
+        ("room" = String, Path, description = "Room name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters: a retry with the same key within rooms.idempotency_ttl_s gets the first publish's seq (duplicate: true) instead of a second event"),
+    ),
     request_body = EventBody,
     responses(
         (status = 200, description = "Accepted: the event's seq", body = PublishAck),
-        (status = 400, description = "Malformed body or invalid event type", body = ErrorBody),
+        (status = 400, description = "Malformed body, invalid event type or idempotency key", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "No API keys configured and the caller is not on loopback, or a system room", body = ErrorBody),
         (status = 404, description = "Unknown room", body = ErrorBody),
@@ -112,13 +115,26 @@ pub async fn publish(
     payload: web::Payload,
 ) -> Result<HttpResponse, HubError> {
     require_write_access(&req, &state.config)?;
+    let key = idempotency_key(&req)?;
     let EventBody { kind, data } = read_event_body(&req, &state, payload).await?;
     // `do_send` + a reply channel, not `send`: the registry answers as soon as
     // the seq is assigned, before it fans the event out.
-    let (msg, answer) = Publish::http(room.into_inner(), kind, data);
+    let (msg, answer) = Publish::http(room.into_inner(), kind, data, key);
     state.registry.do_send(msg);
     let ack = answer.await.map_err(|_| registry_gone())??;
     Ok(HttpResponse::Ok().json(ack))
+}
+
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, HubError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| HubError::BadRequest("Idempotency-Key is not visible ASCII".into()))?;
+    check_idempotency_key(key).map_err(HubError::BadRequest)?;
+    Ok(Some(key.to_string()))
 }
 
 /// One item of a batch publish.
@@ -132,6 +148,10 @@ pub struct BatchItem {
     /// Any JSON value.
     #[schema(value_type = Value)]
     data: Box<RawValue>,
+    /// Like the `Idempotency-Key` header of a single publish (an extension).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    idempotency_key: Option<String>,
 }
 
 /// The failure of one batch item.
@@ -188,10 +208,16 @@ pub async fn publish_batch(
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
     let mut publishes = Vec::with_capacity(items.len());
     for item in items {
-        match check_event_type(&item.kind) {
+        let checked = check_event_type(&item.kind).and_then(|()| {
+            item.idempotency_key
+                .as_deref()
+                .map_or(Ok(()), check_idempotency_key)
+        });
+        match checked {
             Ok(()) => {
                 results.push(None);
-                publishes.push(Publish::http(item.room, item.kind, item.data).0);
+                let key = item.idempotency_key;
+                publishes.push(Publish::http(item.room, item.kind, item.data, key).0);
             }
             Err(message) => results.push(Some(BatchResult::error(
                 item.room,

@@ -106,8 +106,10 @@ impl Handles<Publish> for RegistryActor {
                 if let Some(reply) = msg.reply {
                     let _ = reply.send(Ok(ack));
                 }
-                self.deliver(&room, &event);
-                metrics::publish_enqueued(msg.received);
+                if let Some(event) = event {
+                    self.deliver(&room, &event);
+                    metrics::publish_enqueued(msg.received);
+                }
                 if let Some(origin) = msg.origin {
                     let frame = encode(&Published {
                         kind: "published",
@@ -167,8 +169,10 @@ impl Handles<PublishBatch> for RegistryActor {
             .collect();
         let _ = msg.reply.send(results);
         for (room, event, received) in accepted {
-            self.deliver(&room, &event);
-            metrics::publish_enqueued(received);
+            if let Some(event) = event {
+                self.deliver(&room, &event);
+                metrics::publish_enqueued(received);
+            }
         }
     }
 }

@@ -97,6 +97,9 @@ pub struct Publish {
     pub reply: Option<PublishReply>,
     /// When the publish entered the hub, for the enqueue-latency metric.
     pub received: std::time::Instant,
+    /// The publisher's `Idempotency-Key` (HTTP; checked by the caller): a
+    /// retry with the same key gets the first publish's seq.
+    pub idempotency_key: Option<String>,
 }
 
 impl Publish {
@@ -105,6 +108,7 @@ impl Publish {
         room: String,
         kind: String,
         data: Box<RawValue>,
+        idempotency_key: Option<String>,
     ) -> (
         Self,
         tokio::sync::oneshot::Receiver<Result<PublishAck, HubError>>,
@@ -117,6 +121,7 @@ impl Publish {
             origin: None,
             reply: Some(tx),
             received: std::time::Instant::now(),
+            idempotency_key,
         };
         (msg, rx)
     }
@@ -146,6 +151,10 @@ pub struct PublishAck {
     /// is assigned; a subscriber found to be a slow consumer during the fan-out
     /// is closed and resumes from history).
     pub delivered: usize,
+    /// True when this answers a retry: the event was published before under
+    /// the same `Idempotency-Key`, and was not published again (an extension).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// An answer the registry gives now (one node) or later (after asking Redis

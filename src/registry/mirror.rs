@@ -208,6 +208,11 @@ impl RegistryActor {
                 .get(msg.room.as_str())
                 .map_or(0, |r| r.subscriber_count()),
             received: msg.received,
+            idempotency: msg
+                .idempotency_key
+                .clone()
+                .filter(|_| self.config.rooms.idempotency_ttl_s > 0)
+                .map(|k| (k, self.config.rooms.idempotency_ttl_s.saturating_mul(1000))),
         })
     }
 }

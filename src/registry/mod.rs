@@ -103,6 +103,8 @@ pub struct RegistryActor {
     waiting: HashMap<Arc<str>, Vec<Waiting>>,
     /// Other nodes' records and when each expires.
     cluster_nodes: BTreeMap<String, (NodeRecord, Instant)>,
+    /// Single node: keyed publishes already accepted.
+    recent_keys: crate::idempotency::RecentKeys,
     /// Cluster: `published` replies waiting for their event's seq to be
     /// delivered here, per room: `(seq, publisher, reply)`.
     replies_after: HashMap<Arc<str>, Vec<(u64, SessionId, ByteString)>>,
@@ -132,6 +134,9 @@ impl RegistryActor {
             ws_endpoints.insert("echo".to_string(), "/ws/_echo".to_string());
         }
         let (session_count, watcher) = watch::channel(0);
+        let recent_keys = crate::idempotency::RecentKeys::new(Duration::from_secs(
+            config.rooms.idempotency_ttl_s,
+        ));
         let registry = RegistryActor {
             config,
             node,
@@ -148,6 +153,7 @@ impl RegistryActor {
             waiting: HashMap::new(),
             cluster_nodes: BTreeMap::new(),
             replies_after: HashMap::new(),
+            recent_keys,
         };
         (registry, watcher)
     }
@@ -475,8 +481,9 @@ impl RegistryActor {
 
     /// Checks a publish and accepts it: the event gets the room's next seq
     /// and joins history. The fan-out is [`deliver`](Self::deliver), done after
-    /// the publisher has its answer.
-    fn accept(&mut self, msg: &Publish) -> Result<(Arc<str>, Event, PublishAck), HubError> {
+    /// the publisher has its answer. A retry of a keyed publish gets the first
+    /// one's ack and no event.
+    fn accept(&mut self, msg: &Publish) -> Result<(Arc<str>, Option<Event>, PublishAck), HubError> {
         if is_system_room(&msg.room) {
             return Err(HubError::Forbidden(format!(
                 "{} is written by the hub only",
@@ -488,6 +495,22 @@ impl RegistryActor {
         if msg.origin.is_some() && !room.settings.client_publish {
             return Err(HubError::PublishDisabled(msg.room.clone()));
         }
+        let (name, epoch) = (room.name.clone(), room.epoch.clone());
+        if let Some(key) = &msg.idempotency_key {
+            if let Some(first) = self.recent_keys.get(&name, key) {
+                if first.epoch == epoch {
+                    let ack = PublishAck {
+                        room: name.to_string(),
+                        epoch: epoch.to_string(),
+                        seq: first.seq,
+                        delivered: 0,
+                        duplicate: true,
+                    };
+                    return Ok((name, None, ack));
+                }
+            }
+        }
+        let room = self.room_mut(&msg.room)?;
         let ts = timestamp_now();
         let event = room.append(&msg.kind, &msg.data, &ts);
         let ack = PublishAck {
@@ -495,8 +518,16 @@ impl RegistryActor {
             epoch: room.epoch.to_string(),
             seq: event.seq,
             delivered: room.subscriber_count(),
+            duplicate: false,
         };
-        Ok((room.name.clone(), event, ack))
+        if let Some(key) = &msg.idempotency_key {
+            let landed = crate::idempotency::Landed {
+                epoch,
+                seq: event.seq,
+            };
+            self.recent_keys.insert(name.clone(), key, landed);
+        }
+        Ok((name, Some(event), ack))
     }
 
     /// Queues an accepted event for every subscriber of its room; those that
