@@ -45,6 +45,17 @@ export interface HistoryQuery {
   signal?: AbortSignal;
 }
 
+/** Options of {@link HubHttp.publish}. */
+export interface PublishOptions {
+  /**
+   * Sent as `Idempotency-Key` (1–128 visible ASCII characters): retrying with the
+   * same key after a lost answer gets the first publish's seq (`duplicate: true`)
+   * instead of a second event, on any node of a cluster.
+   */
+  idempotencyKey?: string;
+  signal?: AbortSignal;
+}
+
 /** Thin typed wrapper over the hub's HTTP API. */
 export class HubHttp {
   private readonly baseUrl: string;
@@ -70,10 +81,12 @@ export class HubHttp {
   }
 
   /** `POST /api/rooms/{room}/events`: publishes one event (needs write access). */
-  publish(room: string, type: string, data: Json | unknown): Promise<PublishResult> {
+  publish(room: string, type: string, data: Json | unknown, options: PublishOptions = {}): Promise<PublishResult> {
     return this.request<PublishResult>("POST", `/api/rooms/${encodeURIComponent(room)}/events`, {
       body: { type, data },
       auth: true,
+      signal: options.signal,
+      idempotencyKey: options.idempotencyKey,
     });
   }
 
@@ -90,11 +103,17 @@ export class HubHttp {
   private async request<T>(
     method: "GET" | "POST",
     path: string,
-    init: { body?: unknown; auth?: boolean; signal?: AbortSignal | undefined },
+    init: {
+      body?: unknown;
+      auth?: boolean;
+      signal?: AbortSignal | undefined;
+      idempotencyKey?: string | undefined;
+    },
   ): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (init.body !== undefined) headers["content-type"] = "application/json";
     if (init.auth && this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
+    if (init.idempotencyKey !== undefined) headers["idempotency-key"] = init.idempotencyKey;
     const response = await this.fetchImpl(`${this.baseUrl}${path}`, {
       method,
       headers,

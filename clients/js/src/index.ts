@@ -13,7 +13,14 @@ export { Backoff, backoffDelay, resolveBackoff, DEFAULT_BACKOFF, type BackoffOpt
 export { RoomCursor, type ResumePosition, type ResyncReason } from "./cursor.js";
 export { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
 export { HubError, NotConnectedError, TimeoutError } from "./errors.js";
-export { HubHttp, HubHttpError, type FetchLike, type HistoryQuery, type HubHttpOptions } from "./http.js";
+export {
+  HubHttp,
+  HubHttpError,
+  type FetchLike,
+  type HistoryQuery,
+  type HubHttpOptions,
+  type PublishOptions,
+} from "./http.js";
 export {
   CloseCode,
   PROTOCOL_VERSION,

@@ -159,6 +159,8 @@ export interface PublishResult {
   epoch: string;
   seq: number;
   delivered: number;
+  /** True when a publish with the same idempotency key had landed before: this is its seq. */
+  duplicate?: boolean;
 }
 
 /** One row of `GET /api/rooms`. */
