@@ -223,6 +223,38 @@ async fn publish_reaches_a_subscriber_and_prints_the_seq() {
     assert_eq!(ack["delivered"], 1);
     assert!(ack["epoch"].is_string());
     assert_eq!(sub.recv().await["data"], -7);
+
+    // Run twice with one --idempotency-key: published once, the rerun says so.
+    let keyed = |data: &'static str| {
+        let url = base(&hub);
+        async move {
+            cli(&[
+                "publish",
+                "alerts",
+                "tick",
+                data,
+                "--idempotency-key",
+                "cron-2026-11-22",
+                "--url",
+                &url,
+            ])
+            .await
+        }
+    };
+    let o = keyed("1").await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("seq 3"), "{}", stdout(&o));
+    let o = keyed("2").await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let line = stdout(&o);
+    assert!(
+        line.contains("already published") && line.contains("seq 3"),
+        "{line}"
+    );
+    assert_eq!(sub.recv().await["data"], 1);
+    let marker = publish(&hub, "alerts", "tick", json!("marker")).await;
+    assert_eq!(marker["seq"], 4, "the rerun published nothing: {marker}");
+    assert_eq!(sub.recv().await["data"], "marker");
 }
 
 #[tokio::test]

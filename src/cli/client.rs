@@ -163,13 +163,22 @@ impl HubClient {
         self.success(path, answer)
     }
 
-    /// POST a JSON `body` to `path`, with `key` as a Bearer token when given; a
-    /// non-2xx status is an error.
-    pub fn post_ok(&self, path: &str, body: String, key: Option<&str>) -> Result<String, CliError> {
+    /// POST a JSON `body` to `path`, with `key` as a Bearer token and
+    /// `idempotency` as `Idempotency-Key` when given; a non-2xx status is an error.
+    pub fn post_ok(
+        &self,
+        path: &str,
+        body: String,
+        key: Option<&str>,
+        idempotency: Option<&str>,
+    ) -> Result<String, CliError> {
         let url = self.url(path);
         let mut request = self.agent.post(&url).content_type("application/json");
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(idempotency) = idempotency {
+            request = request.header("idempotency-key", idempotency);
         }
         let answer = self.answer(&url, request.send(body))?;
         self.success(path, answer)

@@ -121,6 +121,11 @@ pub struct PublishArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Sent as `Idempotency-Key`: running the same command again (e.g. after a
+    /// timeout) answers the first publish's seq instead of publishing twice.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+
     /// Which hub to ask.
     #[command(flatten)]
     pub target: Target,
@@ -199,7 +204,7 @@ fn publish(args: &PublishArgs) -> Result<String, CliError> {
     })
     .map_err(|e| CliError::Output(e.to_string()))?;
     let key = args.key.as_deref().filter(|k| !k.is_empty());
-    let ack = client.post_ok(&path, body, key)?;
+    let ack = client.post_ok(&path, body, key, args.idempotency_key.as_deref())?;
     if args.json {
         return Ok(ack.trim_end().to_string());
     }

@@ -179,6 +179,14 @@ pub fn rooms(rooms: &[Value]) -> String {
 
 /// `publish`: the acknowledgement in one line.
 pub fn published(ack: &Value) -> String {
+    if ack.get("duplicate").and_then(Value::as_bool) == Some(true) {
+        return format!(
+            "already published to {} with this idempotency key: seq {} (epoch {}); nothing sent again",
+            cell(ack.get("room")),
+            cell(ack.get("seq")),
+            cell(ack.get("epoch")),
+        );
+    }
     let delivered = ack.get("delivered").and_then(Value::as_u64);
     format!(
         "published to {}: seq {} (epoch {}), queued for {}",
