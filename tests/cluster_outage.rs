@@ -114,8 +114,41 @@ async fn both_nodes_listed(cl: &Cluster, i: usize) {
     assert!(ok(&s), "node {}: status after the restart: {s}", cl.ids[i]);
 }
 
-/// `tasks` publishers, each posting every `period` round robin over `urls`
-/// (event data `{"bg": n}`, n unique), recording every attempt, until `stop`.
+/// Publishers running in the background through every node of a cluster.
+struct Background {
+    stop: Arc<AtomicBool>,
+    /// Every attempt so far.
+    tries: Arc<Mutex<Vec<Try>>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// `tasks` publishers into `alerts`, each posting every `period` round
+    /// robin over the cluster's nodes (event data `{"bg": n}`, n unique).
+    fn start(cl: &Cluster, tasks: u64, period: Duration) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tries = Arc::new(Mutex::new(Vec::new()));
+        let urls = (0..cl.hubs.len())
+            .map(|i| cl.http(i, "/api/rooms/alerts/events"))
+            .collect();
+        let handle = spawn_publisher(urls, tasks, period, stop.clone(), tries.clone());
+        Background {
+            stop,
+            tries,
+            handle,
+        }
+    }
+
+    /// Stops the publishers and returns every attempt, in order.
+    async fn finish(self) -> Vec<Try> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.await.expect("background publishers");
+        std::mem::take(&mut *self.tries.lock().expect("tries"))
+    }
+}
+
+/// `tasks` publishers, each posting every `period` round robin over `urls`,
+/// recording every attempt, until `stop`.
 fn spawn_publisher(
     urls: Vec<String>,
     tasks: u64,
@@ -181,18 +214,8 @@ async fn redis_killed_then_restarted_with_its_data_loses_nothing() {
     }
 
     // A publisher through both nodes, every 25 ms, through the whole outage.
-    let stop = Arc::new(AtomicBool::new(false));
-    let tries: Arc<Mutex<Vec<Try>>> = Arc::new(Mutex::new(Vec::new()));
-    let urls: Vec<String> = (0..2)
-        .map(|i| cl.http(i, "/api/rooms/alerts/events"))
-        .collect();
-    let bg = spawn_publisher(
-        urls,
-        1,
-        Duration::from_millis(25),
-        stop.clone(),
-        tries.clone(),
-    );
+    let bg = Background::start(&cl, 1, Duration::from_millis(25));
+    let tries = bg.tries.clone();
     let successes_since = |since: Instant, node: usize| {
         tries
             .lock()
@@ -336,9 +359,7 @@ async fn redis_killed_then_restarted_with_its_data_loses_nothing() {
         cl.wait_ready(i, Duration::from_secs(5)).await;
         both_nodes_listed(&cl, i).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    bg.await.expect("background publisher");
-    let tries = std::mem::take(&mut *tries.lock().expect("tries"));
+    let tries = bg.finish().await;
 
     let mut refused = 0;
     for tr in &tries {
@@ -637,19 +658,9 @@ async fn redis_back_empty_under_concurrent_publishing_agrees_on_one_new_epoch() 
     let mut cl = Cluster::start(&["a", "b"], false, &[]).await;
     let (mut s, _, _) = subscribed_at(&cl.ws(0, "/ws/alerts")).await;
     let (mut t, _, _) = subscribed_at(&cl.ws(1, "/ws/alerts")).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tries: Arc<Mutex<Vec<Try>>> = Arc::new(Mutex::new(Vec::new()));
-    let urls: Vec<String> = (0..2)
-        .map(|i| cl.http(i, "/api/rooms/alerts/events"))
-        .collect();
     // Two publishers, every 20 ms each, alternating over both nodes.
-    let bg = spawn_publisher(
-        urls,
-        2,
-        Duration::from_millis(20),
-        stop.clone(),
-        tries.clone(),
-    );
+    let bg = Background::start(&cl, 2, Duration::from_millis(20));
+    let tries = bg.tries.clone();
     let count = |pred: &dyn Fn(&Try) -> bool| {
         tries
             .lock()
@@ -672,9 +683,7 @@ async fn redis_back_empty_under_concurrent_publishing_agrees_on_one_new_epoch() 
             .all(|node| count(&|t| t.status == 200 && t.node == node && t.sent >= restart_at) >= 10)
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    bg.await.expect("publishers");
-    let tries = std::mem::take(&mut *tries.lock().expect("tries"));
+    let tries = bg.finish().await;
 
     let old_epoch = tries[0].body["epoch"]
         .as_str()
