@@ -90,6 +90,13 @@ pub struct ServerConfig {
     pub tls_key: String,
     /// Largest HTTP request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Client commands and HTTP requests waiting for the registry at most;
+    /// more are answered `unavailable` / 503 at once instead of queueing.
+    pub registry_mailbox: usize,
+    /// Socket commands are refused (`unavailable`) while the registry's
+    /// mailbox delays messages longer than this, so a flood of commands cannot
+    /// delay other rooms' events by more.
+    pub registry_max_lag_ms: u64,
 }
 
 /// `[websocket]`.
@@ -119,6 +126,8 @@ pub struct WebSocketConfig {
     pub max_connections_per_ip: usize,
     /// Serve `/ws/_echo` for conformance runs.
     pub echo_endpoint: bool,
+    /// Rooms one session may be in at once (`$status` aside); 0 = unlimited.
+    pub max_rooms_per_session: usize,
 }
 
 /// `[auth]`.
@@ -147,6 +156,15 @@ pub struct RoomsConfig {
     pub client_publish: bool,
     /// Rooms held at once, so dynamic rooms cannot grow memory without bound.
     pub max_rooms: usize,
+    /// Dynamic rooms the sessions of one client IP may be in together, so a
+    /// few sockets cannot hold every room slot; 0 = unlimited.
+    pub max_rooms_per_ip: usize,
+    /// Bytes of event frames a room's history keeps at most (besides
+    /// `history` events), so large events cannot multiply it into gigabytes.
+    pub history_bytes: usize,
+    /// Idempotency keys one room remembers at most, so one writer's keys
+    /// cannot push out another room's.
+    pub idempotency_keys_per_room: usize,
     /// How long an HTTP publish's `Idempotency-Key` is remembered (0 = keys
     /// are ignored): a retry within it gets the first publish's seq.
     pub idempotency_ttl_s: u64,
@@ -233,6 +251,8 @@ impl Default for ServerConfig {
             tls_cert: String::new(),
             tls_key: String::new(),
             max_body_bytes: 1_048_576,
+            registry_mailbox: 10_000,
+            registry_max_lag_ms: 10,
         }
     }
 }
@@ -251,6 +271,7 @@ impl Default for WebSocketConfig {
             max_connections: 100_000,
             max_connections_per_ip: 0,
             echo_endpoint: false,
+            max_rooms_per_session: 100,
         }
     }
 }
@@ -263,6 +284,9 @@ impl Default for RoomsConfig {
             snapshot: 20,
             client_publish: false,
             max_rooms: 10_000,
+            max_rooms_per_ip: 2_500,
+            history_bytes: 1_048_576,
+            idempotency_keys_per_room: 10_000,
             idempotency_ttl_s: 300,
             declare: ["hotspots", "alerts", "recommendations"]
                 .into_iter()
@@ -281,6 +305,8 @@ pub struct RoomSettings {
     pub snapshot: usize,
     /// Clients may publish from the socket.
     pub client_publish: bool,
+    /// Bytes of frames history keeps at most (`rooms.history_bytes`).
+    pub history_bytes: usize,
 }
 
 impl Config {
@@ -370,6 +396,8 @@ impl Config {
             }
         }
         at_least("server.max_body_bytes", s.max_body_bytes as u64, 64)?;
+        at_least("server.registry_mailbox", s.registry_mailbox as u64, 16)?;
+        at_least("server.registry_max_lag_ms", s.registry_max_lag_ms, 1)?;
 
         let w = &self.websocket;
         at_least("websocket.heartbeat_interval_s", w.heartbeat_interval_s, 1)?;
@@ -473,6 +501,12 @@ impl Config {
         let r = &self.rooms;
         check_history("rooms", r.history)?;
         at_least("rooms.max_rooms", r.max_rooms as u64, 1)?;
+        at_least("rooms.history_bytes", r.history_bytes as u64, 1024)?;
+        at_least(
+            "rooms.idempotency_keys_per_room",
+            r.idempotency_keys_per_room as u64,
+            1,
+        )?;
         if r.declare.len() > r.max_rooms {
             return Err(ConfigError::key(
                 "rooms.max_rooms",
@@ -513,6 +547,7 @@ impl Config {
             history,
             snapshot: decl.snapshot.unwrap_or(self.rooms.snapshot).min(history),
             client_publish: decl.client_publish.unwrap_or(self.rooms.client_publish),
+            history_bytes: self.rooms.history_bytes,
         }
     }
 
@@ -525,6 +560,7 @@ impl Config {
             history: self.rooms.history,
             snapshot: self.rooms.snapshot.min(self.rooms.history),
             client_publish: self.rooms.client_publish,
+            history_bytes: self.rooms.history_bytes,
         })
     }
 

@@ -46,6 +46,9 @@ pub enum HubError {
     /// Connection limits reached.
     #[error("{0}")]
     OverCapacity(String),
+    /// A session, IP or room limit would be passed.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// No such route.
     #[error("{0}")]
     NotFound(String),
@@ -69,6 +72,7 @@ impl HubError {
             HubError::PublishDisabled(_) => ErrorCode::PublishDisabled,
             HubError::Unavailable(_) => ErrorCode::Unavailable,
             HubError::OverCapacity(_) => ErrorCode::OverCapacity,
+            HubError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             HubError::NotFound(_) => ErrorCode::NotFound,
             HubError::Internal(_) => ErrorCode::Internal,
         }

@@ -36,6 +36,8 @@ pub const ERROR_FRAMES: &str = "hub_error_frames_total";
 pub const PUBLISH_ENQUEUE: &str = "hub_publish_enqueue_seconds";
 /// Messages waiting in the registry's mailbox.
 pub const REGISTRY_MAILBOX: &str = "hub_registry_mailbox_depth";
+/// Client-driven messages refused because the registry's intake was full.
+pub const REGISTRY_REFUSED: &str = "hub_registry_refused_total";
 
 /// Cluster mode: 1 while this node's Redis links work, else 0.
 pub const CLUSTER_REDIS_UP: &str = "hub_cluster_redis_up";
@@ -108,6 +110,10 @@ fn describe() {
         REGISTRY_MAILBOX,
         "Messages waiting in the registry's mailbox."
     );
+    describe_counter!(
+        REGISTRY_REFUSED,
+        "Client commands and HTTP requests refused because the registry's intake was full."
+    );
 }
 
 /// The text exposition, with the sampled gauges refreshed; `None` when the
@@ -159,6 +165,11 @@ pub fn disconnect(reason: crate::protocol::DisconnectReason) {
 /// Counts an error frame.
 pub fn error_frame(code: crate::protocol::ErrorCode) {
     metrics::counter!(ERROR_FRAMES, "code" => code.as_str()).increment(1);
+}
+
+/// Counts a message refused at the registry's full intake.
+pub fn registry_refused() {
+    metrics::counter!(REGISTRY_REFUSED).increment(1);
 }
 
 /// Records a publish's enqueue latency.

@@ -64,6 +64,9 @@ pub enum ErrorCode {
     Unavailable,
     /// Connection limits reached.
     OverCapacity,
+    /// A per-session, per-IP or per-room limit would be passed (contract
+    /// section 11; also the room limits of a session and of a client IP).
+    LimitExceeded,
     /// No such HTTP route (an extension of the contract's list).
     NotFound,
     /// A bug or an unexpected failure on our side.
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::PublishDisabled => "publish_disabled",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::OverCapacity => "over_capacity",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Internal => "internal",
         }
@@ -97,6 +101,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::ForbiddenOrigin | ErrorCode::PublishDisabled => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownSession | ErrorCode::NotFound => 404,
+            ErrorCode::LimitExceeded => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable | ErrorCode::OverCapacity => 503,

@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytestring::ByteString;
 use serde_json::value::RawValue;
@@ -46,16 +45,17 @@ pub struct Room {
     pub epoch: Arc<str>,
     /// The last seq given out; 0 for an empty room.
     pub seq: u64,
-    /// The last `settings.history` events, oldest first.
+    /// The last `settings.history` events, oldest first, at most
+    /// `settings.history_bytes` of frames (the newest is always kept).
     history: VecDeque<Event>,
+    /// Bytes of the frames in `history`.
+    history_bytes: usize,
     /// History size, snapshot size, client publish.
     pub settings: RoomSettings,
     /// Created on demand (may be evicted when idle) rather than declared.
     pub dynamic: bool,
     /// Subscribers and the queues their events go to.
     subscribers: HashMap<SessionId, OutboundQueue>,
-    /// Last subscribe or publish, for evicting idle dynamic rooms.
-    pub last_active: Instant,
     /// Its published / delivered / subscriber metrics.
     pub metrics: RoomMetrics,
 }
@@ -68,10 +68,10 @@ impl Room {
             epoch: Arc::from(new_epoch()),
             seq: 0,
             history: VecDeque::new(),
+            history_bytes: 0,
             settings,
             dynamic,
             subscribers: HashMap::new(),
-            last_active: Instant::now(),
             metrics: RoomMetrics::new(name, dynamic),
         }
     }
@@ -96,8 +96,11 @@ impl Room {
     pub fn reset(&mut self, epoch: &str, seq: u64, history: Vec<Event>) {
         self.epoch = Arc::from(epoch);
         self.seq = seq;
-        let keep = history.len().saturating_sub(self.settings.history);
-        self.history = history.into_iter().skip(keep).collect();
+        self.history.clear();
+        self.history_bytes = 0;
+        for event in history {
+            self.keep(event);
+        }
     }
 
     /// Number of subscribers.
@@ -138,14 +141,30 @@ impl Room {
 
     fn push(&mut self, event: Event) {
         self.seq = event.seq;
-        self.last_active = Instant::now();
         self.metrics.published.increment(1);
-        if self.settings.history > 0 {
-            if self.history.len() == self.settings.history {
-                self.history.pop_front();
-            }
-            self.history.push_back(event);
+        self.keep(event);
+    }
+
+    /// Adds an event to history, dropping the oldest past either bound.
+    fn keep(&mut self, event: Event) {
+        if self.settings.history == 0 {
+            return;
         }
+        self.history_bytes += event.frame.len();
+        self.history.push_back(event);
+        while self.history.len() > self.settings.history
+            || (self.history_bytes > self.settings.history_bytes && self.history.len() > 1)
+        {
+            match self.history.pop_front() {
+                Some(old) => self.history_bytes -= old.frame.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes of frames held in history.
+    pub fn history_size(&self) -> usize {
+        self.history_bytes
     }
 
     /// Queues `frame` for every subscriber, never waiting on any.
@@ -202,7 +221,6 @@ impl Room {
 
     /// Adds a subscriber.
     pub fn subscribe(&mut self, id: SessionId, queue: OutboundQueue) {
-        self.last_active = Instant::now();
         if self.subscribers.insert(id, queue).is_none() {
             self.metrics.subscribers.increment(1.0);
         }
@@ -234,6 +252,7 @@ mod tests {
                 history,
                 snapshot,
                 client_publish: false,
+                history_bytes: usize::MAX,
             },
             false,
         )
@@ -313,6 +332,34 @@ mod tests {
         r.reset("e2", 1, vec![ev(1)]);
         assert_eq!((&*r.epoch, r.seq), ("e2", 1));
         assert_eq!(seqs(&r.frames_after(0, 10)), [1]);
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes_and_keeps_the_newest() {
+        let mut r = room(100, 100);
+        r.settings.history_bytes = 200;
+        let big = RawValue::from_string(format!("\"{}\"", "x".repeat(60))).expect("json");
+        for _ in 0..10 {
+            r.append("t", &big, "ts");
+        }
+        assert!(r.history_size() <= 200, "{} bytes held", r.history_size());
+        assert!(r.history_len() >= 1 && r.history_len() < 10);
+        assert_eq!(*seqs(&r.frames_after(0, 100)).last().expect("newest"), 10);
+        // One event larger than the bound is still kept, alone.
+        let huge = RawValue::from_string(format!("\"{}\"", "y".repeat(500))).expect("json");
+        r.append("t", &huge, "ts");
+        assert_eq!(r.history_len(), 1);
+        assert_eq!(seqs(&r.frames_after(0, 100)), [11]);
+        // A reset applies both bounds too.
+        let frames: Vec<Event> = (1..=10)
+            .map(|seq| Event {
+                seq,
+                frame: format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "z".repeat(50)).into(),
+            })
+            .collect();
+        r.reset("e2", 10, frames);
+        assert!(r.history_size() <= 200);
+        assert_eq!(*seqs(&r.frames_after(0, 100)).last().expect("newest"), 10);
     }
 
     #[test]

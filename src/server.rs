@@ -77,10 +77,11 @@ impl Hub {
             broker.clone(),
         );
         let registry_arbiter = actix::Arbiter::new();
-        let registry = RegistryHandle::new(RegistryActor::start_in_arbiter(
-            &registry_arbiter.handle(),
-            |_| registry,
-        ));
+        let registry = RegistryHandle::new(
+            RegistryActor::start_in_arbiter(&registry_arbiter.handle(), |_| registry),
+            config.server.registry_mailbox,
+            Duration::from_millis(config.server.registry_max_lag_ms),
+        );
         let cluster_arbiter = cluster_tasks.map(|t| t.start(registry.clone()));
         let ws = &config.websocket;
         let fds = crate::fd_limit::plan(ws.max_connections, config.worker_count());
@@ -214,7 +215,7 @@ impl HubHandle {
         self.state
             .draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let told = self.state.registry.send(Drain).await.unwrap_or(0);
+        let told = self.state.registry.probe(Drain).await.unwrap_or(0);
         log::info!("draining: {told} sessions told to reconnect elsewhere");
         told
     }

@@ -232,40 +232,56 @@ impl Session {
     }
 
     fn on_command(&mut self, Envelope { command, reference }: Envelope) {
+        // A full registry intake refuses the command at once; the reply names
+        // the command's ref so the client can retry it.
+        let refused = |this: &Self, reference: Option<Ref>| {
+            this.send_error(&registry::Busy.into(), reference.as_ref())
+        };
         match command {
             Command::Subscribe { room, since, epoch } => {
                 if let Err(err) = self.check_room(&room, false) {
                     return self.send_error(&err, reference.as_ref());
                 }
-                self.registry.do_send(registry::Subscribe {
+                let msg = registry::Subscribe {
                     id: self.id,
                     room,
                     since,
                     epoch,
                     reference,
-                });
+                };
+                if let Err(registry::Busy) = self.registry.offer(msg.clone()) {
+                    refused(self, msg.reference);
+                }
             }
-            Command::Unsubscribe { room } => self.registry.do_send(registry::Unsubscribe {
-                id: self.id,
-                room,
-                reference,
-            }),
+            Command::Unsubscribe { room } => {
+                let busy = self.registry.offer(registry::Unsubscribe {
+                    id: self.id,
+                    room,
+                    reference: reference.clone(),
+                });
+                if busy.is_err() {
+                    refused(self, reference);
+                }
+            }
             Command::Publish { room, kind, data } => {
                 if let Err(err) = self.check_room(&room, true) {
                     return self.send_error(&err, reference.as_ref());
                 }
-                self.registry.do_send(registry::Publish {
+                let busy = self.registry.offer(registry::Publish {
                     room,
                     kind,
                     data,
                     origin: Some(registry::PublishOrigin {
                         id: self.id,
-                        reference,
+                        reference: reference.clone(),
                     }),
                     reply: None,
                     received: Instant::now(),
                     idempotency_key: None,
                 });
+                if busy.is_err() {
+                    refused(self, reference);
+                }
             }
             Command::Ping => self.push(encode(&Pong {
                 kind: "pong",
@@ -403,13 +419,16 @@ impl Actor for Session {
             stats: self.stats.clone(),
         });
         if let Some(initial) = start.initial {
-            self.registry.do_send(registry::Subscribe {
+            let busy = self.registry.offer(registry::Subscribe {
                 id: self.id,
                 room: initial.room,
                 since: initial.since,
                 epoch: initial.epoch,
                 reference: None,
             });
+            if busy.is_err() {
+                self.send_error(&registry::Busy.into(), None);
+            }
         }
 
         if let Some(exp) = self.claims.exp {

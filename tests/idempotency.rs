@@ -113,3 +113,42 @@ async fn bad_keys_are_refused_and_ttl_zero_turns_keys_off() {
     let (_, b) = publish_keyed(&off, "same", json!(2)).await;
     assert_eq!((a["seq"].as_u64(), b["seq"].as_u64()), (Some(1), Some(2)));
 }
+
+/// One writer flooding a room with keyed publishes forgets its own oldest
+/// keys, never another room's: a retry there still lands once.
+#[tokio::test]
+async fn a_flood_of_keys_in_one_room_keeps_another_rooms_keys() {
+    let hub = start(|c| c.rooms.idempotency_keys_per_room = 10);
+    let (status, first) = publish_keyed(&hub, "mine", json!({"n": 0})).await;
+    assert_eq!(status, 200, "{first}");
+    for n in 0..50 {
+        let res = http()
+            .post(hub.http("/api/rooms/hotspots/events"))
+            .header("Idempotency-Key", format!("flood-{n}"))
+            .json(&json!({"type": "hotspot_detected", "data": {"n": n}}))
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    let (_, again) = publish_keyed(&hub, "mine", json!({"n": 1})).await;
+    assert_eq!(
+        (again["seq"].as_u64(), again["duplicate"].as_bool()),
+        (first["seq"].as_u64(), Some(true)),
+        "{again}"
+    );
+    // The flooding room kept only its newest 10 keys: its oldest retry is new.
+    let res = http()
+        .post(hub.http("/api/rooms/hotspots/events"))
+        .header("Idempotency-Key", "flood-0")
+        .json(&json!({"type": "hotspot_detected", "data": {"n": 0}}))
+        .send()
+        .await
+        .expect("publish");
+    let v: Value = res.json().await.expect("json");
+    assert_eq!(
+        (v["seq"].as_u64(), v.get("duplicate")),
+        (Some(51), None),
+        "{v}"
+    );
+}

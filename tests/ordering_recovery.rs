@@ -215,3 +215,39 @@ async fn publishes_racing_subscribes_leave_no_gap_and_no_duplicate() {
     }
     assert_eq!(resumed, 50);
 }
+
+/// History is bounded by bytes as well as by count (`rooms.history_bytes`):
+/// large events cannot multiply `history` into gigabytes, and a resume from
+/// beyond what the bytes kept is told `recovered:false`.
+#[tokio::test]
+async fn history_is_bounded_by_bytes_too() {
+    let hub = start(|c| c.rooms.history_bytes = 64 * 1024);
+    let pad = "x".repeat(10_000);
+    for n in 1..=20 {
+        publish(&hub, "alerts", "alert_raised", json!({"n": n, "pad": pad})).await;
+    }
+    let (status, page) = get(&hub.http("/api/rooms/alerts/history")).await;
+    assert_eq!(status, 200);
+    let events = page["events"].as_array().expect("events");
+    let bytes: usize = events.iter().map(|e| e.to_string().len()).sum();
+    assert!(bytes <= 64 * 1024, "history holds {bytes} bytes");
+    assert!(
+        events.len() >= 5 && events.len() < 20,
+        "{} events",
+        events.len()
+    );
+    assert_eq!(events.last().map(|e| e["seq"].clone()), Some(json!(20)));
+    let oldest = events[0]["seq"].as_u64().expect("seq");
+
+    let epoch = page["epoch"].as_str().expect("epoch");
+    let (mut c, _) =
+        Client::connect_welcomed(&hub.ws(&format!("/ws/alerts?since=1&epoch={epoch}"))).await;
+    let (sub, _) = c.recv_until(|v| v["type"] == "subscribed").await;
+    assert_eq!(sub["recovered"], false, "events 2..{oldest} are gone");
+    let (mut c, _) = Client::connect_welcomed(
+        &hub.ws(&format!("/ws/alerts?since={}&epoch={epoch}", oldest - 1)),
+    )
+    .await;
+    let (sub, _) = c.recv_until(|v| v["type"] == "subscribed").await;
+    assert_eq!(sub["recovered"], true);
+}

@@ -50,7 +50,7 @@ pub async fn run(
                 return;
             }
         }
-        let Ok(record) = registry.send(GetNodeRecord).await else {
+        let Ok(record) = registry.probe(GetNodeRecord).await else {
             return;
         };
         match beat(&mut conn, &keys, &node, &record, timeouts).await {

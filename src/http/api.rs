@@ -25,12 +25,14 @@ type Data = web::Data<AppState>;
 #[utoipa::path(get, path = "/socket-status", tag = "status",
     responses((status = 200, description = "Who is connected, by type and room", body = Status)))]
 pub async fn socket_status(state: Data) -> Result<HttpResponse, HubError> {
-    let status = state
+    let body = state
         .registry
         .send(GetStatus)
         .await
         .map_err(registry_down)?;
-    Ok(HttpResponse::Ok().json(status))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// `?type=` filter of the socket list.
@@ -120,7 +122,7 @@ pub async fn publish(
     // `do_send` + a reply channel, not `send`: the registry answers as soon as
     // the seq is assigned, before it fans the event out.
     let (msg, answer) = Publish::http(room.into_inner(), kind, data, key);
-    state.registry.do_send(msg);
+    state.registry.offer_request(msg)?;
     let ack = answer.await.map_err(|_| registry_gone())??;
     Ok(HttpResponse::Ok().json(ack))
 }
@@ -227,10 +229,10 @@ pub async fn publish_batch(
     }
     let rooms: Vec<String> = publishes.iter().map(|p| p.room.clone()).collect();
     let (reply, answer) = tokio::sync::oneshot::channel();
-    state.registry.do_send(PublishBatch {
+    state.registry.offer_request(PublishBatch {
         items: publishes,
         reply,
-    });
+    })?;
     let acks = answer.await.map_err(|_| registry_gone())?;
     let mut acks = acks.into_iter().zip(rooms);
     let results: Vec<BatchResult> = results
@@ -293,12 +295,14 @@ pub async fn publish_user(
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms",
     responses((status = 200, description = "Every room with its order and history", body = Vec<RoomInfo>)))]
 pub async fn list_rooms(state: Data) -> Result<HttpResponse, HubError> {
-    let rooms = state
+    let body = state
         .registry
         .send(ListRooms)
         .await
         .map_err(registry_down)?;
-    Ok(HttpResponse::Ok().json(rooms))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// `?since=&limit=` of the history endpoint.
@@ -415,7 +419,7 @@ pub async fn disconnect(
 
 async fn registry_answers(state: &AppState) -> bool {
     matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, state.registry.send(Ping)).await,
+        tokio::time::timeout(PROBE_TIMEOUT, state.registry.probe(Ping)).await,
         Ok(Ok(()))
     )
 }

@@ -283,9 +283,15 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Hu
         .map_err(|e| HubError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-/// Maps a failed registry call (mailbox closed) to 503.
+/// Maps a failed registry call to 503: its intake is full (`Timeout`, see
+/// `RegistryHandle::send`) or it is gone.
 pub fn registry_down(err: actix::MailboxError) -> HubError {
-    HubError::Unavailable(format!("registry unavailable: {err}"))
+    match err {
+        actix::MailboxError::Timeout => crate::registry::Busy.into(),
+        actix::MailboxError::Closed => {
+            HubError::Unavailable("registry unavailable: stopped".into())
+        }
+    }
 }
 
 /// A registry that dropped a reply channel (it is stopping) is a 503 too.

@@ -8,7 +8,7 @@ use actix::Context;
 
 use super::handle::Handles;
 use super::messages::*;
-use super::{RegistryActor, SessionEntry, Status};
+use super::{RegistryActor, SessionEntry};
 use crate::cluster::{Broker, ControlOp, PublishAnswer, PublishJob};
 use crate::error::HubError;
 use crate::ids::SessionId;
@@ -26,11 +26,17 @@ impl Handles<Register> for RegistryActor {
         }
         *self.by_type.entry(msg.kind.clone()).or_insert(0) += 1;
         metrics::connections(self.type_label(&msg.kind)).increment(1.0);
+        let ip = msg
+            .remote
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.ip().to_canonical());
         self.sessions.insert(
             msg.id,
             SessionEntry {
                 kind: msg.kind,
                 user,
+                ip,
                 remote: msg.remote,
                 connected_at: chrono::Utc::now(),
                 queue: msg.queue,
@@ -40,6 +46,7 @@ impl Handles<Register> for RegistryActor {
             },
         );
         self.session_count.send_replace(self.sessions.len());
+        self.changes += 1;
     }
 }
 
@@ -253,6 +260,7 @@ impl Handles<NodesView> for RegistryActor {
             .into_iter()
             .map(|(id, record, ttl)| (id, (record, now + ttl)))
             .collect();
+        self.changes += 1;
     }
 }
 
@@ -354,8 +362,8 @@ impl Handles<SyncFailed> for RegistryActor {
 }
 
 impl Handles<GetStatus> for RegistryActor {
-    fn on(&mut self, _: GetStatus, _: &mut Ctx) -> Status {
-        self.status()
+    fn on(&mut self, _: GetStatus, _: &mut Ctx) -> actix_web::web::Bytes {
+        self.status_snapshot().body.clone()
     }
 }
 
@@ -420,7 +428,27 @@ impl RegistryActor {
 }
 
 impl Handles<ListRooms> for RegistryActor {
-    fn on(&mut self, _: ListRooms, _: &mut Ctx) -> Vec<RoomInfo> {
+    fn on(&mut self, _: ListRooms, _: &mut Ctx) -> actix_web::web::Bytes {
+        // O(rooms), like the status: cached, and rebuilt at most a few times a second.
+        let now = std::time::Instant::now();
+        if let Some((version, built, body)) = &self.rooms_cache {
+            let current = *version == self.changes
+                && now.duration_since(*built) < super::status::MAX_STALENESS;
+            if current || !self.rebuilds.1.take(now) {
+                return body.clone();
+            }
+        }
+        let body: actix_web::web::Bytes = serde_json::to_vec(&self.room_list())
+            .unwrap_or_default()
+            .into();
+        self.rooms_cache = Some((self.changes, now, body.clone()));
+        body
+    }
+}
+
+impl RegistryActor {
+    /// Every room with its order and subscribers, sorted by name.
+    fn room_list(&self) -> Vec<RoomInfo> {
         // In a cluster, subscribers are counted on every node, as in /socket-status.
         let counts = self.status().counts.rooms;
         let mut rooms: Vec<RoomInfo> = self
@@ -480,6 +508,7 @@ impl Handles<Disconnect> for RegistryActor {
 impl Handles<Drain> for RegistryActor {
     fn on(&mut self, _: Drain, _: &mut Ctx) -> usize {
         self.draining.store(true, Ordering::Relaxed);
+        self.changes += 1;
         // Dashboards learn `active: false` before their sockets close.
         self.push_status_if_changed();
         for entry in self.sessions.values() {

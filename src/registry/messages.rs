@@ -190,9 +190,9 @@ pub struct PublishUser {
     pub data: Box<RawValue>,
 }
 
-/// The `/socket-status` body.
+/// The `/socket-status` body, encoded (shared, cached; see `status_snapshot`).
 #[derive(Message)]
-#[rtype(result = "crate::registry::status::Status")]
+#[rtype(result = "actix_web::web::Bytes")]
 pub struct GetStatus;
 
 /// The admin socket list (of every node, in a cluster).
@@ -232,9 +232,9 @@ pub struct SocketInfo {
     pub node: Option<String>,
 }
 
-/// The room list.
+/// The room list, encoded as the `/api/rooms` body (cached like the status).
 #[derive(Message)]
-#[rtype(result = "Vec<RoomInfo>")]
+#[rtype(result = "actix_web::web::Bytes")]
 pub struct ListRooms;
 
 /// One room, for `GET /api/rooms`.

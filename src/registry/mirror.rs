@@ -171,10 +171,11 @@ impl RegistryActor {
         }
         let room_name = room.name.clone();
         for id in gone {
-            room.unsubscribe(id);
-            if let Some(e) = self.sessions.get_mut(&id) {
+            let ip = self.sessions.get_mut(&id).and_then(|e| {
                 e.rooms.remove(&room_name);
-            }
+                e.ip
+            });
+            self.leave_room(id, &room_name, ip);
         }
     }
     /// Checks a publish and prepares it for Redis, which assigns its seq (cluster).

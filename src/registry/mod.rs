@@ -10,11 +10,13 @@
 
 mod handle;
 mod handlers;
+mod idle;
 pub mod messages;
 mod mirror;
 pub mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,9 +36,11 @@ use crate::protocol::{
 };
 use crate::room::{Event, Room};
 use crate::session_stats::SessionStats;
+use idle::IdleRooms;
 use mirror::Waiting;
+use status::{RebuildBudget, StatusSnapshot};
 
-pub use handle::{Enqueued, Handles, RegistryHandle};
+pub use handle::{Busy, Enqueued, Handles, RegistryHandle};
 pub use messages::*;
 pub use status::{NodeRecord, Status, StatusCounts};
 
@@ -51,6 +55,8 @@ struct SessionEntry {
     user: Option<Arc<str>>,
     /// Peer address (shared with the session).
     remote: Arc<str>,
+    /// The peer's IP, for the per-IP dynamic-room limit.
+    ip: Option<IpAddr>,
     /// Connect time; formatted (RFC 3339) only when listed.
     connected_at: chrono::DateTime<chrono::Utc>,
     /// Where its frames go.
@@ -108,6 +114,20 @@ pub struct RegistryActor {
     /// Cluster: `published` replies waiting for their event's seq to be
     /// delivered here, per room: `(seq, publisher, reply)`.
     replies_after: HashMap<Arc<str>, Vec<(u64, SessionId, ByteString)>>,
+    /// Dynamic rooms without subscribers, in eviction order.
+    idle: IdleRooms,
+    /// Per client IP, the dynamic rooms its sessions are in and how many of its
+    /// sessions are in each: `rooms.max_rooms_per_ip` bounds the map's size.
+    ip_rooms: HashMap<IpAddr, HashMap<Arc<str>, u32>>,
+    /// Bumped whenever a count in the status or the room list changes, so a
+    /// cached answer knows it is out of date.
+    changes: u64,
+    /// The last status built, shared by `/socket-status` and `$status`.
+    status_cache: Option<Arc<StatusSnapshot>>,
+    /// The last `/api/rooms` body built: `(changes, built, body)`.
+    rooms_cache: Option<(u64, Instant, actix_web::web::Bytes)>,
+    /// How often each of the two may be rebuilt.
+    rebuilds: (RebuildBudget, RebuildBudget),
 }
 
 impl RegistryActor {
@@ -134,9 +154,10 @@ impl RegistryActor {
             ws_endpoints.insert("echo".to_string(), "/ws/_echo".to_string());
         }
         let (session_count, watcher) = watch::channel(0);
-        let recent_keys = crate::idempotency::RecentKeys::new(Duration::from_secs(
-            config.rooms.idempotency_ttl_s,
-        ));
+        let recent_keys = crate::idempotency::RecentKeys::new(
+            Duration::from_secs(config.rooms.idempotency_ttl_s),
+            config.rooms.idempotency_keys_per_room,
+        );
         let registry = RegistryActor {
             config,
             node,
@@ -154,6 +175,12 @@ impl RegistryActor {
             cluster_nodes: BTreeMap::new(),
             replies_after: HashMap::new(),
             recent_keys,
+            idle: IdleRooms::default(),
+            ip_rooms: HashMap::new(),
+            changes: 0,
+            status_cache: None,
+            rooms_cache: None,
+            rebuilds: (RebuildBudget::default(), RebuildBudget::default()),
         };
         (registry, watcher)
     }
@@ -175,10 +202,26 @@ impl RegistryActor {
             .iter()
             .map(|d| (d.name.clone(), 0))
             .collect();
+        // Dynamic rooms are listed busiest first up to a bound, so the body
+        // (and every `$status` frame) stays small however many rooms exist.
+        let mut dynamic = Vec::new();
+        for r in self.rooms.values() {
+            if r.dynamic {
+                dynamic.push((r.subscriber_count(), &r.name));
+            } else {
+                rooms.insert(r.name.to_string(), r.subscriber_count());
+            }
+        }
+        let listed = dynamic.len().min(status::MAX_LISTED_DYNAMIC);
+        if listed < dynamic.len() {
+            dynamic.select_nth_unstable_by(listed, |a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        }
+        let rooms_omitted = dynamic.len() - listed;
         rooms.extend(
-            self.rooms
-                .values()
-                .map(|r| (r.name.to_string(), r.subscriber_count())),
+            dynamic
+                .into_iter()
+                .take(listed)
+                .map(|(n, name)| (name.to_string(), n)),
         );
         rooms.insert(STATUS_ROOM.to_string(), self.status_subscribers.len());
         StatusCounts {
@@ -186,20 +229,13 @@ impl RegistryActor {
             total_sockets: self.sessions.len(),
             sockets_by_type,
             rooms,
+            rooms_omitted,
         }
     }
 
+    /// The status; in a cluster, summed over every live node.
     fn status(&self) -> Status {
-        self.status_with(0)
-    }
-
-    /// The status as it will be once `joining` more `$status` subscribers are in;
-    /// in a cluster, summed over every live node.
-    fn status_with(&self, joining: usize) -> Status {
-        let mut own = self.counts();
-        if let Some(n) = own.rooms.get_mut(STATUS_ROOM) {
-            *n += joining;
-        }
+        let own = self.counts();
         let uptime_s = self.started.elapsed().as_secs();
         let (counts, nodes) = match &self.broker {
             Broker::InProcess => (own, None),
@@ -243,13 +279,35 @@ impl RegistryActor {
         }
     }
 
-    fn status_frame(status: &Status) -> ByteString {
-        encode(&StatusFrame {
-            kind: STATUS_UPDATE,
-            room: STATUS_ROOM,
-            ts: &status.timestamp,
-            data: status,
-        })
+    /// The status body and `$status` frame: the cached ones while nothing
+    /// changed (and for at most a second, so `timestamp` moves), rebuilt at most
+    /// [`status::REBUILDS_PER_S`] times a second however many readers ask —
+    /// building is O(rooms), so no client may make the registry do it per
+    /// request.
+    fn status_snapshot(&mut self) -> Arc<StatusSnapshot> {
+        let now = Instant::now();
+        if let Some(cached) = &self.status_cache {
+            let current = cached.version == self.changes
+                && now.duration_since(cached.built) < status::MAX_STALENESS;
+            if current || !self.rebuilds.0.take(now) {
+                return cached.clone();
+            }
+        }
+        let status = self.status();
+        let snapshot = Arc::new(StatusSnapshot {
+            version: self.changes,
+            built: now,
+            fingerprint: status.counts.fingerprint(),
+            body: serde_json::to_vec(&status).unwrap_or_default().into(),
+            frame: encode(&StatusFrame {
+                kind: STATUS_UPDATE,
+                room: STATUS_ROOM,
+                ts: &status.timestamp,
+                data: &status,
+            }),
+        });
+        self.status_cache = Some(snapshot.clone());
+        snapshot
     }
 
     /// Pushes a `status_update` to each `$status` subscriber whose last view
@@ -258,18 +316,19 @@ impl RegistryActor {
         if self.status_subscribers.is_empty() {
             return;
         }
-        let status = self.status();
-        let now = status.counts.fingerprint();
+        let snapshot = self.status_snapshot();
+        let now = snapshot.fingerprint;
         if self.status_subscribers.values().all(|s| s.seen == now) {
             return;
         }
-        let frame = Self::status_frame(&status);
         self.status_subscribers.retain(|_, s| {
             if s.seen == now {
                 return true;
             }
             s.seen = now;
-            s.queue.push(Outbound::Frame(frame.clone())).is_ok()
+            s.queue
+                .push(Outbound::Frame(snapshot.frame.clone()))
+                .is_ok()
         });
     }
 
@@ -297,7 +356,11 @@ impl RegistryActor {
         if self.rooms.len() >= self.config.rooms.max_rooms {
             self.evict_idle_room()?;
         }
+        if room.dynamic && room.subscriber_count() == 0 {
+            self.idle.touch(&room.name);
+        }
         self.rooms.insert(room.name.clone(), room);
+        self.changes += 1;
         metrics::gauge!(crate::metrics::ROOMS).set(self.rooms.len() as f64);
         Ok(())
     }
@@ -328,19 +391,25 @@ impl RegistryActor {
     /// Frees a slot by dropping the least recently active dynamic room that has
     /// no subscribers (its history goes, so a re-created room gets a new epoch).
     fn evict_idle_room(&mut self) -> Result<(), HubError> {
-        let victim = self
-            .rooms
-            .values()
-            .filter(|r| r.dynamic && r.subscriber_count() == 0)
-            .min_by_key(|r| r.last_active)
-            .map(|r| r.name.clone())
-            .ok_or_else(|| {
+        let victim = loop {
+            let candidate = self.idle.pop_oldest().ok_or_else(|| {
                 HubError::Unavailable(format!(
                     "room limit reached ({} rooms in use)",
                     self.config.rooms.max_rooms
                 ))
             })?;
+            // The index is kept on every join and leave; this check only
+            // guards against a bug evicting a room someone is in.
+            if self
+                .rooms
+                .get(&candidate)
+                .is_some_and(|r| r.subscriber_count() == 0)
+            {
+                break candidate;
+            }
+        };
         self.rooms.remove(&victim);
+        self.changes += 1;
         self.release_replies(&victim, None);
         if let Broker::Redis(broker) = &self.broker {
             broker.untrack(victim);
@@ -394,16 +463,20 @@ impl RegistryActor {
             if let Some(e) = self.sessions.get_mut(&msg.id) {
                 e.status = true;
             }
-            let status = self.status_with(1);
+            // In first, so the status it is sent counts it.
             self.status_subscribers.insert(
                 msg.id,
                 StatusSubscriber {
                     queue: queue.clone(),
-                    seen: status.counts.fingerprint(),
+                    seen: 0,
                 },
             );
-            let frame = Self::status_frame(&status);
-            let _ = queue.push(Outbound::Batch(vec![subscribed, frame]));
+            self.changes += 1;
+            let snapshot = self.status_snapshot();
+            if let Some(s) = self.status_subscribers.get_mut(&msg.id) {
+                s.seen = snapshot.fingerprint;
+            }
+            let _ = queue.push(Outbound::Batch(vec![subscribed, snapshot.frame.clone()]));
             return Ok(());
         }
         if is_system_room(&msg.room) {
@@ -415,6 +488,14 @@ impl RegistryActor {
                 msg.room
             )));
         }
+        let per_session = self.config.websocket.max_rooms_per_session;
+        if per_session > 0 && entry.rooms.len() >= per_session {
+            return Err(HubError::LimitExceeded(format!(
+                "a session may be in at most {per_session} rooms (websocket.max_rooms_per_session)"
+            )));
+        }
+        let ip = entry.ip;
+        self.check_ip_room_limit(ip, &msg.room)?;
         if may_wait {
             if self
                 .wait_for_room(&msg.room, Waiting::Subscribe(msg.clone()))?
@@ -442,11 +523,73 @@ impl RegistryActor {
             return Ok(()); // the session is closing; nothing to join
         }
         room.subscribe(msg.id, queue);
-        let name = room.name.clone();
+        let (name, dynamic) = (room.name.clone(), room.dynamic);
+        self.idle.remove(&name);
+        if let (true, Some(ip)) = (dynamic, ip) {
+            *self
+                .ip_rooms
+                .entry(ip)
+                .or_default()
+                .entry(name.clone())
+                .or_insert(0) += 1;
+        }
+        self.changes += 1;
         if let Some(e) = self.sessions.get_mut(&msg.id) {
             e.rooms.insert(name);
         }
         Ok(())
+    }
+
+    /// `rooms.max_rooms_per_ip`: the sessions of one client IP may together be
+    /// in at most that many dynamic rooms, so a few sockets cannot hold every
+    /// room slot and lock everyone else out of new rooms.
+    fn check_ip_room_limit(&self, ip: Option<IpAddr>, room: &str) -> Result<(), HubError> {
+        let limit = self.config.rooms.max_rooms_per_ip;
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        if limit == 0 || self.is_declared(room) {
+            return Ok(());
+        }
+        match self.ip_rooms.get(&ip) {
+            Some(held) if !held.contains_key(room) && held.len() >= limit => {
+                Err(HubError::LimitExceeded(format!(
+                    "the sessions of one address may be in at most {limit} dynamic rooms (rooms.max_rooms_per_ip)"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes `id` (whose address is `ip`) out of `room`, keeping the idle
+    /// index and the per-IP counts; the session's own room set is the caller's.
+    fn leave_room(&mut self, id: SessionId, room: &str, ip: Option<IpAddr>) -> bool {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        if !r.unsubscribe(id) {
+            return false;
+        }
+        self.changes += 1;
+        if !r.dynamic {
+            return true;
+        }
+        if r.subscriber_count() == 0 {
+            self.idle.touch(&r.name);
+        }
+        if let Some(held) = ip.and_then(|ip| self.ip_rooms.get_mut(&ip).map(|h| (ip, h))) {
+            let (ip, held) = held;
+            if let Some(n) = held.get_mut(room) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(room);
+                }
+            }
+            if held.is_empty() {
+                self.ip_rooms.remove(&ip);
+            }
+        }
+        true
     }
 
     fn unsubscribe(&mut self, msg: &Unsubscribe) -> Result<(), HubError> {
@@ -455,14 +598,13 @@ impl RegistryActor {
             .get_mut(&msg.id)
             .ok_or_else(|| HubError::Internal("session not registered".into()))?;
         let was_in = if msg.room == STATUS_ROOM {
-            std::mem::replace(&mut entry.status, false)
-                && self.status_subscribers.remove(&msg.id).is_some()
+            let was = std::mem::replace(&mut entry.status, false)
+                && self.status_subscribers.remove(&msg.id).is_some();
+            self.changes += u64::from(was);
+            was
         } else {
-            entry.rooms.remove(msg.room.as_str())
-                && self
-                    .rooms
-                    .get_mut(msg.room.as_str())
-                    .is_some_and(|r| r.unsubscribe(msg.id))
+            let ip = entry.ip;
+            entry.rooms.remove(msg.room.as_str()) && self.leave_room(msg.id, &msg.room, ip)
         };
         if !was_in {
             return Err(HubError::BadRequest(format!(
@@ -513,6 +655,10 @@ impl RegistryActor {
         let room = self.room_mut(&msg.room)?;
         let ts = timestamp_now();
         let event = room.append(&msg.kind, &msg.data, &ts);
+        if self.idle.contains(&name) {
+            self.idle.touch(&name);
+        }
+        let room = self.room_mut(&msg.room)?;
         let ack = PublishAck {
             room: room.name.to_string(),
             epoch: room.epoch.to_string(),
@@ -541,13 +687,12 @@ impl RegistryActor {
             return;
         }
         let name = room.name.clone();
-        for id in &fan_out.dropped {
-            room.unsubscribe(*id);
-        }
         for id in fan_out.dropped {
-            if let Some(e) = self.sessions.get_mut(&id) {
+            let ip = self.sessions.get_mut(&id).and_then(|e| {
                 e.rooms.remove(&name);
-            }
+                e.ip
+            });
+            self.leave_room(id, &name, ip);
         }
     }
 
@@ -565,13 +710,12 @@ impl RegistryActor {
             return;
         };
         for room in &entry.rooms {
-            if let Some(r) = self.rooms.get_mut(room) {
-                r.unsubscribe(id);
-            }
+            self.leave_room(id, room, entry.ip);
         }
         if entry.status {
             self.status_subscribers.remove(&id);
         }
+        self.changes += 1;
         if let Some(user) = &entry.user {
             if let Some(set) = self.users.get_mut(user) {
                 set.remove(&id);

@@ -63,6 +63,34 @@ impl Client {
         Client { ws }
     }
 
+    /// Connects from the loopback address `source` (e.g. 127.0.0.2), so a test
+    /// can be a second client IP without leaving the machine.
+    pub async fn connect_from(url: &str, source: std::net::IpAddr) -> Client {
+        let connect = async {
+            let uri: tungstenite::http::Uri = url.parse().expect("ws url");
+            let host = uri.host().expect("host");
+            let port = uri.port_u16().expect("port");
+            let target = tokio::net::lookup_host((host, port))
+                .await
+                .expect("resolve")
+                .next()
+                .expect("an address");
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(std::net::SocketAddr::new(source, 0))
+                .expect("bind the source address");
+            let stream = socket.connect(target).await.expect("tcp connect");
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+                .await
+                .unwrap_or_else(|e| panic!("connect {url} from {source}: {e}"))
+                .0
+        };
+        let ws = tokio::time::timeout(WAIT, connect)
+            .await
+            .expect("connect in time");
+        Client { ws }
+    }
+
     /// Connects and consumes the `welcome` frame, returning it.
     pub async fn connect_welcomed(url: &str) -> (Client, Value) {
         let mut c = Client::connect(url).await;
@@ -293,6 +321,15 @@ pub fn seqs(frames: &[Value], room: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The binary child hubs run: `HUB_BIN` when set (scripts/test sets it to the
+/// release build, so load and memory bounds are checked on what ships), else
+/// the build cargo made for these tests.
+pub fn hub_binary() -> std::path::PathBuf {
+    std::env::var_os("HUB_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_realtime-hub").into())
+}
+
 /// A `realtime-hub` child process on a free loopback port, for tests that need
 /// its own RSS or send it signals. Killed on drop.
 pub struct ChildHub {
@@ -314,7 +351,7 @@ impl ChildHub {
         use std::io::{BufRead, BufReader};
         use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-hub"));
+        let mut cmd = Command::new(hub_binary());
         if let Some(n) = nofile {
             let limit = rustix::process::Rlimit {
                 current: Some(n),
