@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime_hub import AsyncHub, Event, Hub, Item, RetryPolicy
+from realtime_hub import AsyncHub, Event, Hub, Item, Resync, RetryPolicy
 
 from .conftest import StartHub, start_or_skip
 from .support.hub import HubProcess
@@ -98,3 +98,50 @@ async def test_async_publisher_and_subscriber_lose_nothing(
                 await c.publish(room, "t", i)
             await asyncio.wait_for(listener, 120)
     check(durable_hub, room, received)
+
+
+def test_publishing_through_restarts_that_lose_history(start_hub: StartHub, room: str) -> None:
+    """Without a store (or with its disk lost) a restart starts a new epoch:
+    every publish still returns success (retried while the hub is down), the
+    new epoch holds each event published into it once, and the subscriber is
+    told with a Resync and follows the new epoch with no gap or repeat."""
+    hub = start_hub()
+    total, restarts = 300, {100: signal.SIGTERM, 200: signal.SIGKILL}
+    received: list[Item] = []
+    with Hub(hub.url, trust_env=False, retry=PATIENT) as c:
+        sub = c.subscribe(room, reconnect=PATIENT)
+        sub.wait_subscribed(timeout=10)
+
+        def listen() -> None:
+            while not (
+                received and isinstance(received[-1], Event) and received[-1].data == total - 1
+            ):
+                received.append(sub.get(timeout=30))
+
+        listener = threading.Thread(target=listen)
+        listener.start()
+        for i in range(total):
+            if i in restarts:
+                hub.restart(restarts[i], lose_store=True)
+            assert c.publish(room, "t", i).seq >= 1
+        listener.join(60)
+        sub.close()
+        last = c.history(room)
+    assert not listener.is_alive()
+    after_last_restart = [e.data for e in last.events]
+    assert after_last_restart == list(range(total - len(last.events), total))
+    assert [e.seq for e in last.events] == list(range(1, len(last.events) + 1))
+    assert len(last.events) >= total - max(restarts)
+    resyncs = [r for r in received if isinstance(r, Resync)]
+    assert 1 <= len(resyncs) <= len(restarts)
+    assert all(r.reason == "epoch_changed" for r in resyncs)
+    # Between resyncs, one epoch: seqs contiguous, never repeated.
+    segment: list[int] = []
+    for item in [*received, None]:
+        if item is None or isinstance(item, Resync):
+            assert (
+                segment == list(range(segment[0], segment[0] + len(segment))) if segment else True
+            )
+            segment = []
+        elif isinstance(item, Event):
+            segment.append(item.seq)
