@@ -82,6 +82,57 @@ impl RecentKeys {
         self.insert_at(Instant::now(), room, key, landed);
     }
 
+    /// Remembers a publish until `expires` (a key restored from a store).
+    /// Restored keys go in in expiry order, before any new one, so the expiry
+    /// queue stays in order.
+    pub fn insert_until(&mut self, room: Arc<str>, key: &str, landed: Landed, expires: Instant) {
+        let now = Instant::now();
+        if expires <= now {
+            return;
+        }
+        let ttl = self.ttl;
+        // Same bookkeeping as a fresh insert, with the remaining lifetime.
+        self.ttl = expires - now;
+        self.insert_at(now, room, key, landed);
+        self.ttl = ttl;
+    }
+
+    /// The key lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Forgets one key (its publish was never written).
+    pub fn remove(&mut self, room: &Arc<str>, key: &str) {
+        let Some(queue) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(pos) = queue.iter().position(|(_, k)| &**k == key) else {
+            return;
+        };
+        self.sizes.remove(&(queue.len(), room.clone()));
+        queue.remove(pos);
+        if queue.is_empty() {
+            self.rooms.remove(room);
+        } else {
+            self.sizes.insert((queue.len(), room.clone()));
+        }
+        self.bytes -= Self::cost(room, key);
+        self.landed.remove(&(room.clone(), Box::from(key)));
+    }
+
+    /// Forgets every key of `room` (the room is gone).
+    pub fn forget_room(&mut self, room: &str) {
+        let Some((room, queue)) = self.rooms.remove_entry(room) else {
+            return;
+        };
+        self.sizes.remove(&(queue.len(), room.clone()));
+        for (_, key) in queue {
+            self.bytes -= Self::cost(&room, &key);
+            self.landed.remove(&(room.clone(), key));
+        }
+    }
+
     fn insert_at(&mut self, now: Instant, room: Arc<str>, key: &str, landed: Landed) {
         if !self.enabled() {
             return;
@@ -243,6 +294,25 @@ mod tests {
         );
         assert_eq!(k.get_at(t0 + ttl + Duration::from_secs(2), "r", "3"), None);
         assert!(k.is_empty() && k.sizes.is_empty() && k.rooms.is_empty());
+    }
+
+    #[test]
+    fn removed_and_forgotten_keys_leave_exact_counts() {
+        let t0 = Instant::now();
+        let mut k = RecentKeys::new(Duration::from_secs(300), 10);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        for key in ["1", "2", "3"] {
+            k.insert_at(t0, a.clone(), key, landed(1));
+            k.insert_at(t0, b.clone(), key, landed(2));
+        }
+        k.remove(&a, "2");
+        assert_eq!(k.get_at(t0, "a", "2"), None);
+        assert_eq!(k.get_at(t0, "a", "3"), Some(&landed(1)));
+        k.forget_room("b");
+        assert_eq!(k.len(), 2);
+        assert_eq!(k.bytes, 2 * RecentKeys::cost("a", "1"));
+        assert_eq!(k.get_at(t0 + Duration::from_secs(300), "a", "1"), None);
+        assert!(k.is_empty() && k.bytes == 0);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub mod command;
 pub mod config;
 pub mod config_env;
 pub mod connections;
+pub mod engine;
 pub mod error;
 pub mod fd_limit;
 pub mod http;

@@ -12,6 +12,7 @@ use bytestring::ByteString;
 use serde_json::value::RawValue;
 
 use crate::config::RoomSettings;
+use crate::engine::RoomState;
 use crate::ids::{new_epoch, SessionId};
 use crate::metrics::RoomMetrics;
 use crate::outbound::{Outbound, OutboundQueue, PushError};
@@ -76,22 +77,14 @@ impl Room {
         }
     }
 
-    /// A room mirroring the cluster's copy in Redis: its epoch, head and the
-    /// last events, oldest first.
-    pub fn mirror(
-        name: &str,
-        settings: RoomSettings,
-        dynamic: bool,
-        epoch: &str,
-        seq: u64,
-        history: Vec<Event>,
-    ) -> Self {
+    /// A room mirroring an engine's copy: its epoch, head and last events.
+    pub fn mirror(name: &str, settings: RoomSettings, dynamic: bool, state: RoomState) -> Self {
         let mut room = Room::new(name, settings, dynamic);
-        room.reset(epoch, seq, history);
+        room.reset(&state.epoch, state.seq, state.events);
         room
     }
 
-    /// Replaces order and history with the cluster's (after a resync); the
+    /// Replaces order and history with the engine's (after a resync); the
     /// subscribers stay.
     pub fn reset(&mut self, epoch: &str, seq: u64, history: Vec<Event>) {
         self.epoch = Arc::from(epoch);
@@ -322,7 +315,12 @@ mod tests {
             seq,
             frame: format!("{{\"seq\":{seq}}}").into(),
         };
-        let mut r = Room::mirror("r", room(3, 2).settings, false, "e1", 7, vec![ev(6), ev(7)]);
+        let state = RoomState {
+            epoch: Arc::from("e1"),
+            seq: 7,
+            events: vec![ev(6), ev(7)],
+        };
+        let mut r = Room::mirror("r", room(3, 2).settings, false, state);
         assert_eq!((&*r.epoch, r.seq, r.history_len()), ("e1", 7, 2));
         assert!(!r.apply(ev(7)), "duplicate");
         assert!(!r.apply(ev(9)), "gap");

@@ -17,9 +17,10 @@ use actix_web::{App, HttpServer};
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
-use crate::cluster::{Broker, RedisBroker};
+use crate::cluster::{BrokerTasks, RedisBroker, RedisEngine};
 use crate::config::Config;
 use crate::connections::ConnectionLimiter;
+use crate::engine::{memory::MemoryEngine, Engine, Readiness};
 use crate::http::{self, AppState};
 use crate::registry::{Drain, RegistryActor, RegistryHandle};
 use crate::session::SessionSettings;
@@ -40,6 +41,37 @@ pub struct Hub {
     registry_arbiter: actix::Arbiter,
     /// The cluster broker's thread (cluster mode), stopped with it.
     cluster_arbiter: Option<actix::Arbiter>,
+    /// In a cluster: the broker, so a stopping node can remove its record.
+    cluster: Option<RedisBroker>,
+}
+
+/// The engine chosen by the config, and what the server keeps of it: the one
+/// place that knows which engines exist.
+struct Engines {
+    engine: Box<dyn Engine>,
+    readiness: Readiness,
+    cluster: Option<(RedisBroker, BrokerTasks)>,
+}
+
+impl Engines {
+    fn new(config: &Config, node: &str) -> io::Result<Engines> {
+        if !config.cluster.redis_url.is_empty() {
+            let (broker, tasks) =
+                RedisBroker::new(&config.cluster, config.rooms.idempotency_ttl_s, node)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let ready = broker.clone();
+            return Ok(Engines {
+                engine: Box::new(RedisEngine::new(broker.clone())),
+                readiness: Arc::new(move || ready.ready()),
+                cluster: Some((broker, tasks)),
+            });
+        }
+        Ok(Engines {
+            engine: Box::new(MemoryEngine::new(config)),
+            readiness: Arc::new(|| Ok(())),
+            cluster: None,
+        })
+    }
 }
 
 /// Control over a running hub: drain or stop it. Cheap to clone, usable from
@@ -63,19 +95,14 @@ impl Hub {
         let config = Arc::new(config);
         let node = config.node_id();
         let draining = Arc::new(AtomicBool::new(false));
-        let (broker, cluster_tasks) = if config.cluster.redis_url.is_empty() {
-            (Broker::InProcess, None)
-        } else {
-            let (broker, tasks) = RedisBroker::new(&config.cluster, &node)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            (Broker::Redis(broker), Some(tasks))
-        };
-        let (registry, sessions) = RegistryActor::new(
-            config.clone(),
-            node.clone(),
-            draining.clone(),
-            broker.clone(),
-        );
+        let Engines {
+            engine,
+            readiness,
+            cluster,
+        } = Engines::new(&config, &node)?;
+        let (cluster_broker, cluster_tasks) = cluster.unzip();
+        let (registry, sessions) =
+            RegistryActor::new(config.clone(), node.clone(), draining.clone(), engine);
         let registry_arbiter = actix::Arbiter::new();
         let registry = RegistryHandle::new(
             RegistryActor::start_in_arbiter(&registry_arbiter.handle(), |_| registry),
@@ -106,7 +133,7 @@ impl Hub {
             draining,
             started: Instant::now(),
             config: config.clone(),
-            broker,
+            readiness,
         };
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -162,6 +189,7 @@ impl Hub {
             handle,
             registry_arbiter,
             cluster_arbiter,
+            cluster: cluster_broker,
         })
     }
 
@@ -178,7 +206,7 @@ impl Hub {
     /// Serves until stopped.
     pub async fn run(self) -> io::Result<()> {
         let result = self.server.await;
-        if let Some(redis) = self.handle.state.broker.redis() {
+        if let Some(redis) = &self.cluster {
             redis.leave(Duration::from_secs(1)).await;
         }
         if let Some(cluster) = self.cluster_arbiter {

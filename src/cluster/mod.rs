@@ -1,8 +1,7 @@
 //! Cluster mode: several nodes sharing one Redis (contract section 9).
 //!
-//! The registry talks to a [`Broker`]; sessions never do. With the in-process
-//! broker (the default) the registry orders each room itself. With the Redis
-//! broker the order is Redis's:
+//! [`RedisEngine`] is the registry's engine (see `crate::engine`) in a cluster;
+//! the order of every room is Redis's:
 //!
 //! - **publish** ([`publisher`]): a Lua script assigns the room's next seq,
 //!   appends the frame to the room's stream (capped at its history) and
@@ -23,6 +22,7 @@
 //! catch up.
 
 mod conn;
+mod engine;
 pub mod health;
 pub mod keys;
 mod nodes;
@@ -33,95 +33,24 @@ pub mod wire;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ClusterConfig, RoomSettings};
+use crate::engine::{Committed, ControlOp, Gathered, PublishJob};
 use crate::error::HubError;
-use crate::outbound::OutboundQueue;
-use crate::protocol::{EventFrameParts, Ref};
-use crate::registry::{PublishAck, PublishReply, RegistryHandle, SocketInfo};
+use crate::registry::RegistryHandle;
 
 pub use conn::Timeouts;
+pub use engine::RedisEngine;
 pub use health::Health;
 pub use keys::Keys;
-pub use wire::ControlOp;
 
 /// Publishes waiting for a Redis connection, per connection, before a publish
 /// is refused with 503 rather than queued without bound.
 const PUBLISH_QUEUE: usize = 16_384;
 /// Room syncs and cluster requests waiting for the subscriber task.
 const COMMAND_QUEUE: usize = 16_384;
-
-/// The seam between the registry and whatever orders rooms.
-#[derive(Clone)]
-pub enum Broker {
-    /// One node: the registry assigns seqs and keeps history itself.
-    InProcess,
-    /// Several nodes: Redis assigns seqs and keeps history.
-    Redis(RedisBroker),
-}
-
-impl Broker {
-    /// The Redis broker, if this node is in a cluster.
-    pub fn redis(&self) -> Option<&RedisBroker> {
-        match self {
-            Broker::InProcess => None,
-            Broker::Redis(r) => Some(r),
-        }
-    }
-}
-
-/// One event to publish through Redis, prepared by the registry.
-#[derive(Debug)]
-pub struct PublishItem {
-    /// Room.
-    pub room: Arc<str>,
-    /// The frame around its seq.
-    pub parts: EventFrameParts,
-    /// The room's history size (the stream's cap).
-    pub history: usize,
-    /// Idle expiry of the room's keys (dynamic rooms), 0 = none.
-    pub ttl_ms: u64,
-    /// Subscribers on this node when it was accepted (the ack's `delivered`).
-    pub delivered: usize,
-    /// When the publish entered the hub.
-    pub received: Instant,
-    /// The publisher's idempotency key and how long Redis keeps it (ms).
-    pub idempotency: Option<(String, u64)>,
-}
-
-/// Who is waiting for a publish's result.
-pub enum PublishAnswer {
-    /// An HTTP request (one item).
-    Http(PublishReply),
-    /// A socket's `publish` command (one item): `published` or `error` is queued.
-    Socket {
-        /// The publisher.
-        session: crate::ids::SessionId,
-        /// The publisher's queue.
-        queue: OutboundQueue,
-        /// Its command's ref.
-        reference: Option<Ref>,
-    },
-    /// `POST /api/events`: `slots` holds the items refused before Redis, in
-    /// order; each `None` is filled by the next item's result.
-    Batch {
-        /// Results so far.
-        slots: Vec<Option<Result<PublishAck, HubError>>>,
-        /// Where the whole answer goes.
-        reply: oneshot::Sender<Vec<Result<PublishAck, HubError>>>,
-    },
-}
-
-/// Items published in order, and who gets the results.
-pub struct PublishJob {
-    /// The items.
-    pub items: Vec<PublishItem>,
-    /// The answer's destination.
-    pub answer: PublishAnswer,
-}
 
 /// What the registry asks of the subscriber task.
 pub enum Command {
@@ -148,47 +77,6 @@ pub enum Command {
     },
 }
 
-/// Who waits for a cluster request, and how the nodes' answers combine.
-pub enum Gathered {
-    /// The sum of the nodes' counts.
-    Count(oneshot::Sender<Result<usize, HubError>>),
-    /// Every node's sockets, by node.
-    Sockets(oneshot::Sender<Result<Vec<SocketInfo>, HubError>>),
-}
-
-impl Gathered {
-    /// The request could not be asked.
-    pub fn fail(self, err: HubError) {
-        match self {
-            Gathered::Count(tx) => {
-                let _ = tx.send(Err(err));
-            }
-            Gathered::Sockets(tx) => {
-                let _ = tx.send(Err(err));
-            }
-        }
-    }
-
-    /// Combines the answers' JSON bodies (malformed ones are left out).
-    pub fn finish(self, bodies: &[String]) {
-        match self {
-            Gathered::Count(tx) => {
-                let sum = bodies.iter().filter_map(|b| b.parse::<usize>().ok()).sum();
-                let _ = tx.send(Ok(sum));
-            }
-            Gathered::Sockets(tx) => {
-                let mut all: Vec<SocketInfo> = bodies
-                    .iter()
-                    .filter_map(|b| serde_json::from_str::<Vec<SocketInfo>>(b).ok())
-                    .flatten()
-                    .collect();
-                all.sort_by(|a, b| a.node.cmp(&b.node));
-                let _ = tx.send(Ok(all));
-            }
-        }
-    }
-}
-
 /// The registry's handle on the Redis side. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisBroker {
@@ -209,6 +97,7 @@ pub struct BrokerTasks {
     publishers: Vec<mpsc::Receiver<PublishJob>>,
     commands: mpsc::Receiver<Command>,
     leave: mpsc::Receiver<oneshot::Sender<()>>,
+    lane: publisher::Lane,
 }
 
 fn unavailable(why: &str) -> HubError {
@@ -217,7 +106,11 @@ fn unavailable(why: &str) -> HubError {
 
 impl RedisBroker {
     /// The handle and its tasks, to be started once the registry runs.
-    pub fn new(config: &ClusterConfig, node: &str) -> Result<(RedisBroker, BrokerTasks), String> {
+    pub fn new(
+        config: &ClusterConfig,
+        idempotency_ttl_s: u64,
+        node: &str,
+    ) -> Result<(RedisBroker, BrokerTasks), String> {
         let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| e.to_string())?;
         let health = Arc::new(Health::default());
         // Down until the links are up: scrapes see the gauge from the start.
@@ -243,6 +136,10 @@ impl RedisBroker {
             publishers: receivers,
             commands: command_rx,
             leave: leave_rx,
+            lane: publisher::Lane {
+                dynamic_ttl_ms: config.dynamic_room_ttl_s.saturating_mul(1000),
+                idempotency_ttl_ms: idempotency_ttl_s.saturating_mul(1000),
+            },
         };
         Ok((broker, tasks))
     }
@@ -270,23 +167,22 @@ impl RedisBroker {
         }
     }
 
-    /// Queues a publish on its room's connection; refused at once (503) when
-    /// that queue is full.
-    pub fn publish(&self, job: PublishJob) {
-        let Some(first) = job.items.first() else {
-            publisher::answer(job, Vec::new(), None);
-            return;
-        };
+    /// Queues a publish on its room's connection; its outcome reaches the
+    /// registry as `Committed`. Refused at once (503) when that queue is full.
+    pub fn publish(&self, job: PublishJob) -> Option<Committed> {
+        let first = job.items.first()?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         first.room.hash(&mut h);
         let lane = (h.finish() % self.publishers.len() as u64) as usize;
-        if let Err(e) = self.publishers[lane].try_send(job) {
-            let (why, job) = match e {
-                mpsc::error::TrySendError::Full(j) => ("too many publishes waiting", j),
-                mpsc::error::TrySendError::Closed(j) => ("publisher stopped", j),
-            };
-            let n = job.items.len();
-            publisher::answer(job, vec![Err(why.to_string()); n], None);
+        match self.publishers[lane].try_send(job) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(job)) => Some(Committed::failed(
+                job,
+                &unavailable("too many publishes waiting"),
+            )),
+            Err(mpsc::error::TrySendError::Closed(job)) => {
+                Some(Committed::failed(job, &unavailable("publisher stopped")))
+            }
         }
     }
 
@@ -346,6 +242,7 @@ impl BrokerTasks {
             publishers,
             commands,
             leave,
+            lane,
         } = self;
         for jobs in publishers {
             arbiter.spawn(publisher::run(
@@ -354,6 +251,7 @@ impl BrokerTasks {
                 keys.clone(),
                 timeouts,
                 registry.clone(),
+                lane,
             ));
         }
         arbiter.spawn(

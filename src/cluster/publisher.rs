@@ -1,6 +1,6 @@
 //! The publish lane: takes the registry's publish jobs in order, sends whatever
 //! has queued up as one Redis pipeline of publish scripts (one round trip, order
-//! kept), and answers each publisher from the scripts' results.
+//! kept), and hands the scripts' results to the registry, which answers.
 
 use redis::{RedisResult, Value};
 use tokio::sync::mpsc;
@@ -8,11 +8,18 @@ use tokio::sync::mpsc;
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
 use super::scripts;
-use super::{unavailable, PublishAnswer, PublishJob};
-use crate::error::HubError;
-use crate::outbound::Outbound;
-use crate::protocol::{encode, ErrorFrame, Published};
-use crate::registry::{PublishAck, RegistryHandle, SocketPublished};
+use super::unavailable;
+use crate::engine::{Committed, PublishJob};
+use crate::registry::{PublishAck, RegistryHandle};
+
+/// What a lane needs of the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Lane {
+    /// Idle expiry of dynamic rooms' keys (ms), 0 = none.
+    pub dynamic_ttl_ms: u64,
+    /// How long Redis keeps an idempotency key (ms), 0 = keys are not kept.
+    pub idempotency_ttl_ms: u64,
+}
 
 /// Most scripts in one pipeline.
 const MAX_PIPELINE: usize = 512;
@@ -24,6 +31,7 @@ pub async fn run(
     keys: Keys,
     timeouts: Timeouts,
     registry: RegistryHandle,
+    lane: Lane,
 ) {
     let channel = keys.events_channel();
     while let Some(first) = jobs.recv().await {
@@ -38,12 +46,12 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        let mut results = send(&mut conn, &keys, &channel, &batch, timeouts)
+        let mut results = send(&mut conn, &keys, &channel, &batch, timeouts, lane)
             .await
             .into_iter();
         for job in batch {
             let mine = results.by_ref().take(job.items.len()).collect();
-            answer(job, mine, Some(&registry));
+            answer(job, mine, &registry);
         }
     }
 }
@@ -55,6 +63,7 @@ async fn send(
     channel: &str,
     batch: &[PublishJob],
     timeouts: Timeouts,
+    lane: Lane,
 ) -> Vec<Result<(String, u64, bool), String>> {
     let count: usize = batch.iter().map(|j| j.items.len()).sum();
     let mut c = match conn.get().await {
@@ -64,10 +73,11 @@ async fn send(
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for item in batch.iter().flat_map(|j| &j.items) {
-        let (idem_key, idem_ttl) = match &item.idempotency {
-            Some((key, ttl)) => (key.as_str(), *ttl),
-            None => ("", 0),
+        let (idem_key, idem_ttl) = match &item.idempotency_key {
+            Some(key) if lane.idempotency_ttl_ms > 0 => (key.as_str(), lane.idempotency_ttl_ms),
+            _ => ("", 0),
         };
+        let ttl_ms = if item.dynamic { lane.dynamic_ttl_ms } else { 0 };
         pipe.cmd("EVAL")
             .arg(scripts::PUBLISH)
             .arg(3)
@@ -80,7 +90,7 @@ async fn send(
             .arg(&item.parts.tail)
             .arg(channel)
             .arg(&*item.room)
-            .arg(item.ttl_ms)
+            .arg(ttl_ms)
             .arg(idem_key)
             .arg(idem_ttl);
     }
@@ -104,75 +114,32 @@ async fn send(
     out
 }
 
-/// Hands each item's result to whoever waits for it. A socket's `published`
-/// goes through the registry (when there is one), which queues it once the
-/// event itself has been delivered on this node, as on a single node.
-pub fn answer(
+/// Hands the lane's results to the registry, which answers the publishers
+/// (events arrive separately, through the subscriber task).
+fn answer(
     job: PublishJob,
     results: Vec<Result<(String, u64, bool), String>>,
-    registry: Option<&RegistryHandle>,
+    registry: &RegistryHandle,
 ) {
-    let mut acks = job.items.iter().zip(results).map(|(item, r)| {
-        r.map(|(epoch, seq, duplicate)| {
-            crate::metrics::publish_enqueued(item.received);
-            PublishAck {
+    let results = job
+        .items
+        .iter()
+        .zip(results)
+        .map(|(item, r)| {
+            r.map(|(epoch, seq, duplicate)| PublishAck {
                 room: item.room.to_string(),
                 epoch,
                 seq,
                 delivered: if duplicate { 0 } else { item.delivered },
                 duplicate,
-            }
+            })
+            .map_err(|e| unavailable(&e))
         })
-        .map_err(|e| unavailable(&e))
+        .collect();
+    registry.do_send(Committed {
+        events: Vec::new(),
+        results,
+        received: job.received(),
+        answer: job.answer,
     });
-    let missing = || Err(HubError::Internal("publish result missing".into()));
-    match job.answer {
-        PublishAnswer::Http(reply) => {
-            let _ = reply.send(acks.next().unwrap_or_else(missing));
-        }
-        PublishAnswer::Socket {
-            session,
-            queue,
-            reference,
-        } => {
-            let frame = match acks.next().unwrap_or_else(missing) {
-                Ok(ack) => {
-                    let frame = encode(&Published {
-                        kind: "published",
-                        room: &ack.room,
-                        seq: ack.seq,
-                        reference: reference.as_ref(),
-                    });
-                    if let Some(registry) = registry {
-                        registry.do_send(SocketPublished {
-                            session,
-                            room: ack.room.as_str().into(),
-                            epoch: ack.epoch,
-                            seq: ack.seq,
-                            frame,
-                        });
-                        return;
-                    }
-                    frame
-                }
-                Err(err) => {
-                    crate::metrics::error_frame(err.code());
-                    encode(&ErrorFrame {
-                        kind: "error",
-                        code: err.code(),
-                        message: &err.to_string(),
-                        reference: reference.as_ref(),
-                    })
-                }
-            };
-            let _ = queue.push(Outbound::Frame(frame));
-        }
-        PublishAnswer::Batch { slots, reply } => {
-            let filled = slots
-                .into_iter()
-                .map(|slot| slot.unwrap_or_else(|| acks.next().unwrap_or_else(missing)))
-                .collect();
-            let _ = reply.send(filled);
-        }
-    }
 }

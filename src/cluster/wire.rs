@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::engine::ControlOp;
+
 /// A room event as the publish script broadcasts it: `ROOM EPOCH SEQ FRAME`.
 /// Room names and epochs hold no spaces, so the frame is the rest of the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,29 +46,6 @@ pub struct ControlRequest {
     /// What to do.
     #[serde(flatten)]
     pub op: ControlOp,
-}
-
-/// The cluster-wide operations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum ControlOp {
-    /// Queue `frame` for every session of `user`; answer how many took it.
-    UserEvent {
-        /// The user (`sub`).
-        user: String,
-        /// The encoded user frame.
-        frame: String,
-    },
-    /// Close session `session` with 4009; answer 1 if it was here.
-    Disconnect {
-        /// Public session id.
-        session: String,
-    },
-    /// List this node's sockets (of type `kind`); answer the JSON list.
-    ListSockets {
-        /// Only sockets of this type.
-        kind: Option<String>,
-    },
 }
 
 /// An answer on a reply channel: `ID BODY`, the body being JSON (a count, or

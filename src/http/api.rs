@@ -473,8 +473,6 @@ pub async fn readyz(state: Data) -> Result<HttpResponse, HubError> {
     if !registry_answers(&state).await {
         return Err(HubError::Unavailable("registry does not answer".into()));
     }
-    if let Some(redis) = state.broker.redis() {
-        redis.ready().map_err(HubError::Unavailable)?;
-    }
+    (state.readiness)().map_err(HubError::Unavailable)?;
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }

@@ -38,8 +38,9 @@ pub struct AppState {
     pub session_settings: Arc<SessionSettings>,
     /// Process start.
     pub started: Instant,
-    /// In-process or Redis: `/readyz` reports whether Redis is reachable.
-    pub broker: crate::cluster::Broker,
+    /// Whether the engine can take writes (Redis reachable, store writable):
+    /// `/readyz` reports why not.
+    pub readiness: crate::engine::Readiness,
 }
 
 impl AppState {

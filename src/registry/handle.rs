@@ -259,12 +259,8 @@ mod tests {
         actix_rt::System::new().block_on(async {
             let config = Arc::new(Config::default());
             let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let (actor, _) = RegistryActor::new(
-                config,
-                "n".into(),
-                draining,
-                crate::cluster::Broker::InProcess,
-            );
+            let engine = Box::new(crate::engine::memory::MemoryEngine::new(&config));
+            let (actor, _) = RegistryActor::new(config, "n".into(), draining, engine);
             // Started here, but it handles nothing until this task yields.
             let handle = RegistryHandle::new(actor.start(), 2, Duration::from_secs(3600));
             assert_eq!(handle.offer(super::super::Ping), Ok(()));
@@ -293,11 +289,13 @@ mod lag_tests {
     #[test]
     fn socket_commands_are_shed_only_while_the_registry_is_behind() {
         actix_rt::System::new().block_on(async {
+            let config = Arc::new(crate::config::Config::default());
+            let engine = Box::new(crate::engine::memory::MemoryEngine::new(&config));
             let (actor, _) = RegistryActor::new(
-                Arc::new(crate::config::Config::default()),
+                config,
                 "n".into(),
                 Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                crate::cluster::Broker::InProcess,
+                engine,
             );
             let handle = RegistryHandle::new(actor.start(), 1000, Duration::from_millis(5));
             handle.intake.lag_us.store(50_000, Ordering::Relaxed);
