@@ -66,6 +66,11 @@ pub enum ErrorCode {
     OverCapacity,
     /// No such HTTP route (an extension of the contract's list).
     NotFound,
+    /// A write body that is not `application/json` (an extension).
+    UnsupportedMediaType,
+    /// A request body that did not arrive within `server.body_timeout_s` (an
+    /// extension).
+    RequestTimeout,
     /// A bug or an unexpected failure on our side.
     Internal,
 }
@@ -86,6 +91,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::OverCapacity => "over_capacity",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -97,7 +104,9 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::ForbiddenOrigin | ErrorCode::PublishDisabled => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownSession | ErrorCode::NotFound => 404,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::TooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable | ErrorCode::OverCapacity => 503,
             ErrorCode::Internal => 500,

@@ -55,7 +55,7 @@ fn bad_configs_exit_2_naming_the_key() {
         ),
         (
             "jwt.toml",
-            "[auth]\njwt_secret = \"s3cret\"\njwt_public_key_file = \"/etc/hostname\"\n",
+            "[auth]\njwt_secret = \"a-secret-of-at-least-32-bytes-ok\"\njwt_public_key_file = \"/etc/hostname\"\n",
             "auth.jwt_public_key_file",
         ),
         (

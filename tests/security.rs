@@ -14,7 +14,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "test-secret-that-is-long-enough";
+const SECRET: &str = "test-secret-that-is-32-bytes-long";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -370,7 +370,7 @@ async fn tokens_and_api_keys_never_reach_the_log() {
     let r = http()
         .post(hub.http("/api/rooms/alerts/events"))
         .header("authorization", format!("Bearer {api_key}"))
-        .body(json!({"type": "t", "data": 1}).to_string())
+        .json(&json!({"type": "t", "data": 1}))
         .send()
         .await
         .expect("publish");
@@ -378,7 +378,7 @@ async fn tokens_and_api_keys_never_reach_the_log() {
     let r = http()
         .post(hub.http("/api/rooms/alerts/events"))
         .header("authorization", "Bearer wrong-key-also-secret-1")
-        .body("{}")
+        .json(&json!({}))
         .send()
         .await
         .expect("publish");
