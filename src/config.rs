@@ -715,6 +715,32 @@ mod tests {
     }
 
     #[test]
+    fn hardening_keys_are_checked() {
+        let check = |text: &str| Config::from_toml("t", text, no_env());
+        let short = check("[auth]\njwt_secret = \"0123456789abcdef0123456789abcde\"\n");
+        assert_eq!(key_of(short.unwrap_err()), "auth.jwt_secret");
+        check("[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n")
+            .expect("32 bytes are enough");
+        for key in ["jwt_audience", "jwt_issuer"] {
+            let err = check(&format!("[auth]\n{key} = \"x\"\n")).unwrap_err();
+            assert_eq!(key_of(err), format!("auth.{key}"), "without a JWT method");
+        }
+        for bad in ["hub.example.com:8080", "http://hub.example.com", "", "a b"] {
+            let err = check(&format!("[server]\npublic_hosts = [\"{bad}\"]\n")).unwrap_err();
+            assert_eq!(key_of(err), "server.public_hosts", "{bad:?}");
+        }
+        let ok =
+            check("[server]\npublic_hosts = [\"hub.internal\", \"[fd00::1]\"]\n").expect("valid");
+        assert_eq!(ok.server.public_hosts.len(), 2);
+        let err = check("[server]\nbody_timeout_s = 0\n").unwrap_err();
+        assert_eq!(key_of(err), "server.body_timeout_s");
+        assert!(
+            Config::default().auth.public_reads,
+            "the v1 contract: public reads"
+        );
+    }
+
+    #[test]
     fn cluster_keys_are_checked_only_when_redis_is_on() {
         let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs

@@ -382,9 +382,8 @@ async fn a_body_within_the_timeout_is_read_and_the_connection_kept() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.write_all(rest.as_bytes()).await.expect("write");
     // A second request on the same connection: keep-alive still works.
-    let second = format!(
-        "GET /api/rooms/alerts/history HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
+    let second =
+        "GET /api/rooms/alerts/history HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     s.write_all(second.as_bytes()).await.expect("write");
     let raw = read_until_closed(&mut s, WAIT)
         .await
