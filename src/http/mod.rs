@@ -289,6 +289,9 @@ pub async fn close_unread_bodies(
         .map_into_boxed_body())
 }
 
+/// Most of a declared body length reserved before any of it arrived.
+const PREALLOCATE_MAX: usize = 16 * 1024;
+
 /// Reads a write request's JSON body: `application/json` or 415, at most
 /// `server.max_body_bytes` (413, checked against Content-Length first so an
 /// oversized upload is refused unread), within `server.body_timeout_s` (408,
@@ -309,7 +312,10 @@ pub async fn read_json_body(
         return Err(HubError::TooLarge(limit));
     }
     let read = async {
-        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+        // Grown as bytes arrive: reserving the declared length up front would
+        // let a few bytes claiming a megabyte commit a megabyte of address
+        // space, per connection.
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(PREALLOCATE_MAX));
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| HubError::BadRequest(format!("reading body: {e}")))?;
             if body.len() + chunk.len() > limit {
