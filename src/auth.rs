@@ -5,8 +5,11 @@
 //! With `auth.jwt_secret` (HS256) or `auth.jwt_public_key_file` (RS256 or ES256,
 //! chosen by the key's type) every upgrade must present a token; the algorithm is
 //! pinned to the one the key is for, so `alg: none` and algorithm confusion
-//! (an HS256 token signed with the public key) are refused. The session and the
-//! registry only ever ask `Claims`.
+//! (an HS256 token signed with the public key) are refused. `exp` and `nbf` are
+//! checked with no leeway, `aud` / `iss` when `auth.jwt_audience` /
+//! `auth.jwt_issuer` are set, and a token with a `crit` header is refused: the
+//! hub implements no JWS extension, so it must not accept one it would ignore
+//! (RFC 7515 4.1.11). The session and the registry only ever ask `Claims`.
 //!
 //! Verification is `jsonwebtoken` (well kept, constant-time HMAC, PEM parsing)
 //! with its pure-Rust crypto backend, so the build needs no C toolchain beyond
@@ -106,11 +109,22 @@ impl Authenticator {
             return Ok(Authenticator { verifier: None });
         };
         let mut validation = Validation::new(alg);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
         // `exp` is exact: the contract closes the session at `exp`, so a token
-        // past it must not open one.
+        // past it must not open one; `nbf` alike.
         validation.leeway = 0;
-        validation.validate_aud = false;
+        validation.validate_nbf = true;
+        if config.jwt_audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[&config.jwt_audience]);
+            required.push("aud");
+        }
+        if !config.jwt_issuer.is_empty() {
+            validation.set_issuer(&[&config.jwt_issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         Ok(Authenticator {
             verifier: Some(Verifier { key, validation }),
         })
@@ -133,15 +147,33 @@ impl Authenticator {
         self.verify(verifier, &token)
     }
 
+    /// Whether the request carries a token at all (`?token=` or Bearer).
+    pub fn presented(req: &HttpRequest) -> bool {
+        token_of(req).is_some()
+    }
+
     fn verify(&self, verifier: &Verifier, token: &str) -> Result<Claims, HubError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| HubError::Unauthorized("token invalid".into()))?;
+        if header.crit.is_some() {
+            log::debug!("token refused: crit header");
+            return Err(HubError::Unauthorized(
+                "token has a crit header; no JWS extension is supported".into(),
+            ));
+        }
         let data = jsonwebtoken::decode::<TokenClaims>(token, &verifier.key, &verifier.validation)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 let why = match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token not valid yet (nbf)",
+                    ErrorKind::InvalidAudience => "token audience not accepted",
+                    ErrorKind::InvalidIssuer => "token issuer not accepted",
                     ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
                     ErrorKind::InvalidSignature => "token signature invalid",
-                    ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (sub, exp)",
+                    ErrorKind::MissingRequiredClaim(_) => {
+                        "token lacks a required claim (sub, exp, and aud/iss when configured)"
+                    }
                     _ => "token invalid",
                 };
                 log::debug!("token refused: {why}");

@@ -80,8 +80,13 @@ pub struct ServerConfig {
     pub bind: String,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
-    /// Allowed `Origin` values; empty = any.
+    /// Browser `Origin`s allowed on sockets and read-API CORS (empty = any),
+    /// and the only ones the write/admin API answers (empty = none).
     pub allowed_origins: Vec<String>,
+    /// Host names, besides loopback ones, that the write/admin API answers
+    /// under when `auth.api_keys` is empty (a local proxy's public name); any
+    /// other `Host` is refused, so DNS rebinding cannot reach that API.
+    pub public_hosts: Vec<String>,
     /// Seconds a drain may take before the process exits anyway.
     pub shutdown_grace_s: u64,
     /// PEM certificate chain for wss/https.
@@ -97,6 +102,9 @@ pub struct ServerConfig {
     /// mailbox delays messages longer than this, so a flood of commands cannot
     /// delay other rooms' events by more.
     pub registry_max_lag_ms: u64,
+    /// Seconds a request body may take to arrive (408 after, and the
+    /// connection is closed), so slow senders cannot pin connections.
+    pub body_timeout_s: u64,
 }
 
 /// `[websocket]`.
@@ -131,15 +139,38 @@ pub struct WebSocketConfig {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// HS256 secret; empty = not used.
+    /// HS256 secret (at least [`MIN_JWT_SECRET_BYTES`]); empty = not used.
     pub jwt_secret: String,
     /// RS256/ES256 public key (PEM file); empty = not used.
     pub jwt_public_key_file: String,
+    /// When set, tokens must carry this `aud`.
+    pub jwt_audience: String,
+    /// When set, tokens must carry this `iss`.
+    pub jwt_issuer: String,
     /// Bearer keys for the write/admin API; empty = loopback only.
     pub api_keys: Vec<String>,
+    /// History and room lists are public (the v1 contract); false = they need
+    /// an API key (loopback when there are none) or a token allowing the room.
+    pub public_reads: bool,
+}
+
+/// Shortest HS256 secret accepted: the hash's own size (RFC 7518 3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            jwt_public_key_file: String::new(),
+            jwt_audience: String::new(),
+            jwt_issuer: String::new(),
+            api_keys: Vec::new(),
+            public_reads: true,
+        }
+    }
 }
 
 /// `[rooms]`.
@@ -247,12 +278,14 @@ impl Default for ServerConfig {
             bind: "0.0.0.0:8080".into(),
             workers: 0,
             allowed_origins: Vec::new(),
+            public_hosts: Vec::new(),
             shutdown_grace_s: 10,
             tls_cert: String::new(),
             tls_key: String::new(),
             max_body_bytes: 1_048_576,
             registry_mailbox: 10_000,
-            registry_max_lag_ms: 10,
+            registry_max_lag_ms: 25,
+            body_timeout_s: 10,
         }
     }
 }
@@ -375,6 +408,15 @@ impl Config {
                 ));
             }
         }
+        for host in &s.public_hosts {
+            let bare = crate::http::host_name(host);
+            if host.is_empty() || bare != host || host.contains(['/', ' ']) {
+                return Err(ConfigError::key(
+                    "server.public_hosts",
+                    format!("`{host}` is not a host name without port, like hub.example.com"),
+                ));
+            }
+        }
         match (s.tls_cert.is_empty(), s.tls_key.is_empty()) {
             (true, true) => {}
             (false, false) => {
@@ -398,6 +440,7 @@ impl Config {
         at_least("server.max_body_bytes", s.max_body_bytes as u64, 64)?;
         at_least("server.registry_mailbox", s.registry_mailbox as u64, 16)?;
         at_least("server.registry_max_lag_ms", s.registry_max_lag_ms, 1)?;
+        at_least("server.body_timeout_s", s.body_timeout_s, 1)?;
 
         let w = &self.websocket;
         at_least("websocket.heartbeat_interval_s", w.heartbeat_interval_s, 1)?;
@@ -429,8 +472,29 @@ impl Config {
                 "both jwt_secret and jwt_public_key_file are set; choose one JWT method",
             ));
         }
+        if !a.jwt_secret.is_empty() && a.jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError::key(
+                "auth.jwt_secret",
+                format!(
+                    "must be at least {MIN_JWT_SECRET_BYTES} bytes (got {}): a short HS256 secret can be brute-forced from one token",
+                    a.jwt_secret.len()
+                ),
+            ));
+        }
         if !a.jwt_public_key_file.is_empty() {
             require_file("auth.jwt_public_key_file", &a.jwt_public_key_file)?;
+        }
+        let jwt_on = !a.jwt_secret.is_empty() || !a.jwt_public_key_file.is_empty();
+        for (key, value) in [
+            ("auth.jwt_audience", &a.jwt_audience),
+            ("auth.jwt_issuer", &a.jwt_issuer),
+        ] {
+            if !value.is_empty() && !jwt_on {
+                return Err(ConfigError::key(
+                    key,
+                    "is set but no JWT method is (auth.jwt_secret or auth.jwt_public_key_file)",
+                ));
+            }
         }
         // Parses the key file (or secret) exactly as the running hub will.
         crate::auth::Authenticator::new(a)?;
@@ -663,7 +727,7 @@ mod tests {
         assert_eq!(key_of(err), "rooms.declare[0].name");
         let err = Config::from_toml(
             "t",
-            "[auth]\njwt_secret = \"s\"\njwt_public_key_file = \"/etc/hostname\"\n",
+            "[auth]\njwt_secret = \"a-secret-of-at-least-32-bytes-ok\"\njwt_public_key_file = \"/etc/hostname\"\n",
             no_env(),
         )
         .unwrap_err();
@@ -684,6 +748,32 @@ mod tests {
             Config::from_toml("t", "[server\n", no_env()),
             Err(ConfigError::Syntax { .. })
         ));
+    }
+
+    #[test]
+    fn hardening_keys_are_checked() {
+        let check = |text: &str| Config::from_toml("t", text, no_env());
+        let short = check("[auth]\njwt_secret = \"0123456789abcdef0123456789abcde\"\n");
+        assert_eq!(key_of(short.unwrap_err()), "auth.jwt_secret");
+        check("[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n")
+            .expect("32 bytes are enough");
+        for key in ["jwt_audience", "jwt_issuer"] {
+            let err = check(&format!("[auth]\n{key} = \"x\"\n")).unwrap_err();
+            assert_eq!(key_of(err), format!("auth.{key}"), "without a JWT method");
+        }
+        for bad in ["hub.example.com:8080", "http://hub.example.com", "", "a b"] {
+            let err = check(&format!("[server]\npublic_hosts = [\"{bad}\"]\n")).unwrap_err();
+            assert_eq!(key_of(err), "server.public_hosts", "{bad:?}");
+        }
+        let ok =
+            check("[server]\npublic_hosts = [\"hub.internal\", \"[fd00::1]\"]\n").expect("valid");
+        assert_eq!(ok.server.public_hosts.len(), 2);
+        let err = check("[server]\nbody_timeout_s = 0\n").unwrap_err();
+        assert_eq!(key_of(err), "server.body_timeout_s");
+        assert!(
+            Config::default().auth.public_reads,
+            "the v1 contract: public reads"
+        );
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub enum HubError {
     /// No such route.
     #[error("{0}")]
     NotFound(String),
+    /// A write body with another content type than JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request body did not arrive in time (seconds allowed).
+    #[error("request body not received within {0} s")]
+    RequestTimeout(u64),
     /// A failure on our side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -74,6 +80,8 @@ impl HubError {
             HubError::OverCapacity(_) => ErrorCode::OverCapacity,
             HubError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             HubError::NotFound(_) => ErrorCode::NotFound,
+            HubError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            HubError::RequestTimeout(_) => ErrorCode::RequestTimeout,
             HubError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -102,6 +110,12 @@ impl ResponseError for HubError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self.body())
+        let mut response = HttpResponse::build(self.status_code());
+        // The rest of a body that is late is not waited for: the connection
+        // goes, so a slow sender cannot hold it.
+        if matches!(self, HubError::RequestTimeout(_)) {
+            response.force_close();
+        }
+        response.json(self.body())
     }
 }

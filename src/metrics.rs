@@ -36,6 +36,10 @@ pub const ERROR_FRAMES: &str = "hub_error_frames_total";
 pub const PUBLISH_ENQUEUE: &str = "hub_publish_enqueue_seconds";
 /// Messages waiting in the registry's mailbox.
 pub const REGISTRY_MAILBOX: &str = "hub_registry_mailbox_depth";
+/// Durable store: commit latency (one commit per batch of publishes), by outcome.
+pub const STORE_COMMIT: &str = "hub_store_commit_seconds";
+/// Durable store: bytes the store file takes on disk.
+pub const STORE_BYTES: &str = "hub_store_bytes";
 /// Client-driven messages refused because the registry's intake was full.
 pub const REGISTRY_REFUSED: &str = "hub_registry_refused_total";
 
@@ -69,6 +73,8 @@ pub fn install() -> bool {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(PUBLISH_ENQUEUE.into()), &ENQUEUE_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(STORE_COMMIT.into()), &ENQUEUE_BUCKETS)
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -110,6 +116,12 @@ fn describe() {
         REGISTRY_MAILBOX,
         "Messages waiting in the registry's mailbox."
     );
+    describe_histogram!(
+        STORE_COMMIT,
+        Unit::Seconds,
+        "Durable store: one commit (a batch of publishes, synced with storage.fsync), by result."
+    );
+    describe_gauge!(STORE_BYTES, "Durable store: bytes its file takes on disk.");
     describe_counter!(
         REGISTRY_REFUSED,
         "Client commands and HTTP requests refused because the registry's intake was full."
@@ -165,6 +177,17 @@ pub fn disconnect(reason: crate::protocol::DisconnectReason) {
 /// Counts an error frame.
 pub fn error_frame(code: crate::protocol::ErrorCode) {
     metrics::counter!(ERROR_FRAMES, "code" => code.as_str()).increment(1);
+}
+
+/// Records one store commit.
+pub fn store_commit(took: std::time::Duration, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::histogram!(STORE_COMMIT, "result" => result).record(took.as_secs_f64());
+}
+
+/// Records the store's size on disk.
+pub fn store_size(bytes: u64) {
+    metrics::gauge!(STORE_BYTES).set(bytes as f64);
 }
 
 /// Counts a message refused at the registry's full intake.

@@ -69,6 +69,11 @@ pub enum ErrorCode {
     LimitExceeded,
     /// No such HTTP route (an extension of the contract's list).
     NotFound,
+    /// A write body that is not `application/json` (an extension).
+    UnsupportedMediaType,
+    /// A request body that did not arrive within `server.body_timeout_s` (an
+    /// extension).
+    RequestTimeout,
     /// A bug or an unexpected failure on our side.
     Internal,
 }
@@ -90,6 +95,8 @@ impl ErrorCode {
             ErrorCode::OverCapacity => "over_capacity",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -102,7 +109,9 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::ForbiddenOrigin | ErrorCode::PublishDisabled => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownSession | ErrorCode::NotFound => 404,
             ErrorCode::LimitExceeded => 409,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::TooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable | ErrorCode::OverCapacity => 503,
             ErrorCode::Internal => 500,

@@ -138,7 +138,7 @@ impl Hub {
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(http::cors(&app_state.config))
+                .wrap(actix_web::middleware::from_fn(http::close_unread_bodies))
                 .wrap(actix_web::middleware::from_fn(http::access_log))
                 .configure(http::configure(app_state.clone()))
         })

@@ -419,16 +419,15 @@ impl Actor for Session {
             stats: self.stats.clone(),
         });
         if let Some(initial) = start.initial {
-            let busy = self.registry.offer(registry::Subscribe {
+            // Not shed like a command: a `/ws/{room}` socket has no way to
+            // ask again, and admission already bounds these (one per socket).
+            self.registry.do_send(registry::Subscribe {
                 id: self.id,
                 room: initial.room,
                 since: initial.since,
                 epoch: initial.epoch,
                 reference: None,
             });
-            if busy.is_err() {
-                self.send_error(&registry::Busy.into(), None);
-            }
         }
 
         if let Some(exp) = self.claims.exp {

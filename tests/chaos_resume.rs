@@ -150,6 +150,7 @@ async fn run_chaos(history: usize, events: u64, clients: u64, pause: Duration) -
             for i in 0..events {
                 let r = client
                     .post(hub.http("/api/rooms/hotspots/events"))
+                    .header("content-type", "application/json")
                     .body(json!({"type": "hotspot_detected", "data": {"i": i}}).to_string())
                     .send()
                     .await

@@ -471,7 +471,7 @@ async fn socket_status_is_cluster_wide_and_dead_or_stopped_nodes_leave_it() {
     eprintln!("b left the status {:?} after its exit", exited.elapsed());
 }
 
-const SECRET: &str = "cluster-test-secret-long-enough";
+const SECRET: &str = "cluster-test-secret-32-bytes-long";
 
 fn token_for(sub: &str) -> String {
     let exp = SystemTime::now()

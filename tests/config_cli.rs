@@ -55,8 +55,13 @@ fn bad_configs_exit_2_naming_the_key() {
         ),
         (
             "jwt.toml",
-            "[auth]\njwt_secret = \"s3cret\"\njwt_public_key_file = \"/etc/hostname\"\n",
+            "[auth]\njwt_secret = \"a-secret-of-at-least-32-bytes-ok\"\njwt_public_key_file = \"/etc/hostname\"\n",
             "auth.jwt_public_key_file",
+        ),
+        (
+            "short-secret.toml",
+            "[auth]\njwt_secret = \"s3cret\"\n",
+            "auth.jwt_secret",
         ),
         (
             "timeout.toml",
@@ -127,4 +132,32 @@ fn help_reads_well_and_bad_flags_exit_2() {
     );
     let o = hub(&["--no-such-flag"], &[]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_short_hs256_secret_stops_the_server_from_starting() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realtime-hub"))
+        .env("HUB_SERVER__BIND", "127.0.0.1:0")
+        .env("HUB_AUTH__JWT_SECRET", "only-20-bytes-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the hub started with a 20-byte HS256 secret");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let o = child.wait_with_output().expect("output");
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr(&o).contains("auth.jwt_secret"), "{}", stderr(&o));
 }

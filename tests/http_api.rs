@@ -326,7 +326,10 @@ async fn api_keys_guard_the_write_and_admin_api() {
     let url = hub.http("/api/rooms/alerts/events");
     let body = json!({"type": "x", "data": 1}).to_string();
     for auth in [None, Some("Bearer wrong-key-000000"), Some("Basic abc")] {
-        let mut req = http().post(&url).body(body.clone());
+        let mut req = http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
@@ -338,6 +341,7 @@ async fn api_keys_guard_the_write_and_admin_api() {
     let r = http()
         .post(&url)
         .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
         .body(body)
         .send()
         .await

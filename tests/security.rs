@@ -1,6 +1,7 @@
-//! Security rules (contract sections 6–8): JWT on connect (every refusal case),
-//! room and publish claims, expiry, user targeting, rate limits, TLS, and
-//! secrets kept out of logs. Origin, connection limits, frame size and body size
+//! Security rules (contract sections 6–8): JWT on connect (every refusal case,
+//! `nbf`, `aud`, `iss`, `crit`), room and publish claims, expiry, private reads
+//! (`auth.public_reads = false`), user targeting, rate limits, TLS, and secrets
+//! kept out of logs. Origin, connection limits, frame size and body size
 //! are in `admission.rs`, `websocket_session.rs` and `http_api.rs`.
 
 mod common;
@@ -14,7 +15,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "test-secret-that-is-long-enough";
+const SECRET: &str = "test-secret-that-is-32-bytes-long";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -136,6 +137,170 @@ async fn upgrades_without_a_valid_token_get_401() {
         .expect("bearer header accepted");
     let first = ws.next().await.expect("frame").expect("ok");
     assert!(first.to_text().expect("text").contains("welcome"));
+}
+
+#[tokio::test]
+async fn nbf_audience_issuer_and_crit_are_checked() {
+    let hub = start(|c| {
+        c.auth.jwt_secret = SECRET.into();
+        c.auth.jwt_audience = "hub-clients".into();
+        c.auth.jwt_issuer = "https://id.example".into();
+    });
+    let base = |extra: Value| {
+        let mut claims = json!({"sub": "u1", "exp": now() + 3600,
+            "aud": "hub-clients", "iss": "https://id.example"});
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        claims
+    };
+    let without = |key: &str| {
+        let mut claims = base(json!({}));
+        claims.as_object_mut().expect("object").remove(key);
+        hs256(claims)
+    };
+    let mut crit = Header::new(Algorithm::HS256);
+    crit.crit = Some(vec!["exp".into()]);
+    let with_crit = encode(
+        &crit,
+        &base(json!({})),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign");
+    let cases = [
+        (
+            "nbf in the future",
+            hs256(base(json!({"nbf": now() + 600}))),
+        ),
+        (
+            "other audience",
+            hs256(base(json!({"aud": "someone-else"}))),
+        ),
+        ("no audience", without("aud")),
+        (
+            "other issuer",
+            hs256(base(json!({"iss": "https://evil.example"}))),
+        ),
+        ("no issuer", without("iss")),
+        ("crit header", with_crit),
+    ];
+    for (name, token) in cases {
+        let (status, body) = refused(&hub.ws(&format!("/ws?token={token}"))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{name}: {body}"
+        );
+    }
+    let accepted = [
+        ("all claims", hs256(base(json!({})))),
+        ("nbf passed", hs256(base(json!({"nbf": now() - 5})))),
+        (
+            "audience in a list",
+            hs256(base(json!({"aud": ["other", "hub-clients"]}))),
+        ),
+    ];
+    for (name, token) in accepted {
+        let (_c, w) = Client::connect_welcomed(&hub.ws(&format!("/ws?token={token}"))).await;
+        assert_eq!(w["type"], "welcome", "{name}");
+    }
+    // Without jwt_audience configured, an `aud` is not a reason to refuse.
+    let plain = jwt_hub();
+    let token = token_for("u1", json!({"aud": "anyone"}));
+    let (_c, w) = Client::connect_welcomed(&plain.ws(&format!("/ws?token={token}"))).await;
+    assert_eq!(w["type"], "welcome");
+}
+
+#[tokio::test]
+async fn private_reads_need_a_key_or_a_token_for_the_room() {
+    let key = "reader-api-key-123";
+    let hub = start(|c| {
+        c.auth.jwt_secret = SECRET.into();
+        c.auth.api_keys = vec![key.into()];
+        c.auth.public_reads = false;
+    });
+    let (status, _) = post_with_key(&hub, key, "alerts").await;
+    assert_eq!(status, 200);
+    let alerts_only = token_for("reader", json!({"rooms": ["alerts"]}));
+    let expired = hs256(json!({"sub": "reader", "exp": now() - 30}));
+    let history = |room: &str| hub.http(&format!("/api/rooms/{room}/history"));
+    let read = |url: String, bearer: Option<String>| async move {
+        let mut req = http().get(url);
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        let r = req.send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.expect("json"))
+    };
+    // Nothing presented, a wrong key, an expired token: 401.
+    for bearer in [None, Some("wrong-key-0000".into()), Some(expired.clone())] {
+        let (status, v) = read(history("alerts"), bearer.clone()).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{bearer:?}: {v}"
+        );
+        let (status, _) = read(hub.http("/api/rooms"), bearer.clone()).await;
+        assert_eq!(status, 401, "{bearer:?}");
+    }
+    // The API key reads everything.
+    let (status, v) = read(history("hotspots"), Some(key.into())).await;
+    assert_eq!(status, 200, "{v}");
+    let (_, rooms) = read(hub.http("/api/rooms"), Some(key.into())).await;
+    assert_eq!(rooms.as_array().map(Vec::len), Some(3), "{rooms}");
+    // A token reads the rooms its claim allows, from ?token= or Bearer.
+    let (status, v) = read(format!("{}?token={alerts_only}", history("alerts")), None).await;
+    assert_eq!((status, v["seq"].as_u64()), (200, Some(1)), "{v}");
+    let (status, v) = read(history("alerts"), Some(alerts_only.clone())).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = read(history("hotspots"), Some(alerts_only.clone())).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    let (status, rooms) = read(hub.http("/api/rooms"), Some(alerts_only)).await;
+    assert_eq!(status, 200);
+    let names: Vec<_> = rooms
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["room"].as_str())
+        .collect();
+    assert_eq!(names, ["alerts"], "filtered to the token's rooms");
+    // Counts stay public.
+    let (status, _) = get(&hub.http("/socket-status")).await;
+    assert_eq!(status, 200);
+
+    // Without keys, loopback reads, under the write API's Origin and Host rules.
+    let local = start(|c| c.auth.public_reads = false);
+    let url = local.http("/api/rooms/alerts/history");
+    assert_eq!(get(&url).await.0, 200);
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("host", "attacker.example"),
+    ] {
+        let r = http()
+            .get(&url)
+            .header(name, value)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status().as_u16(), 403, "{name}: {value}");
+    }
+}
+
+async fn post_with_key(hub: &realtime_hub::SpawnedHub, key: &str, room: &str) -> (u16, Value) {
+    let r = http()
+        .post(hub.http(&format!("/api/rooms/{room}/events")))
+        .header("authorization", format!("Bearer {key}"))
+        .json(&json!({"type": "alert_raised", "data": 1}))
+        .send()
+        .await
+        .expect("publish");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
 }
 
 #[tokio::test]
@@ -370,7 +535,7 @@ async fn tokens_and_api_keys_never_reach_the_log() {
     let r = http()
         .post(hub.http("/api/rooms/alerts/events"))
         .header("authorization", format!("Bearer {api_key}"))
-        .body(json!({"type": "t", "data": 1}).to_string())
+        .json(&json!({"type": "t", "data": 1}))
         .send()
         .await
         .expect("publish");
@@ -378,7 +543,7 @@ async fn tokens_and_api_keys_never_reach_the_log() {
     let r = http()
         .post(hub.http("/api/rooms/alerts/events"))
         .header("authorization", "Bearer wrong-key-also-secret-1")
-        .body("{}")
+        .json(&json!({}))
         .send()
         .await
         .expect("publish");

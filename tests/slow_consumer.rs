@@ -130,6 +130,7 @@ async fn paced_publish(
             json!({"type": "load", "data": {"t": clock.elapsed().as_micros() as u64, "pad": pad}});
         let r = client
             .post(hub.http("/api/rooms/alerts/events"))
+            .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await

@@ -7,7 +7,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{parse_json, read_body, registry_down, registry_gone, require_write_access, AppState};
+use super::{
+    parse_json, read_access, read_json_body, registry_down, registry_gone, require_write_access,
+    AppState,
+};
 use crate::error::{ErrorBody, HubError};
 use crate::protocol::{check_event_type, check_idempotency_key, MAX_USER_BYTES};
 use crate::registry::{
@@ -51,7 +54,7 @@ pub struct SocketsQuery {
         (status = 200, description = "Every open session", body = Vec<SocketInfo>),
         (status = 400, description = "Bad query string", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+        (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts", body = ErrorBody),
     ))]
 pub async fn list_sockets(
     req: HttpRequest,
@@ -88,7 +91,7 @@ async fn read_event_body(
     state: &AppState,
     payload: web::Payload,
 ) -> Result<EventBody, HubError> {
-    let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
+    let body = read_json_body(req, payload, &state.config).await?;
     let event: EventBody = parse_json(&body)?;
     check_event_type(&event.kind).map_err(HubError::BadRequest)?;
     Ok(event)
@@ -105,9 +108,11 @@ async fn read_event_body(
         (status = 200, description = "Accepted: the event's seq", body = PublishAck),
         (status = 400, description = "Malformed body, invalid event type or idempotency key", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "No API keys configured and the caller is not on loopback, or a system room", body = ErrorBody),
+        (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts; or a system room", body = ErrorBody),
         (status = 404, description = "Unknown room", body = ErrorBody),
+        (status = 408, description = "Body not received within server.body_timeout_s (the connection is closed)", body = ErrorBody),
         (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "Body not declared Content-Type: application/json", body = ErrorBody),
         (status = 503, description = "Room limit reached or registry unavailable", body = ErrorBody),
     ))]
 pub async fn publish(
@@ -194,8 +199,10 @@ impl BatchResult {
         (status = 200, description = "One result per item, in order", body = Vec<BatchResult>),
         (status = 400, description = "Body is not an array of items", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+        (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts", body = ErrorBody),
+        (status = 408, description = "Body not received within server.body_timeout_s (the connection is closed)", body = ErrorBody),
         (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "Body not declared Content-Type: application/json", body = ErrorBody),
         (status = 503, description = "Registry unavailable", body = ErrorBody),
     ))]
 pub async fn publish_batch(
@@ -204,7 +211,7 @@ pub async fn publish_batch(
     payload: web::Payload,
 ) -> Result<HttpResponse, HubError> {
     require_write_access(&req, &state.config)?;
-    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
+    let body = read_json_body(&req, payload, &state.config).await?;
     let items: Vec<BatchItem> = parse_json(&body)?;
     // Items with a bad type never reach the registry; their slot keeps its place.
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
@@ -263,8 +270,10 @@ pub struct Delivered {
         (status = 200, description = "Queued for every session of the user on this node", body = Delivered),
         (status = 400, description = "Malformed body, invalid event type or user id", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+        (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts", body = ErrorBody),
+        (status = 408, description = "Body not received within server.body_timeout_s (the connection is closed)", body = ErrorBody),
         (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "Body not declared Content-Type: application/json", body = ErrorBody),
         (status = 503, description = "Registry unavailable", body = ErrorBody),
     ))]
 pub async fn publish_user(
@@ -291,15 +300,35 @@ pub async fn publish_user(
     Ok(HttpResponse::Ok().json(Delivered { delivered }))
 }
 
-/// `GET /api/rooms`.
+/// `GET /api/rooms`. With `auth.public_reads` false, a token reader sees only
+/// the rooms its `rooms` claim allows.
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms",
-    responses((status = 200, description = "Every room with its order and history", body = Vec<RoomInfo>)))]
-pub async fn list_rooms(state: Data) -> Result<HttpResponse, HubError> {
+    params(("token" = Option<String>, Query, description = "JWT, when auth.public_reads is false (or Authorization: Bearer)")),
+    responses(
+        (status = 200, description = "Every room (the token's rooms, for a token reader) with its order and history", body = Vec<RoomInfo>),
+        (status = 401, description = "auth.public_reads is false and no API key or valid token was presented", body = ErrorBody),
+        (status = 403, description = "auth.public_reads is false and a browser Origin or Host the write API would refuse", body = ErrorBody),
+    ))]
+pub async fn list_rooms(req: HttpRequest, state: Data) -> Result<HttpResponse, HubError> {
+    let access = read_access(&req, &state)?;
+    // The registry's body is built once and shared; only a token reader's
+    // narrower view is filtered from it, here on the worker.
     let body = state
         .registry
         .send(ListRooms)
         .await
         .map_err(registry_down)?;
+    let body = match access {
+        super::access::ReadAccess::All => body,
+        narrower => {
+            let mut rooms: Vec<serde_json::Value> = serde_json::from_slice(&body)
+                .map_err(|e| HubError::Internal(format!("room list: {e}")))?;
+            rooms.retain(|r| r["room"].as_str().is_some_and(|room| narrower.allows(room)));
+            serde_json::to_vec(&rooms)
+                .map_err(|e| HubError::Internal(format!("room list: {e}")))?
+                .into()
+        }
+    };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
@@ -353,22 +382,32 @@ pub struct HistoryDoc {
 /// `GET /api/rooms/{room}/history`: the HTTP fallback for clients that cannot
 /// resume over the socket.
 #[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms",
-    params(("room" = String, Path, description = "Room name"), HistoryQuery),
+    params(("room" = String, Path, description = "Room name"), HistoryQuery,
+        ("token" = Option<String>, Query, description = "JWT, when auth.public_reads is false (or Authorization: Bearer)")),
     responses(
         (status = 200, description = "Events still in history", body = HistoryDoc),
         (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 401, description = "auth.public_reads is false and no API key or valid token was presented", body = ErrorBody),
+        (status = 403, description = "auth.public_reads is false and the token does not allow the room, or a browser Origin or Host the write API would refuse", body = ErrorBody),
         (status = 404, description = "Unknown room", body = ErrorBody),
     ))]
 pub async fn history(
+    req: HttpRequest,
     state: Data,
     room: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, HubError> {
+    let room = room.into_inner();
+    if !read_access(&req, &state)?.allows(&room) {
+        return Err(HubError::Forbidden(format!(
+            "token does not allow room {room}"
+        )));
+    }
     let HistoryQuery { since, limit } = query.into_inner();
     let page = state
         .registry
         .send(GetHistory {
-            room: room.into_inner(),
+            room,
             since: since.unwrap_or(0),
             limit: limit.unwrap_or(usize::MAX),
         })
@@ -394,7 +433,7 @@ pub struct Disconnected {
     responses(
         (status = 200, description = "The session is closing with 4009", body = Disconnected),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "No API keys configured and the caller is not on loopback", body = ErrorBody),
+        (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts", body = ErrorBody),
         (status = 404, description = "Unknown session", body = ErrorBody),
     ))]
 pub async fn disconnect(

@@ -1,6 +1,8 @@
 //! The HTTP surface: routes, shared state, and the helpers every handler uses
-//! (write-API access, bounded body reading, JSON errors for every failure).
+//! (access rules in `access`, bounded body reading, JSON errors for every
+//! failure).
 
+mod access;
 mod api;
 mod echo;
 pub mod openapi;
@@ -20,6 +22,9 @@ use crate::connections::ConnectionLimiter;
 use crate::error::HubError;
 use crate::registry::RegistryHandle;
 use crate::session::SessionSettings;
+
+pub use access::host_name;
+use access::{cors_read, cors_write, read_access, require_json, require_write_access};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -54,6 +59,7 @@ impl AppState {
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         let echo = state.config.websocket.echo_endpoint;
+        let config = state.config.clone();
         cfg.app_data(web::Data::new(state))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 HubError::BadRequest(format!("bad query string: {err}")).into()
@@ -63,27 +69,46 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     HubError::BadRequest(format!("bad path: {err}")).into()
                 }),
             );
-        cfg.service(resource("/ws").route(web::get().to(upgrade::connect)))
-            .service(resource("/ws/connect").route(web::get().to(upgrade::connect_alias)));
+        let read = |path: &str, route: actix_web::Route| {
+            resource(path).route(route).wrap(cors_read(&config))
+        };
+        let write = |path: &str, route: actix_web::Route| {
+            resource(path).route(route).wrap(cors_write(&config))
+        };
+        cfg.service(read("/ws", web::get().to(upgrade::connect)))
+            .service(read("/ws/connect", web::get().to(upgrade::connect_alias)));
         if echo {
-            cfg.service(resource("/ws/_echo").route(web::get().to(echo::echo)));
+            cfg.service(read("/ws/_echo", web::get().to(echo::echo)));
         }
-        cfg.service(resource("/ws/{room}").route(web::get().to(upgrade::room)))
-            .service(resource("/socket-status").route(web::get().to(api::socket_status)))
-            .service(resource("/socket-status/").route(web::get().to(api::socket_status)))
-            .service(resource("/socket-status/sockets").route(web::get().to(api::list_sockets)))
-            .service(resource("/api/rooms").route(web::get().to(api::list_rooms)))
-            .service(resource("/api/rooms/{room}/events").route(web::post().to(api::publish)))
-            .service(resource("/api/rooms/{room}/history").route(web::get().to(api::history)))
-            .service(resource("/api/events").route(web::post().to(api::publish_batch)))
-            .service(resource("/api/users/{user}/events").route(web::post().to(api::publish_user)))
-            .service(
-                resource("/api/sockets/{id}/disconnect").route(web::post().to(api::disconnect)),
-            )
-            .service(resource("/metrics").route(web::get().to(api::metrics)))
-            .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
-            .service(resource("/healthz").route(web::get().to(api::healthz)))
-            .service(resource("/readyz").route(web::get().to(api::readyz)))
+        cfg.service(read("/ws/{room}", web::get().to(upgrade::room)))
+            .service(read("/socket-status", web::get().to(api::socket_status)))
+            .service(read("/socket-status/", web::get().to(api::socket_status)))
+            .service(read("/api/rooms", web::get().to(api::list_rooms)))
+            .service(read(
+                "/api/rooms/{room}/history",
+                web::get().to(api::history),
+            ))
+            .service(read("/metrics", web::get().to(api::metrics)))
+            .service(read("/openapi.json", web::get().to(openapi::openapi_json)))
+            .service(read("/healthz", web::get().to(api::healthz)))
+            .service(read("/readyz", web::get().to(api::readyz)))
+            .service(write(
+                "/socket-status/sockets",
+                web::get().to(api::list_sockets),
+            ))
+            .service(write(
+                "/api/rooms/{room}/events",
+                web::post().to(api::publish),
+            ))
+            .service(write("/api/events", web::post().to(api::publish_batch)))
+            .service(write(
+                "/api/users/{user}/events",
+                web::post().to(api::publish_user),
+            ))
+            .service(write(
+                "/api/sockets/{id}/disconnect",
+                web::post().to(api::disconnect),
+            ))
             .default_service(web::to(not_found));
     }
 }
@@ -113,29 +138,6 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 /// dual-stack listener treats `::ffff:127.0.0.1` as loopback.
 pub fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
     req.peer_addr().map(|a| a.ip().to_canonical())
-}
-
-/// CORS for browser dashboards served from another origin: the read API and
-/// the history fallback must be readable cross-origin. Origins follow
-/// `server.allowed_origins` (empty = any). A disallowed origin is not blocked
-/// here — it just gets no CORS headers — so upgrades still get the contract's
-/// own 403 `forbidden_origin`.
-pub fn cors(config: &Config) -> actix_cors::Cors {
-    use actix_web::http::header;
-    let cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .block_on_origin_mismatch(false)
-        .max_age(3600);
-    if config.server.allowed_origins.is_empty() {
-        cors.allow_any_origin()
-    } else {
-        config
-            .server
-            .allowed_origins
-            .iter()
-            .fold(cors, |c, origin| c.allowed_origin(origin))
-    }
 }
 
 /// Query keys whose values never reach a log line.
@@ -222,43 +224,86 @@ pub async fn access_log(
     Ok(res)
 }
 
-/// Write/admin access: one of `auth.api_keys` as a Bearer token, or, when no
-/// keys are configured, a loopback client.
-pub fn require_write_access(req: &HttpRequest, config: &Config) -> Result<(), HubError> {
-    let keys = &config.auth.api_keys;
-    if keys.is_empty() {
-        return match peer_ip(req) {
-            Some(ip) if ip.is_loopback() => Ok(()),
-            _ => Err(HubError::Forbidden(
-                "the write API answers only loopback clients when auth.api_keys is empty".into(),
-            )),
-        };
+/// Makes actix close, not drain, a connection whose request body was left
+/// unread (a refused or timed-out request). actix-http drains the rest of a
+/// chunked body once the handler drops it, however long it runs, so one
+/// endless chunked request would pin a connection for good; while the request
+/// payload is still held, it closes the connection after the response
+/// instead. So the payload is shared: the handler reads it as usual, and the
+/// response body holds it until written. WebSocket handshakes pass untouched
+/// (their "payload" is the socket).
+pub async fn close_unread_bodies(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::body::{BodySize, BoxBody, MessageBody};
+    use actix_web::dev::Payload;
+    use actix_web::http::header;
+    use actix_web::HttpMessage;
+    use std::cell::RefCell;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll};
+
+    struct Shared(Rc<RefCell<Payload>>);
+    impl futures_util::Stream for Shared {
+        type Item = Result<web::Bytes, actix_web::error::PayloadError>;
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.0.borrow_mut().poll_next_unpin(cx)
+        }
     }
-    let presented = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| HubError::Unauthorized("missing Authorization: Bearer <api key>".into()))?;
-    // Every key is compared, in constant time, so timing tells nothing.
-    let matched = keys.iter().fold(false, |found, key| {
-        found | constant_time_eq::constant_time_eq(key.as_bytes(), presented.as_bytes())
+    struct Holding {
+        body: BoxBody,
+        _payload: Rc<RefCell<Payload>>,
+    }
+    impl MessageBody for Holding {
+        type Error = Box<dyn std::error::Error>;
+        fn size(&self) -> BodySize {
+            self.body.size()
+        }
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
+            Pin::new(&mut self.body).poll_next(cx)
+        }
+    }
+
+    let headers = req.headers();
+    let handshake = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && !headers.contains_key(header::TRANSFER_ENCODING);
+    if handshake {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let payload = Rc::new(RefCell::new(req.take_payload()));
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(Shared(payload.clone())),
     });
-    if matched {
-        Ok(())
-    } else {
-        Err(HubError::Unauthorized("invalid API key".into()))
-    }
+    let res = next.call(req).await?;
+    Ok(res
+        .map_body(|_, body| Holding {
+            body: body.boxed(),
+            _payload: payload,
+        })
+        .map_into_boxed_body())
 }
 
-/// Reads a request body up to `limit` bytes; more is `too_large` (413), checked
-/// against Content-Length first so an oversized upload is refused unread.
-pub async fn read_body(
+/// Most of a declared body length reserved before any of it arrived.
+const PREALLOCATE_MAX: usize = 16 * 1024;
+
+/// Reads a write request's JSON body: `application/json` or 415, at most
+/// `server.max_body_bytes` (413, checked against Content-Length first so an
+/// oversized upload is refused unread), within `server.body_timeout_s` (408,
+/// and the connection is closed).
+pub async fn read_json_body(
     req: &HttpRequest,
     mut payload: web::Payload,
-    limit: usize,
+    config: &Config,
 ) -> Result<web::Bytes, HubError> {
+    require_json(req)?;
+    let limit = config.server.max_body_bytes;
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -267,15 +312,24 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(HubError::TooLarge(limit));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| HubError::BadRequest(format!("reading body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(HubError::TooLarge(limit));
+    let read = async {
+        // Grown as bytes arrive: reserving the declared length up front would
+        // let a few bytes claiming a megabyte commit a megabyte of address
+        // space, per connection.
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(PREALLOCATE_MAX));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| HubError::BadRequest(format!("reading body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(HubError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    let allowed = config.server.body_timeout_s;
+    tokio::time::timeout(std::time::Duration::from_secs(allowed), read)
+        .await
+        .map_err(|_| HubError::RequestTimeout(allowed))?
 }
 
 /// Parses a JSON body into `T`, with the serde message as the 400 detail.
@@ -312,69 +366,5 @@ mod tests {
         );
         assert_eq!(redact_query("API_KEY=k&x"), "API_KEY=REDACTED&x");
         assert_eq!(redact_query(""), "");
-    }
-
-    fn config_with_keys(keys: &[&str]) -> Config {
-        let mut c = Config::default();
-        c.auth.api_keys = keys.iter().map(|k| k.to_string()).collect();
-        c
-    }
-
-    // The loopback rule needs a non-loopback peer, which a test on this machine
-    // cannot open over real TCP without touching a non-loopback address; the
-    // rule itself is checked here on requests with a given peer.
-    #[test]
-    fn without_keys_only_loopback_peers_may_write() {
-        use actix_web::test::TestRequest;
-        let c = config_with_keys(&[]);
-        for peer in [
-            "127.0.0.1:1",
-            "127.9.9.9:1",
-            "[::1]:1",
-            "[::ffff:127.0.0.1]:1",
-        ] {
-            let req = TestRequest::default()
-                .peer_addr(peer.parse().expect("addr"))
-                .to_http_request();
-            assert!(require_write_access(&req, &c).is_ok(), "{peer}");
-        }
-        for peer in [
-            "10.1.2.3:1",
-            "192.0.2.7:1",
-            "[2001:db8::1]:1",
-            "[::ffff:10.0.0.1]:1",
-        ] {
-            let req = TestRequest::default()
-                .peer_addr(peer.parse().expect("addr"))
-                .to_http_request();
-            assert!(
-                matches!(require_write_access(&req, &c), Err(HubError::Forbidden(_))),
-                "{peer}"
-            );
-        }
-        let req = TestRequest::default().to_http_request();
-        assert!(
-            require_write_access(&req, &c).is_err(),
-            "no peer address: refused"
-        );
-    }
-
-    #[test]
-    fn with_keys_any_peer_needs_a_matching_bearer_key() {
-        use actix_web::test::TestRequest;
-        let c = config_with_keys(&["first-key-123", "second-key-456"]);
-        let peer = "10.1.2.3:1".parse().expect("addr");
-        let ok = TestRequest::default()
-            .peer_addr(peer)
-            .insert_header(("authorization", "Bearer second-key-456"))
-            .to_http_request();
-        assert!(require_write_access(&ok, &c).is_ok());
-        let loopback_without_key = TestRequest::default()
-            .peer_addr("127.0.0.1:1".parse().expect("addr"))
-            .to_http_request();
-        assert!(matches!(
-            require_write_access(&loopback_without_key, &c),
-            Err(HubError::Unauthorized(_))
-        ));
     }
 }

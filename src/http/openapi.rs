@@ -55,7 +55,7 @@ impl Modify for ApiKey {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "One of auth.api_keys. With no keys configured, only loopback clients may call these endpoints.",
+                        "One of auth.api_keys. With no keys configured, only loopback clients addressing the hub by a loopback Host (or one of server.public_hosts) may call these endpoints. Any of them refuses a browser Origin not in server.allowed_origins (403 forbidden_origin), and a request body not declared application/json (415).",
                     ))
                     .build(),
             ),

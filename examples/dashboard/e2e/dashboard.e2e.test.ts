@@ -35,6 +35,9 @@ let context: BrowserContext;
 let page: Page;
 const pageRequests: string[] = [];
 const frames: Frame[] = [];
+
+/** The dashboard's origin is the one browser origin allowed on the write API. */
+const hubEnv = () => ({ HUB_SERVER__ALLOWED_ORIGINS: gateway.url });
 const consoleErrors: string[] = [];
 
 /** Seqs of a feed's items, in display order (newest first). */
@@ -93,8 +96,10 @@ async function screenshot(name: string): Promise<string> {
 
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  hub = await HubProcess.start();
+  // The gateway first: the hub must list its origin, since the page's demo
+  // publish reaches the write API with that Origin.
   gateway = await Gateway.start(DIST, () => hub.port);
+  hub = await HubProcess.start({ env: hubEnv() });
   browser = await launchBrowser();
   context = browser.context;
   page = context.pages()[0] ?? (await context.newPage());
@@ -233,7 +238,7 @@ describe("dashboard in Chromium", () => {
     gateway.cut();
     await waitForBadge("reconnecting");
     await hub.stop();
-    hub = await HubProcess.start({ port: hub.port });
+    hub = await HubProcess.start({ port: hub.port, env: hubEnv() });
     const fresh = [
       await hub.publish("hotspots", "hotspot_detected", { id: "n1", area: "New epoch north" }),
       await hub.publish("hotspots", "hotspot_detected", { id: "n2", area: "New epoch south" }),
