@@ -6,17 +6,21 @@
 //!
 //! ## The data path, top to bottom
 //!
-//! One published event travels **socket → session actor → registry → room →
-//! sessions**:
+//! One published event travels **socket → session actor → registry → engine →
+//! registry → room → sessions**:
 //!
 //! - [`http`] receives `POST /api/rooms/{room}/events` (or a [`session`] receives
 //!   a client `publish` command, decoded by [`command`]) and sends the registry a
-//!   `Publish` message.
-//! - [`registry`] — the `RegistryActor`, on its own thread — owns every room and
-//!   the socket table. It asks the [`room`] for the next `seq`, which encodes the
-//!   event frame **once** and keeps it in the room's bounded history, then pushes
-//!   the same shared bytes into each subscriber's [`outbound`] queue. The push
-//!   never waits: a full queue closes that session with 4008 instead.
+//!   `Publish` message — refused at once when the registry's intake is full.
+//! - [`registry`] — the `RegistryActor`, on its own thread — owns every session,
+//!   subscription and a mirror of every room it serves. Its `publish` module
+//!   checks the event once and hands it to the [`engine`].
+//! - The engine gives the event its seq and keeps it — in memory, in the local
+//!   durable store (one fsync per batch, on its own thread), or in Redis — and
+//!   hands back `Committed`. The registry answers the publisher, applies the
+//!   event to the [`room`]'s mirror and pushes the frame, **encoded once**, into
+//!   each subscriber's [`outbound`] queue. The push never waits: a full queue
+//!   closes that session with 4008 instead.
 //! - Each session's [`writer`] task drains its queue into the socket under a
 //!   write timeout, and ends it with the close frame.
 //!
@@ -35,8 +39,10 @@
 //!   JWT verifier plugs in there.
 //! - [`connections`]: admission against `max_connections` (per node, per IP);
 //!   [`fd_limit`] caps it to what `RLIMIT_NOFILE` allows.
+//! - [`idempotency`]: the bounded per-room memory of `Idempotency-Key`s.
 //! - [`tls`]: wss/https with rustls.
-//! - [`server`]: binding, running, signal handling and the graceful drain.
+//! - [`server`]: choosing the engine, binding, running, signal handling and the
+//!   graceful drain.
 //! - [`cli`]: the binary's `status`/`rooms`/`publish`/`healthcheck` commands
 //!   against a running hub, and its log format (`HUB_LOG_FORMAT=json`).
 //! - [`ids`], [`session_stats`]: session ids and epochs; per-session counters.
@@ -44,12 +50,11 @@
 //!
 //! ## Cluster mode
 //!
-//! On one node the room assigns `seq` inside the registry. With
-//! `cluster.redis_url` set, the registry hands each publish to the [`cluster`]
-//! broker instead: a Lua script in Redis assigns `seq`, appends to the room's
-//! stream and broadcasts the frame; every node's broker hands the events back to
-//! its registry strictly in seq order (filling gaps from the stream), and they
-//! take the same `Room::fan_out` path. Sessions never see the difference.
+//! With `cluster.redis_url` set, the engine is [`cluster`]'s `RedisEngine`: a Lua
+//! script in Redis assigns `seq`, appends to the room's stream and broadcasts the
+//! frame; every node hands its registry the events strictly in seq order (filling
+//! gaps from the stream), and they take the same `apply_events` → `fan_out` path
+//! as on one node. Sessions never see the difference.
 
 #![deny(missing_docs)]
 
