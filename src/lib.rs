@@ -10,7 +10,9 @@
 //! sessions**:
 //!
 //! - [`http`] receives `POST /api/rooms/{room}/events` (or a [`session`] receives
-//!   a client `publish` command, decoded by [`command`]) and sends the registry a
+//!   a client `publish` command: its [`reader`] turns the socket's frames into
+//!   whole messages, refusing a frame from its header when it declares more than
+//!   the limits allow, and [`command`] decodes them) and sends the registry a
 //!   `Publish` message.
 //! - [`registry`] — the `RegistryActor`, on its own thread — owns every room and
 //!   the socket table. It asks the [`room`] for the next `seq`, which encodes the
@@ -68,6 +70,7 @@ pub mod ids;
 pub mod metrics;
 pub mod outbound;
 pub mod protocol;
+pub mod reader;
 pub mod registry;
 pub mod room;
 pub mod server;
