@@ -124,25 +124,35 @@ fn required<'de, T: Deserialize<'de>>(
 
 /// Decodes one text frame into a command.
 pub fn decode(text: &str) -> Result<Envelope, DecodeError> {
-    let raw: Raw = serde_json::from_str(text).map_err(|e| DecodeError {
-        message: if e.is_data() {
-            "a command must be a JSON object".to_string()
-        } else {
-            format!("malformed JSON: {e}")
-        },
+    let mut raw: Raw = serde_json::from_str(text).map_err(|e| DecodeError {
+        message: not_a_command(text, &e),
         reference: None,
     })?;
-    let reference: Option<Ref> =
-        field(&raw.reference, "ref", "a string or a number").map_err(|message| DecodeError {
-            message,
+    let reference = match raw.reference.take() {
+        Some(v) if v.get() != "null" => Some(Ref::from_raw(v).map_err(|_| DecodeError {
+            message: "`ref` must be a string or a number".to_string(),
             reference: None,
-        })?;
+        })?),
+        _ => None,
+    };
     decode_op(&raw)
         .map(|command| Envelope {
             command,
             reference: reference.clone(),
         })
         .map_err(|message| DecodeError { message, reference })
+}
+
+/// The message for text that is not a command: bad JSON, not an object, or an
+/// object serde refused (every field is raw JSON, so that is a duplicate key).
+fn not_a_command(text: &str, e: &serde_json::Error) -> String {
+    if !e.is_data() {
+        format!("malformed JSON: {e}")
+    } else if text.trim_start().starts_with('{') {
+        format!("invalid command: {e}")
+    } else {
+        "a command must be a JSON object".to_string()
+    }
 }
 
 fn decode_op(raw: &Raw) -> Result<Command, String> {
@@ -189,7 +199,7 @@ mod tests {
                 epoch: Some("e1".into())
             }
         );
-        assert_eq!(e.reference, Some(Ref::Num(7.into())));
+        assert_eq!(e.reference.as_ref().map(Ref::get), Some("7"));
         assert!(matches!(
             decode(r#"{"op":"unsubscribe","room":"a"}"#).map(|e| e.command),
             Ok(Command::Unsubscribe { .. })
@@ -211,11 +221,11 @@ mod tests {
     fn errors_name_the_problem_and_keep_the_ref() {
         let err = decode(r#"{"op":"subscribe","ref":"r1"}"#).expect_err("no room");
         assert!(err.message.contains("room"), "{}", err.message);
-        assert_eq!(err.reference, Some(Ref::Str("r1".into())));
+        assert_eq!(err.reference.as_ref().map(Ref::get), Some(r#""r1""#));
 
         let err = decode(r#"{"op":"fly","ref":2}"#).expect_err("unknown op");
         assert!(err.message.contains("unknown op"), "{}", err.message);
-        assert_eq!(err.reference, Some(Ref::Num(2.into())));
+        assert_eq!(err.reference.as_ref().map(Ref::get), Some("2"));
 
         let err = decode(r#"{"op":"subscribe","room":"a","since":-1}"#).expect_err("since");
         assert!(err.message.contains("since"), "{}", err.message);
@@ -249,6 +259,52 @@ mod tests {
             "]".repeat(depth)
         );
         assert!(decode(&text).is_err());
+    }
+
+    #[test]
+    fn refs_are_kept_exactly_as_written() {
+        for written in [
+            "1e2",
+            "18446744073709551616",
+            "-0.50",
+            "1.0",
+            r#""caf\u00e9""#,
+            r#""""#,
+        ] {
+            let e = decode(&format!(r#"{{"op":"ping","ref":{written}}}"#)).expect("valid");
+            let reference = e.reference.expect("a ref");
+            assert_eq!(reference.get(), written);
+            assert_eq!(
+                serde_json::to_string(&reference).expect("serializes"),
+                written
+            );
+        }
+        for bad in ["true", "[1]", r#"{"a":1}"#] {
+            let err = decode(&format!(r#"{{"op":"ping","ref":{bad}}}"#)).expect_err(bad);
+            assert_eq!(err.message, "`ref` must be a string or a number");
+        }
+        let e = decode(r#"{"op":"ping","ref":null}"#).expect("valid");
+        assert_eq!(e.reference, None);
+    }
+
+    #[test]
+    fn duplicate_keys_are_named() {
+        let err = decode(r#"{"op":"subscribe","room":"a","room":"b"}"#).expect_err("dup");
+        assert!(
+            err.message.contains("duplicate field `room`"),
+            "{}",
+            err.message
+        );
+        let err = decode(r#" {"op":"ping","op":"ping"}"#).expect_err("dup");
+        assert!(
+            err.message.contains("duplicate field `op`"),
+            "{}",
+            err.message
+        );
+        let err = decode("[1,2]").expect_err("array");
+        assert_eq!(err.message, "a command must be a JSON object");
+        let err = decode("7").expect_err("number");
+        assert_eq!(err.message, "a command must be a JSON object");
     }
 
     #[test]

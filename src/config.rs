@@ -115,8 +115,12 @@ pub struct WebSocketConfig {
     pub heartbeat_interval_s: u64,
     /// Seconds of client silence before the session is closed.
     pub client_timeout_s: u64,
-    /// Largest client frame or message (close 1009 above).
+    /// Largest client frame or message (close 1009 above), checked against
+    /// what a frame header declares, before its payload is read.
     pub max_frame_bytes: usize,
+    /// Most frames one fragmented client message may take (close 1008 above),
+    /// so a message that never ends cannot cost frames for free.
+    pub max_fragments: usize,
     /// Frames queued for one socket before it is closed as a slow consumer.
     pub outbound_queue: usize,
     /// Bytes of live frames queued for one socket before it is closed as a slow
@@ -136,6 +140,10 @@ pub struct WebSocketConfig {
     pub echo_endpoint: bool,
     /// Rooms one session may be in at once (`$status` aside); 0 = unlimited.
     pub max_rooms_per_session: usize,
+    /// SO_SNDBUF of every accepted socket, in bytes; 0 = the OS default (on
+    /// Linux, autotuned up to `net.ipv4.tcp_wmem`'s maximum). Bounds the
+    /// kernel memory a stalled client can pin beyond `outbound_queue_bytes`.
+    pub socket_send_buffer: usize,
 }
 
 /// `[auth]`.
@@ -296,6 +304,7 @@ impl Default for WebSocketConfig {
             heartbeat_interval_s: 15,
             client_timeout_s: 45,
             max_frame_bytes: 65_536,
+            max_fragments: 64,
             outbound_queue: 1024,
             outbound_queue_bytes: 8 * 1024 * 1024,
             write_timeout_s: 10,
@@ -305,6 +314,7 @@ impl Default for WebSocketConfig {
             max_connections_per_ip: 0,
             echo_endpoint: false,
             max_rooms_per_session: 100,
+            socket_send_buffer: 0,
         }
     }
 }
@@ -454,6 +464,16 @@ impl Config {
             ));
         }
         at_least("websocket.max_frame_bytes", w.max_frame_bytes as u64, 256)?;
+        at_least("websocket.max_fragments", w.max_fragments as u64, 1)?;
+        if w.socket_send_buffer != 0 && !(4096..=1 << 30).contains(&w.socket_send_buffer) {
+            return Err(ConfigError::key(
+                "websocket.socket_send_buffer",
+                format!(
+                    "must be 0 (the OS default) or 4096 to 1073741824 bytes (got {})",
+                    w.socket_send_buffer
+                ),
+            ));
+        }
         at_least("websocket.outbound_queue", w.outbound_queue as u64, 1)?;
         at_least(
             "websocket.outbound_queue_bytes",
@@ -739,6 +759,12 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(key_of(err), "server.tls_cert");
+        for bad in ["max_fragments = 0", "socket_send_buffer = 100"] {
+            let err =
+                Config::from_toml("t", &format!("[websocket]\n{bad}\n"), no_env()).unwrap_err();
+            let key = format!("websocket.{}", bad.split(' ').next().unwrap_or(""));
+            assert_eq!(key_of(err), key);
+        }
         let err = Config::from_toml("t", "[rooms]\nhistory = 2000000\n", no_env()).unwrap_err();
         assert_eq!(key_of(err), "rooms.history");
         let capped = Config::from_toml("t", "[rooms]\nhistory = 5\nsnapshot = 6\n", no_env())

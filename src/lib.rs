@@ -10,7 +10,9 @@
 //! registry → room → sessions**:
 //!
 //! - [`http`] receives `POST /api/rooms/{room}/events` (or a [`session`] receives
-//!   a client `publish` command, decoded by [`command`]) and sends the registry a
+//!   a client `publish` command: its [`reader`] turns the socket's frames into
+//!   whole messages, refusing a frame from its header when it declares more than
+//!   the limits allow, and [`command`] decodes them) and sends the registry a
 //!   `Publish` message — refused at once when the registry's intake is full.
 //! - [`registry`] — the `RegistryActor`, on its own thread — owns every session,
 //!   subscription and a mirror of every room it serves. Its `publish` module
@@ -74,6 +76,7 @@ pub mod ids;
 pub mod metrics;
 pub mod outbound;
 pub mod protocol;
+pub mod reader;
 pub mod registry;
 pub mod room;
 pub mod server;

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 /// Protocol version announced in `welcome`.
@@ -258,14 +258,32 @@ pub fn check_event_type(kind: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A command's `ref`: a string or a number, echoed verbatim in the reply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Ref {
-    /// A string ref.
-    Str(String),
-    /// A numeric ref, kept as written.
-    Num(serde_json::Number),
+/// A command's `ref`: a string or a number, kept as the raw JSON the client
+/// wrote so the echo is byte for byte what was sent (`1e2` stays `1e2`, 2^64
+/// stays `18446744073709551616`, a string keeps its escapes).
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Ref(Box<RawValue>);
+
+impl Ref {
+    /// The ref in `raw`, which must be a JSON string or number.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<Ref, Box<RawValue>> {
+        match raw.get().as_bytes().first() {
+            Some(b'"' | b'-' | b'0'..=b'9') => Ok(Ref(raw)),
+            _ => Err(raw),
+        }
+    }
+
+    /// The ref as written.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Ref {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// Current time as the contract's `ts`: RFC 3339, UTC, milliseconds.

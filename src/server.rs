@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::connections::ConnectionLimiter;
 use crate::engine::{memory::MemoryEngine, Engine, Readiness};
 use crate::http::{self, AppState};
+use crate::reader::ReadLimits;
 use crate::registry::{Drain, RegistryActor, RegistryHandle};
 use crate::session::SessionSettings;
 
@@ -121,7 +122,10 @@ impl Hub {
             session_settings: Arc::new(SessionSettings {
                 heartbeat: Duration::from_secs(ws.heartbeat_interval_s),
                 client_timeout: Duration::from_secs(ws.client_timeout_s),
-                max_frame_bytes: ws.max_frame_bytes,
+                read_limits: ReadLimits {
+                    max_message_bytes: ws.max_frame_bytes,
+                    max_fragments: ws.max_fragments,
+                },
                 outbound_queue: ws.outbound_queue,
                 outbound_queue_bytes: ws.outbound_queue_bytes,
                 rate_per_s: ws.rate_per_s,
@@ -146,6 +150,11 @@ impl Hub {
         .shutdown_timeout(HTTP_SHUTDOWN.as_secs())
         .disable_signals()
         .backlog(4096);
+        let send_buffer = ws.socket_send_buffer;
+        let server = match send_buffer {
+            0 => server,
+            bytes => server.on_connect(move |conn, _| cap_send_buffer(conn, bytes)),
+        };
         let server = match fds.max_accepted_per_worker {
             Some(n) => server.max_connections(n),
             None => server,
@@ -214,6 +223,25 @@ impl Hub {
         }
         self.registry_arbiter.stop();
         result
+    }
+}
+
+/// Sets SO_SNDBUF on an accepted connection (`websocket.socket_send_buffer`).
+/// actix hands connections over as `&dyn Any`: a TCP stream, or rustls over one.
+fn cap_send_buffer(conn: &dyn std::any::Any, bytes: usize) {
+    use actix_web::rt::net::TcpStream;
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<TcpStream>;
+    let tcp = conn
+        .downcast_ref::<TcpStream>()
+        .or_else(|| conn.downcast_ref::<Tls>().map(|tls| tls.get_ref().0));
+    let result = match tcp {
+        Some(tcp) => {
+            rustix::net::sockopt::set_socket_send_buffer_size(tcp, bytes).map_err(io::Error::from)
+        }
+        None => Err(io::Error::other("not a TCP connection")),
+    };
+    if let Err(e) = result {
+        log::debug!("websocket.socket_send_buffer not applied: {e}");
     }
 }
 

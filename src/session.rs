@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use std::num::NonZeroU32;
 
 use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
-use actix_web::web::BytesMut;
-use actix_ws::{Item, MessageStream, ProtocolError};
+use actix_ws::AggregatedMessage;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::auth::Claims;
@@ -28,6 +27,7 @@ use crate::protocol::{
     encode, is_system_room, is_valid_room_name, CloseCode, DisconnectReason, ErrorFrame, Pong, Ref,
     Welcome, PROTOCOL_VERSION, STATUS_ROOM,
 };
+use crate::reader::{FrameReader, ReadError, ReadLimits};
 use crate::registry::{self, RegistryHandle};
 use crate::session_stats::SessionStats;
 use crate::writer::{self, WriterEnd};
@@ -37,10 +37,11 @@ use crate::writer::{self, WriterEnd};
 pub struct SessionSettings {
     /// Server ping interval.
     pub heartbeat: Duration,
-    /// Client silence before closing.
+    /// Client silence before closing: time since the last whole message or
+    /// control frame (a frame or fragmented message in progress is silence).
     pub client_timeout: Duration,
-    /// Largest message, also across continuation frames.
-    pub max_frame_bytes: usize,
+    /// What one client message may take; the reader enforces it.
+    pub read_limits: ReadLimits,
     /// Outbound queue length.
     pub outbound_queue: usize,
     /// Outbound queue bytes.
@@ -49,10 +50,10 @@ pub struct SessionSettings {
     pub write_timeout: Duration,
     /// This node's id, for `welcome`.
     pub node: Arc<str>,
-    /// Client commands per second (token bucket refill).
+    /// Client messages and control frames per second (token bucket refill).
     pub rate_per_s: u32,
-    /// Token bucket size; also the number of refused commands within
-    /// [`ABUSE_WINDOW`] that closes the session with 1008.
+    /// Token bucket size; also the number of refusals within [`ABUSE_WINDOW`]
+    /// that closes the session with 1008.
     pub rate_burst: u32,
 }
 
@@ -75,17 +76,9 @@ pub struct SessionStart {
     /// The socket's writing half, handed to the writer task.
     pub ws: actix_ws::Session,
     /// The socket's reading half, added to the actor as a stream.
-    pub stream: MessageStream,
+    pub stream: FrameReader,
     /// Subscription made on connect (`/ws/{room}`).
     pub initial: Option<InitialSubscription>,
-}
-
-/// A message being assembled from continuation frames.
-struct Fragments {
-    /// Text (validated as UTF-8 at the end) or binary.
-    text: bool,
-    /// The bytes so far, at most `max_frame_bytes`.
-    buf: BytesMut,
 }
 
 /// One WebSocket session; see the module docs.
@@ -108,10 +101,9 @@ pub struct Session {
     settings: Arc<SessionSettings>,
     /// Connect time, for the duration in the disconnect log line.
     connected: Instant,
-    /// Last frame from the client, for the client timeout.
+    /// Last whole message or control frame from the client, for the client
+    /// timeout.
     last_seen: Instant,
-    /// A fragmented message in progress.
-    fragments: Option<Fragments>,
     /// Why the session ended, once known.
     reason: Option<DisconnectReason>,
     /// The command rate limit (a well-kept token bucket, `governor`).
@@ -158,7 +150,6 @@ impl Session {
             settings,
             connected: now,
             last_seen: now,
-            fragments: None,
             reason: None,
             limiter: RateLimiter::direct(quota),
             strikes: (0, now),
@@ -197,10 +188,11 @@ impl Session {
         }));
     }
 
-    /// Takes a token for one command. Refused: `error rate_limited`, and a
+    /// Takes a token for one message or control frame. Refused: a command
+    /// gets `error rate_limited` (a control frame is dropped silently), and a
     /// session refused `rate_burst` times within [`ABUSE_WINDOW`] is closed
-    /// with 1008. Returns whether the command may run.
-    fn admit(&mut self, ctx: &mut <Self as Actor>::Context) -> bool {
+    /// with 1008. Returns whether it may be handled.
+    fn admit(&mut self, command: bool, ctx: &mut <Self as Actor>::Context) -> bool {
         if self.limiter.check().is_ok() {
             return true;
         }
@@ -212,7 +204,7 @@ impl Session {
         *count += 1;
         if *count >= self.settings.rate_burst {
             self.close(DisconnectReason::Policy, CloseCode::Policy, false, ctx);
-        } else {
+        } else if command {
             self.send_error(
                 &HubError::RateLimited(format!(
                     "over {} commands per second; command dropped",
@@ -317,63 +309,6 @@ impl Session {
         Ok(())
     }
 
-    fn on_continuation(&mut self, item: Item, ctx: &mut <Self as Actor>::Context) {
-        let (start_text, chunk, last) = match item {
-            Item::FirstText(b) => (Some(true), b, false),
-            Item::FirstBinary(b) => (Some(false), b, false),
-            Item::Continue(b) => (None, b, false),
-            Item::Last(b) => (None, b, true),
-        };
-        match (start_text, self.fragments.is_some()) {
-            (Some(text), false) => {
-                self.fragments = Some(Fragments {
-                    text,
-                    buf: BytesMut::new(),
-                })
-            }
-            (Some(_), true) | (None, false) => {
-                return self.close(
-                    DisconnectReason::ProtocolError,
-                    CloseCode::ProtocolError,
-                    false,
-                    ctx,
-                )
-            }
-            (None, true) => {}
-        }
-        let max = self.settings.max_frame_bytes;
-        let Some(frag) = self.fragments.as_mut() else {
-            return;
-        };
-        if frag.buf.len() + chunk.len() > max {
-            return self.close(
-                DisconnectReason::ProtocolError,
-                CloseCode::TooBig,
-                false,
-                ctx,
-            );
-        }
-        frag.buf.extend_from_slice(&chunk);
-        if !last {
-            return;
-        }
-        let Some(Fragments { text, buf }) = self.fragments.take() else {
-            return;
-        };
-        if !text {
-            return self.on_binary();
-        }
-        match std::str::from_utf8(&buf) {
-            Ok(s) => self.on_text(s),
-            Err(_) => self.close(
-                DisconnectReason::ProtocolError,
-                CloseCode::InvalidPayload,
-                false,
-                ctx,
-            ),
-        }
-    }
-
     fn on_binary(&self) {
         self.send_error(
             &HubError::BadRequest("binary frames are not supported; send JSON text frames".into()),
@@ -408,7 +343,7 @@ impl Actor for Session {
         actix_rt::spawn(writer::run(start.ws, queue, stats, timeout, move |end| {
             me.do_send(WriterDone(end))
         }));
-        ctx.add_stream(start.stream.max_frame_size(self.settings.max_frame_bytes));
+        ctx.add_stream(start.stream);
 
         self.registry.do_send(registry::Register {
             id: self.id,
@@ -475,62 +410,41 @@ impl Actor for Session {
     }
 }
 
-impl StreamHandler<Result<actix_ws::Message, ProtocolError>> for Session {
-    fn handle(&mut self, msg: Result<actix_ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+impl StreamHandler<Result<AggregatedMessage, ReadError>> for Session {
+    /// Every message and control frame takes a rate-limit token, so neither
+    /// pings nor fragments (capped per message by the reader) come free.
+    fn handle(&mut self, msg: Result<AggregatedMessage, ReadError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
         self.stats.touch();
         let msg = match msg {
             Ok(msg) => msg,
             Err(err) => {
-                let (reason, code) = match &err {
-                    ProtocolError::Overflow => (DisconnectReason::ProtocolError, CloseCode::TooBig),
-                    ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        (DisconnectReason::ProtocolError, CloseCode::InvalidPayload)
-                    }
-                    ProtocolError::Io(_) => (DisconnectReason::ClientClosed, CloseCode::Normal),
-                    _ => (DisconnectReason::ProtocolError, CloseCode::ProtocolError),
-                };
-                log::debug!("session={} protocol error: {err}", self.id);
-                return self.close(reason, code, false, ctx);
+                log::debug!("session={} read error: {err}", self.id);
+                return self.close(err.reason(), err.close_code(), false, ctx);
             }
         };
-        let is_data = matches!(
-            msg,
-            actix_ws::Message::Text(_) | actix_ws::Message::Binary(_)
-        );
-        if is_data {
-            self.stats.msgs_in.fetch_add(1, Ordering::Relaxed);
-            if self.fragments.is_some() {
-                // A new message may not start inside a fragmented one (RFC 6455 5.4).
-                return self.close(
-                    DisconnectReason::ProtocolError,
-                    CloseCode::ProtocolError,
-                    false,
-                    ctx,
-                );
-            }
-            if !self.admit(ctx) {
-                return;
-            }
-        }
         match msg {
-            actix_ws::Message::Text(text) => self.on_text(&text),
-            actix_ws::Message::Binary(_) => self.on_binary(),
-            actix_ws::Message::Continuation(item) => {
-                if matches!(item, Item::Last(_)) {
-                    self.stats.msgs_in.fetch_add(1, Ordering::Relaxed);
-                    if self.fragments.is_some() && !self.admit(ctx) {
-                        self.fragments = None;
-                        return;
-                    }
+            AggregatedMessage::Text(text) => {
+                self.stats.msgs_in.fetch_add(1, Ordering::Relaxed);
+                if self.admit(true, ctx) {
+                    self.on_text(&text);
                 }
-                self.on_continuation(item, ctx);
             }
-            actix_ws::Message::Ping(payload) => {
-                let _ = self.queue.push(Outbound::Pong(payload));
+            AggregatedMessage::Binary(_) => {
+                self.stats.msgs_in.fetch_add(1, Ordering::Relaxed);
+                if self.admit(true, ctx) {
+                    self.on_binary();
+                }
             }
-            actix_ws::Message::Pong(_) | actix_ws::Message::Nop => {}
-            actix_ws::Message::Close(_) => {
+            AggregatedMessage::Ping(payload) => {
+                if self.admit(false, ctx) {
+                    let _ = self.queue.push(Outbound::Pong(payload));
+                }
+            }
+            AggregatedMessage::Pong(_) => {
+                self.admit(false, ctx);
+            }
+            AggregatedMessage::Close(_) => {
                 self.close(DisconnectReason::ClientClosed, CloseCode::Normal, true, ctx)
             }
         }

@@ -10,28 +10,13 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A WebSocket client that upgrades over a socket with a tiny receive buffer and
-/// then does not read, so the hub's writes back up quickly.
-async fn stalled_client(hub: &realtime_hub::SpawnedHub, path: &str) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let tcp = socket.connect(hub.addr).await.expect("connect");
-    let (ws, _) = tokio_tungstenite::client_async(
-        hub.ws(path),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .expect("upgrade");
-    Client { ws }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_reader_is_closed_with_4008_and_others_get_everything() {
     let hub = start(|c| {
         c.websocket.outbound_queue = 16;
         c.websocket.write_timeout_s = 5;
     });
-    let mut stalled = stalled_client(&hub, "/ws/alerts").await;
+    let mut stalled = Client::connect_stalled(hub.addr, &hub.ws("/ws/alerts"), 4096).await;
     let (mut healthy, _) = Client::connect_welcomed(&hub.ws("/ws/alerts")).await;
     healthy.recv().await; // subscribed
     wait_status(&hub, |s| s["rooms"]["alerts"] == 2).await;

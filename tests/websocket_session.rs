@@ -293,40 +293,16 @@ async fn server_pings_and_a_silent_client_is_closed() {
     .await;
     assert!(ping.is_ok(), "server sent no ping");
 
-    // A raw TCP client that upgrades and then says nothing is closed after the timeout.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(hub.addr).await.expect("tcp");
-    let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        hub.addr
-    );
-    tcp.write_all(req.as_bytes()).await.expect("write");
+    // A raw TCP client that upgrades and then says nothing is closed after the
+    // timeout, with a close 1000 frame.
+    let mut raw = RawSocket::connect(&hub.addr.to_string(), "/ws").await;
     let started = std::time::Instant::now();
-    let mut buf = vec![0u8; 65536];
-    let mut seen = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(8), async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "silent client never closed");
+    let (end, _) = raw.end().await;
     let elapsed = started.elapsed();
+    assert_eq!(end, RawEnd::Close(1000), "silent client closed with 1000");
     assert!(
-        elapsed >= Duration::from_secs(2),
-        "closed too early: {elapsed:?}"
-    );
-    // The close frame (opcode 0x88) with code 1000 is among the bytes received.
-    let close_at = seen
-        .windows(4)
-        .position(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xe8);
-    assert!(
-        close_at.is_some(),
-        "close 1000 frame sent before the socket ended"
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(8),
+        "closed after {elapsed:?}"
     );
 }
 
@@ -363,4 +339,26 @@ async fn protocol_ping_gets_a_pong() {
     .await
     .expect("pong in time");
     assert_eq!(&pong[..], b"hello");
+}
+
+#[tokio::test]
+async fn refs_come_back_exactly_as_written_and_duplicate_keys_are_named() {
+    let hub = start(|_| {});
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    for written in ["1e2", "18446744073709551616", "-0.50", r#""caf\u00e9""#] {
+        c.send_raw(Message::text(format!(r#"{{"op":"ping","ref":{written}}}"#)))
+            .await;
+        assert_eq!(
+            c.recv_text().await,
+            format!(r#"{{"type":"pong","ref":{written}}}"#)
+        );
+    }
+    c.send_raw(Message::text(
+        r#"{"op":"subscribe","room":"alerts","room":"hotspots","ref":"d"}"#,
+    ))
+    .await;
+    let err = c.recv().await;
+    assert_eq!(err["code"], "bad_request", "{err}");
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(message.contains("duplicate field `room`"), "{message}");
 }

@@ -3,10 +3,12 @@
 //! protocol conformance suites (Autobahn) exercise the real frame handling.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use actix_ws::{AggregatedMessage, CloseReason};
+use futures_util::StreamExt;
 
 use super::AppState;
 use crate::error::HubError;
+use crate::reader::{self, ReadError};
 
 /// Upgrades and echoes until the peer closes.
 pub async fn echo(
@@ -14,16 +16,13 @@ pub async fn echo(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HubError> {
-    let max = state.config.websocket.max_frame_bytes;
-    let (response, mut ws, stream) = actix_ws::handle(&req, body)
-        .map_err(|e| HubError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
-    let mut stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
+    let (response, mut ws, mut stream) =
+        reader::upgrade(&req, body, state.session_settings.read_limits)
+            .await
+            .map_err(|e| HubError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     actix_rt::spawn(async move {
         let close = loop {
-            let sent = match stream.recv().await {
+            let sent = match stream.next().await {
                 Some(Ok(AggregatedMessage::Text(t))) => ws.text(t).await,
                 Some(Ok(AggregatedMessage::Binary(b))) => ws.binary(b).await,
                 Some(Ok(AggregatedMessage::Ping(p))) => ws.pong(&p).await,
@@ -41,15 +40,9 @@ pub async fn echo(
     Ok(response)
 }
 
-fn close_for(err: &actix_ws::ProtocolError) -> CloseReason {
-    use actix_ws::ProtocolError;
-    let code = match err {
-        ProtocolError::Overflow => CloseCode::Size,
-        ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => CloseCode::Invalid,
-        _ => CloseCode::Protocol,
-    };
+fn close_for(err: &ReadError) -> CloseReason {
     CloseReason {
-        code,
+        code: err.close_code().code().into(),
         description: None,
     }
 }

@@ -12,6 +12,7 @@ use super::{peer_ip, AppState};
 use crate::connections::Refusal;
 use crate::error::{ErrorBody, HubError};
 use crate::protocol::STATUS_ROOM;
+use crate::reader;
 use crate::session::{InitialSubscription, Session, SessionStart};
 
 /// The answers of every upgrade endpoint, for the OpenAPI document.
@@ -58,7 +59,7 @@ pub async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HubError> {
-    accept(&req, body, &state, Arc::from("connect"), None)
+    accept(&req, body, &state, Arc::from("connect"), None).await
 }
 
 /// The same socket as `/ws`, at its other path (documented separately).
@@ -95,7 +96,7 @@ pub async fn room(
         since,
         epoch,
     };
-    accept(&req, body, &state, Arc::from(room), Some(initial))
+    accept(&req, body, &state, Arc::from(room), Some(initial)).await
 }
 
 fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), HubError> {
@@ -118,7 +119,7 @@ fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), HubError> {
     }
 }
 
-fn accept(
+async fn accept(
     req: &HttpRequest,
     body: web::Payload,
     state: &AppState,
@@ -149,7 +150,8 @@ fn accept(
                 Refusal::PerIp(n) => format!("per-IP connection limit reached ({n})"),
             })
         })?;
-    let (response, ws, stream) = actix_ws::handle(req, body)
+    let (response, ws, stream) = reader::upgrade(req, body, state.session_settings.read_limits)
+        .await
         .map_err(|e| HubError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let remote = req
         .peer_addr()

@@ -91,6 +91,18 @@ impl Client {
         Client { ws }
     }
 
+    /// Connects over a socket with a `rcvbuf`-byte receive buffer, for a client
+    /// that then stops reading so the hub's writes back up quickly.
+    pub async fn connect_stalled(addr: std::net::SocketAddr, url: &str, rcvbuf: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("rcvbuf");
+        let tcp = socket.connect(addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("upgrade");
+        Client { ws }
+    }
+
     /// Connects and consumes the `welcome` frame, returning it.
     pub async fn connect_welcomed(url: &str) -> (Client, Value) {
         let mut c = Client::connect(url).await;
@@ -122,15 +134,25 @@ impl Client {
     /// The next JSON text frame within `wait`, or None on timeout. Panics if the
     /// socket closes.
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        let text = self.recv_text_within(wait).await?;
+        Some(serde_json::from_str(&text).expect("server frames are JSON"))
+    }
+
+    /// The next text frame as the hub wrote it, within WAIT (for byte-exact checks).
+    pub async fn recv_text(&mut self) -> String {
+        self.recv_text_within(WAIT)
+            .await
+            .expect("a frame within the wait")
+    }
+
+    async fn recv_text_within(&mut self, wait: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .ok()?;
             match next {
-                Some(Ok(Message::Text(t))) => {
-                    return Some(serde_json::from_str(&t).expect("server frames are JSON"))
-                }
+                Some(Ok(Message::Text(t))) => return Some(t.to_string()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
@@ -205,6 +227,196 @@ impl Client {
             }))
             .await;
     }
+}
+
+/// A WebSocket client on a bare TCP stream, for what no WebSocket library
+/// sends: huge declared lengths, endless fragments, floods of tiny frames.
+pub struct RawSocket {
+    pub tcp: TcpStream,
+    /// Bytes read from the hub and not yet parsed.
+    buf: Vec<u8>,
+}
+
+/// The hub's close frame, as a raw client saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RawEnd {
+    /// A close frame with this code.
+    Close(u16),
+    /// The connection ended with no close frame.
+    Gone,
+    /// Nothing within the wait.
+    Open,
+}
+
+/// A client frame (masked with a zero key, so the payload goes as it is).
+pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = frame_header(first, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The header of a client frame declaring a `len`-byte payload: FIN/opcode
+/// byte, length, zero mask.
+pub fn frame_header(first: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![first];
+    match len {
+        0..=125 => out.push(0x80 | len as u8),
+        126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0; 4]);
+    out
+}
+
+impl RawSocket {
+    /// Upgrades `path` on `addr` and reads up to and including `welcome`.
+    pub async fn connect(addr: &str, path: &str) -> RawSocket {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(addr).await.expect("tcp connect");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.expect("write upgrade");
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
+                .await
+                .expect("upgrade answered in time")
+                .expect("read upgrade");
+            assert!(n > 0, "hub closed during the upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        buf.drain(..head_end);
+        let mut raw = RawSocket { tcp, buf };
+        let welcome = next_frame(&mut raw.tcp, &mut raw.buf).await;
+        assert!(
+            matches!(&welcome, Ok((1, p)) if String::from_utf8_lossy(p).contains("\"welcome\"")),
+            "first frame is welcome: {welcome:?}"
+        );
+        raw
+    }
+
+    /// Writes `bytes`; false once the hub stops taking them (closed, or
+    /// stalled for WAIT).
+    pub async fn write(&mut self, bytes: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        matches!(
+            tokio::time::timeout(WAIT, self.tcp.write_all(bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Reads until the hub's close frame; also the opcodes of the frames
+    /// before it.
+    pub async fn end(&mut self) -> (RawEnd, Vec<u8>) {
+        let mut skipped = Vec::new();
+        let end = end_of(&mut self.tcp, &mut self.buf, &mut skipped).await;
+        (end, skipped)
+    }
+
+    /// Writes `chunk` repeatedly, up to `total` bytes, while reading for the
+    /// hub's close; stops writing once the hub closed or stopped taking bytes.
+    /// Returns the bytes written and how the socket ended.
+    pub async fn flood(&mut self, chunk: &[u8], total: usize) -> (usize, RawEnd) {
+        self.trickle(chunk, total, Duration::ZERO).await
+    }
+
+    /// [`flood`](Self::flood), pausing `pace` between writes.
+    pub async fn trickle(&mut self, chunk: &[u8], total: usize, pace: Duration) -> (usize, RawEnd) {
+        use tokio::io::AsyncWriteExt;
+        let (mut rd, mut wr) = self.tcp.split();
+        let written = std::cell::Cell::new(0usize);
+        let writing = async {
+            while written.get() < total {
+                match tokio::time::timeout(WAIT, wr.write_all(chunk)).await {
+                    Ok(Ok(())) => written.set(written.get() + chunk.len()),
+                    _ => break,
+                }
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+        };
+        let mut skipped = Vec::new();
+        let reading = end_of(&mut rd, &mut self.buf, &mut skipped);
+        tokio::pin!(reading);
+        let end = tokio::select! {
+            end = &mut reading => end,
+            () = writing => reading.await,
+        };
+        (written.get(), end)
+    }
+}
+
+/// The next server frame (opcode, payload), or how the socket ended.
+async fn next_frame<R>(rd: &mut R, buf: &mut Vec<u8>) -> Result<(u8, Vec<u8>), RawEnd>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some((opcode, start, len)) = parse_server_header(buf) {
+            if buf.len() >= start + len {
+                let payload = buf[start..start + len].to_vec();
+                buf.drain(..start + len);
+                return Ok((opcode, payload));
+            }
+        }
+        let mut chunk = [0u8; 16384];
+        match tokio::time::timeout(WAIT, rd.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => return Err(RawEnd::Gone),
+            Err(_) => return Err(RawEnd::Open),
+        }
+    }
+}
+
+/// Reads frames until the close frame: its code, or how the socket ended.
+/// The opcodes of the frames before it go to `skipped`.
+async fn end_of<R>(rd: &mut R, buf: &mut Vec<u8>, skipped: &mut Vec<u8>) -> RawEnd
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    loop {
+        match next_frame(rd, buf).await {
+            Ok((8, payload)) => {
+                return RawEnd::Close(
+                    payload
+                        .get(..2)
+                        .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]])),
+                )
+            }
+            Ok((opcode, _)) => skipped.push(opcode),
+            Err(end) => return end,
+        }
+    }
+}
+
+/// A server frame header in `buf`: (opcode, payload offset, payload length).
+fn parse_server_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    let opcode = buf.first()? & 0x0f;
+    let (start, len) = match buf.get(1)? & 0x7f {
+        126 => (4, u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize),
+        127 => (
+            10,
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+        ),
+        n => (2, n as usize),
+    };
+    Some((opcode, start, len))
 }
 
 /// The refusal of an upgrade: (status, JSON body).
