@@ -164,11 +164,18 @@ impl RegistryHandle {
         RegistryActor: Handles<M>,
         Context<RegistryActor>: ToEnvelope<RegistryActor, Enqueued<M>>,
     {
-        if self.is_full() || self.is_lagging() {
+        self.admit(self.is_lagging())?;
+        self.do_send(msg);
+        Ok(())
+    }
+
+    /// Refuses (and counts) a client-driven message when the intake is full,
+    /// or when `lagging` for the commands shed by delay.
+    fn admit(&self, lagging: bool) -> Result<(), Busy> {
+        if lagging || self.is_full() {
             crate::metrics::registry_refused();
             return Err(Busy);
         }
-        self.do_send(msg);
         Ok(())
     }
 
@@ -181,10 +188,7 @@ impl RegistryHandle {
         RegistryActor: Handles<M>,
         Context<RegistryActor>: ToEnvelope<RegistryActor, Enqueued<M>>,
     {
-        if self.is_full() {
-            crate::metrics::registry_refused();
-            return Err(Busy);
-        }
+        self.admit(false)?;
         self.do_send(msg);
         Ok(())
     }
@@ -212,10 +216,7 @@ impl RegistryHandle {
         RegistryActor: Handles<M>,
         Context<RegistryActor>: ToEnvelope<RegistryActor, Enqueued<M>>,
     {
-        if self.is_full() {
-            crate::metrics::registry_refused();
-            return Err(MailboxError::Timeout);
-        }
+        self.admit(false).map_err(|_| MailboxError::Timeout)?;
         self.probe(msg).await
     }
 
