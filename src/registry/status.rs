@@ -316,11 +316,18 @@ impl RegistryActor {
     /// [`REBUILDS_PER_S`] times a second however many readers ask — building
     /// is O(rooms), so no client may make the registry do it per request.
     pub(super) fn status_snapshot(&mut self) -> Arc<StatusSnapshot> {
+        self.snapshot_status(false)
+    }
+
+    /// The snapshot; `fresh` rebuilds it whatever the budget when a count
+    /// changed (the once-a-second push, so no subscriber is sent an update
+    /// older than what it already has).
+    fn snapshot_status(&mut self, fresh: bool) -> Arc<StatusSnapshot> {
         let now = Instant::now();
         if let Some(cached) = &self.status_cache {
             let current =
                 cached.version == self.changes && now.duration_since(cached.built) < MAX_STALENESS;
-            if current || !self.rebuilds.0.take(now) {
+            if current || (!fresh && !self.rebuilds.0.take(now)) {
                 return cached.clone();
             }
         }
@@ -347,7 +354,7 @@ impl RegistryActor {
         if self.status_subscribers.is_empty() {
             return;
         }
-        let snapshot = self.status_snapshot();
+        let snapshot = self.snapshot_status(true);
         let now = snapshot.fingerprint;
         if self.status_subscribers.values().all(|s| s.seen == now) {
             return;
