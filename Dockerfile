@@ -26,6 +26,12 @@ COPY --from=build /src/target/release/realtime-hub /usr/local/bin/realtime-hub
 # The configuration directory: mount your own over it (it must contain hub.toml),
 # or keep this copy of config/default.toml and override keys with HUB_* env.
 COPY config/default.toml /etc/realtime-hub/hub.toml
+# The durable store (storage.path, "data" relative to the working directory):
+# a volume, so a new container on the same volume keeps every room's epoch,
+# history, keyed state and idempotency keys. One hub per volume (it is locked).
+RUN mkdir -p /var/lib/realtime-hub/data && chown -R hub:hub /var/lib/realtime-hub
+WORKDIR /var/lib/realtime-hub
+VOLUME ["/var/lib/realtime-hub/data"]
 USER hub:hub
 EXPOSE 8080
 # Configuration through the environment (README "Configuration"):

@@ -32,8 +32,12 @@ pub enum Command {
         room: String,
         /// Event type.
         kind: String,
-        /// Payload, passed through as written.
+        /// Payload, passed through as written (`null` for a delete without one).
         data: Box<RawValue>,
+        /// A keyed room's state key (contract section 11).
+        key: Option<String>,
+        /// The publish removes `key` from the state.
+        delete: bool,
     },
     /// App-level ping, for browsers.
     Ping,
@@ -53,13 +57,21 @@ impl PartialEq for Command {
             ) => room == r && since == s && epoch == e,
             (Unsubscribe { room }, Unsubscribe { room: r }) => room == r,
             (
-                Publish { room, kind, data },
+                Publish {
+                    room,
+                    kind,
+                    data,
+                    key,
+                    delete,
+                },
                 Publish {
                     room: r,
                     kind: k,
                     data: d,
+                    key: kk,
+                    delete: dd,
                 },
-            ) => room == r && kind == k && data.get() == d.get(),
+            ) => room == r && kind == k && data.get() == d.get() && key == kk && delete == dd,
             (Ping, Ping) => true,
             _ => false,
         }
@@ -97,6 +109,8 @@ struct Raw {
     #[serde(rename = "type")]
     kind: Option<Box<RawValue>>,
     data: Option<Box<RawValue>>,
+    key: Option<Box<RawValue>>,
+    delete: Option<Box<RawValue>>,
 }
 
 fn field<'de, T: Deserialize<'de>>(
@@ -169,11 +183,17 @@ fn decode_op(raw: &Raw) -> Result<Command, String> {
         "publish" => {
             let room = required(&raw.room, "room", "a string", &op)?;
             let kind = required(&raw.kind, "type", "a string", &op)?;
-            let data = raw
-                .data
-                .clone()
-                .ok_or_else(|| "`publish` needs `data` (any JSON value)".to_string())?;
-            Ok(Command::Publish { room, kind, data })
+            let key = field(&raw.key, "key", "a string")?;
+            let delete = field(&raw.delete, "delete", "a boolean")?.unwrap_or(false);
+            let data = crate::protocol::event_data(raw.data.clone(), delete)
+                .map_err(|_| "`publish` needs `data` (any JSON value)".to_string())?;
+            Ok(Command::Publish {
+                room,
+                kind,
+                data,
+                key,
+                delete,
+            })
         }
         "ping" => Ok(Command::Ping),
         other => Err(format!(
@@ -215,6 +235,22 @@ mod tests {
             }) => assert_eq!(data.get(), r#"{"k":[1,2]}"#),
             other => panic!("{other:?}"),
         }
+        match decode(r#"{"op":"publish","room":"a","type":"t","key":"k 1","delete":true}"#) {
+            Ok(Envelope {
+                command:
+                    Command::Publish {
+                        data, key, delete, ..
+                    },
+                ..
+            }) => assert_eq!(
+                (data.get(), key.as_deref(), delete),
+                ("null", Some("k 1"), true)
+            ),
+            other => panic!("{other:?}"),
+        }
+        let err = decode(r#"{"op":"publish","room":"a","type":"t","data":1,"key":3}"#)
+            .expect_err("key must be a string");
+        assert!(err.message.contains("key"), "{}", err.message);
     }
 
     #[test]

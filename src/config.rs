@@ -70,6 +70,8 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// Redis cluster mode.
     pub cluster: ClusterConfig,
+    /// The durable store of a single node.
+    pub storage: StorageConfig,
 }
 
 /// `[server]`.
@@ -207,6 +209,12 @@ pub struct RoomsConfig {
     /// How long an HTTP publish's `Idempotency-Key` is remembered (0 = keys
     /// are ignored): a retry within it gets the first publish's seq.
     pub idempotency_ttl_s: u64,
+    /// Rooms keep their state, the latest event of every key (contract
+    /// section 11), unless a declaration says otherwise.
+    pub keyed: bool,
+    /// Keys a keyed room holds at most, so a writer cannot grow a room's
+    /// state without bound: a new key beyond it is refused (409).
+    pub max_keys: usize,
     /// Declared rooms and their overrides.
     pub declare: Vec<RoomDecl>,
 }
@@ -226,6 +234,12 @@ pub struct RoomDecl {
     /// Overrides `rooms.client_publish`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_publish: Option<bool>,
+    /// Overrides `rooms.keyed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed: Option<bool>,
+    /// Overrides `rooms.max_keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<usize>,
 }
 
 impl RoomDecl {
@@ -236,6 +250,31 @@ impl RoomDecl {
             history: None,
             snapshot: None,
             client_publish: None,
+            keyed: None,
+            max_keys: None,
+        }
+    }
+}
+
+/// `[storage]`: where a single node keeps its rooms (contract section 10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The store's directory, relative to the working directory; `""` keeps
+    /// everything in memory (a restart starts every room in a new epoch).
+    /// Not used in cluster mode, where Redis is the store.
+    pub path: String,
+    /// Sync every commit to disk before acknowledging it: a power loss then
+    /// loses nothing acknowledged. Off, a crash of the hub still loses
+    /// nothing, but a power loss may, and the rooms it touched get new epochs.
+    pub fsync: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: "data".into(),
+            fsync: true,
         }
     }
 }
@@ -331,6 +370,8 @@ impl Default for RoomsConfig {
             history_bytes: 1_048_576,
             idempotency_keys_per_room: 10_000,
             idempotency_ttl_s: 300,
+            keyed: false,
+            max_keys: 10_000,
             declare: ["hotspots", "alerts", "recommendations"]
                 .into_iter()
                 .map(RoomDecl::named)
@@ -350,6 +391,10 @@ pub struct RoomSettings {
     pub client_publish: bool,
     /// Bytes of frames history keeps at most (`rooms.history_bytes`).
     pub history_bytes: usize,
+    /// The room keeps its state (latest event per key) besides its history.
+    pub keyed: bool,
+    /// Keys its state may hold at most (meaningful when `keyed`).
+    pub max_keys: usize,
 }
 
 impl Config {
@@ -584,6 +629,7 @@ impl Config {
     fn validate_rooms(&self) -> Result<(), ConfigError> {
         let r = &self.rooms;
         check_history("rooms", r.history)?;
+        check_max_keys("rooms", r.max_keys)?;
         at_least("rooms.max_rooms", r.max_rooms as u64, 1)?;
         at_least("rooms.history_bytes", r.history_bytes as u64, 1024)?;
         at_least(
@@ -621,6 +667,7 @@ impl Config {
             }
             let settings = self.declared_settings(decl);
             check_history(&format!("rooms.declare[{i}]"), settings.history)?;
+            check_max_keys(&format!("rooms.declare[{i}]"), settings.max_keys)?;
         }
         Ok(())
     }
@@ -632,6 +679,8 @@ impl Config {
             snapshot: decl.snapshot.unwrap_or(self.rooms.snapshot).min(history),
             client_publish: decl.client_publish.unwrap_or(self.rooms.client_publish),
             history_bytes: self.rooms.history_bytes,
+            keyed: decl.keyed.unwrap_or(self.rooms.keyed),
+            max_keys: decl.max_keys.unwrap_or(self.rooms.max_keys),
         }
     }
 
@@ -645,6 +694,8 @@ impl Config {
             snapshot: self.rooms.snapshot.min(self.rooms.history),
             client_publish: self.rooms.client_publish,
             history_bytes: self.rooms.history_bytes,
+            keyed: self.rooms.keyed,
+            max_keys: self.rooms.max_keys,
         })
     }
 
@@ -689,6 +740,17 @@ fn check_history(prefix: &str, history: usize) -> Result<(), ConfigError> {
         return Err(ConfigError::key(
             format!("{prefix}.history"),
             "must be at most 1000000",
+        ));
+    }
+    Ok(())
+}
+
+/// A keyed room holds at least one key; at most a million, like history.
+fn check_max_keys(prefix: &str, max_keys: usize) -> Result<(), ConfigError> {
+    if !(1..=1_000_000).contains(&max_keys) {
+        return Err(ConfigError::key(
+            format!("{prefix}.max_keys"),
+            format!("must be 1 to 1000000 (got {max_keys})"),
         ));
     }
     Ok(())
@@ -852,6 +914,7 @@ mod tests {
         .expect("valid");
         let a = c.room_settings("a").expect("declared");
         assert_eq!((a.history, a.snapshot, a.client_publish), (7, 3, true));
+        assert_eq!((a.keyed, a.max_keys), (false, 10_000));
         assert!(
             c.room_settings("hotspots").is_none(),
             "declare replaces the defaults"
@@ -861,5 +924,29 @@ mod tests {
         dynamic.rooms.allow_dynamic = true;
         assert_eq!(dynamic.room_settings("b").map(|s| s.history), Some(50));
         assert!(dynamic.room_settings("B!").is_none());
+    }
+
+    #[test]
+    fn keyed_rooms_take_declared_overrides_and_defaults() {
+        let c = Config::from_toml(
+            "t",
+            "[rooms]\nallow_dynamic = true\nmax_keys = 9\n[[rooms.declare]]\nname = \"k\"\nkeyed = true\nmax_keys = 2\n[[rooms.declare]]\nname = \"p\"\n",
+            no_env(),
+        )
+        .expect("valid");
+        let k = c.room_settings("k").expect("declared");
+        assert_eq!((k.keyed, k.max_keys), (true, 2));
+        let p = c.room_settings("p").expect("declared");
+        assert_eq!((p.keyed, p.max_keys), (false, 9));
+        let env = vec![("HUB_ROOMS__KEYED".to_string(), "true".to_string())];
+        let c = Config::from_toml("t", "[rooms]\nallow_dynamic = true\n", env).expect("valid");
+        assert!(c.room_settings("any").is_some_and(|s| s.keyed));
+        for bad in [
+            "[rooms]\nmax_keys = 0\n",
+            "[[rooms.declare]]\nname = \"k\"\nmax_keys = 2000000\n",
+        ] {
+            let key = key_of(Config::from_toml("t", bad, no_env()).unwrap_err());
+            assert!(key.ends_with("max_keys"), "{key}");
+        }
     }
 }

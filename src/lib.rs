@@ -42,6 +42,9 @@
 //! - [`connections`]: admission against `max_connections` (per node, per IP);
 //!   [`fd_limit`] caps it to what `RLIMIT_NOFILE` allows.
 //! - [`idempotency`]: the bounded per-room memory of `Idempotency-Key`s.
+//! - [`keyed`]: keyed rooms' state (the latest event per key): the engines'
+//!   `max_keys` check before a seq is given, and the mirror's state that a
+//!   fresh subscriber gets instead of a snapshot.
 //! - [`tls`]: wss/https with rustls.
 //! - [`server`]: choosing the engine, binding, running, signal handling and the
 //!   graceful drain.
@@ -73,6 +76,7 @@ pub mod fd_limit;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod keyed;
 pub mod metrics;
 pub mod outbound;
 pub mod protocol;
@@ -82,6 +86,7 @@ pub mod room;
 pub mod server;
 pub mod session;
 pub mod session_stats;
+pub mod store;
 pub mod tls;
 pub mod writer;
 

@@ -69,7 +69,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("realtime-hub: {e}");
-            ExitCode::FAILURE
+            // What the hub was configured with cannot be used (an unusable
+            // store, a bad key file): the same code as an invalid config.
+            match e.kind() {
+                std::io::ErrorKind::InvalidInput => ExitCode::from(EXIT_BAD_CONFIG),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -321,6 +321,10 @@ pub struct Subscribed<'a> {
     pub seq: u64,
     /// True when the resume was exact (every missed event follows).
     pub recovered: bool,
+    /// A keyed room's state follows instead of a snapshot: this many frames,
+    /// the latest event of each live key (contract section 11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<usize>,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     /// The command's ref, echoed.
     pub reference: Option<&'a Ref>,
@@ -392,8 +396,39 @@ pub struct EventFrame<'a> {
     pub seq: u64,
     /// When the hub accepted it.
     pub ts: &'a str,
+    /// A keyed publish's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    /// The keyed publish removes its key from the state.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub delete: bool,
     /// The publisher's payload, passed through without re-encoding.
     pub data: &'a RawValue,
+}
+
+/// Longest state key of a keyed publish, in bytes (contract section 11).
+pub const MAX_STATE_KEY_BYTES: usize = 256;
+
+/// A keyed publish's key and whether it deletes it, checked: a key of 1 to
+/// 256 bytes, and no delete without one. `Err` carries the `bad_request` message.
+pub fn check_state_key(key: Option<&str>, delete: bool) -> Result<(), String> {
+    match key {
+        None if delete => Err("`delete` needs the `key` to delete".into()),
+        Some(k) if k.is_empty() || k.len() > MAX_STATE_KEY_BYTES => Err(format!(
+            "`key` must be a string of 1 to {MAX_STATE_KEY_BYTES} bytes"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A publish's `data`: required, except for a delete, whose absent `data`
+/// is `null`. `Err` carries the `bad_request` message.
+pub fn event_data(data: Option<Box<RawValue>>, delete: bool) -> Result<Box<RawValue>, String> {
+    match data {
+        Some(data) => Ok(data),
+        None if delete => RawValue::from_string("null".into()).map_err(|e| e.to_string()),
+        None => Err("`data` is required (any JSON value)".into()),
+    }
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -420,17 +455,33 @@ pub fn check_idempotency_key(key: &str) -> Result<(), String> {
 pub struct EventFrameParts {
     /// `{"type":…,"room":…,"seq":`
     pub head: String,
-    /// `,"ts":…,"data":…}`
+    /// `,"ts":…[,"key":…[,"delete":true]],"data":…}`
     pub tail: String,
 }
 
 impl EventFrameParts {
     /// The two halves of the frame [`EventFrame`] would encode.
     pub fn new(kind: &str, room: &str, ts: &str, data: &RawValue) -> Self {
+        Self::keyed(kind, room, ts, None, data)
+    }
+
+    /// The same for a keyed publish: `key` and whether it deletes it.
+    pub fn keyed(
+        kind: &str,
+        room: &str,
+        ts: &str,
+        key: Option<(&str, bool)>,
+        data: &RawValue,
+    ) -> Self {
         let json = |s: &str| serde_json::Value::from(s).to_string();
+        let key = match key {
+            None => String::new(),
+            Some((k, false)) => format!(",\"key\":{}", json(k)),
+            Some((k, true)) => format!(",\"key\":{},\"delete\":true", json(k)),
+        };
         EventFrameParts {
             head: format!("{{\"type\":{},\"room\":{},\"seq\":", json(kind), json(room)),
-            tail: format!(",\"ts\":{},\"data\":{}}}", json(ts), data.get()),
+            tail: format!(",\"ts\":{}{key},\"data\":{}}}", json(ts), data.get()),
         }
     }
 
@@ -495,16 +546,40 @@ mod tests {
             ("t", "r", "x"),
             ("q\"uote", "a.b:c", "2026-11-22T00:00:00.000Z"),
         ] {
-            let whole = encode(&EventFrame {
-                kind,
-                room,
-                seq: 42,
-                ts,
-                data: &data,
-            });
-            let parts = EventFrameParts::new(kind, room, ts, &data);
-            assert_eq!(parts.with_seq(42), whole);
+            for key in [None, Some(("k \"1\"", false)), Some(("k", true))] {
+                let whole = encode(&EventFrame {
+                    kind,
+                    room,
+                    seq: 42,
+                    ts,
+                    key: key.map(|k| k.0),
+                    delete: key.is_some_and(|k| k.1),
+                    data: &data,
+                });
+                let parts = EventFrameParts::keyed(kind, room, ts, key, &data);
+                assert_eq!(parts.with_seq(42), whole);
+            }
         }
+    }
+
+    #[test]
+    fn state_keys_and_delete_data_are_checked() {
+        assert!(check_state_key(None, false).is_ok());
+        assert!(check_state_key(Some("a b/é"), true).is_ok());
+        assert!(check_state_key(Some(&"k".repeat(MAX_STATE_KEY_BYTES)), false).is_ok());
+        let long = "k".repeat(MAX_STATE_KEY_BYTES + 1);
+        for (key, delete) in [
+            (None, true),
+            (Some(""), false),
+            (Some(long.as_str()), false),
+        ] {
+            assert!(check_state_key(key, delete).is_err(), "{key:?} {delete}");
+        }
+        assert_eq!(
+            event_data(None, true).map(|d| d.get().to_string()),
+            Ok("null".into())
+        );
+        assert!(event_data(None, false).is_err());
     }
 
     use super::*;

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use crate::config::RoomSettings;
 use crate::engine::RoomState;
 use crate::ids::{new_epoch, SessionId};
+use crate::keyed::{KeyChange, KeyedState};
 use crate::metrics::RoomMetrics;
 use crate::outbound::{Outbound, OutboundQueue, PushError};
 use crate::protocol::EventFrameParts;
@@ -25,6 +26,31 @@ pub struct Event {
     pub seq: u64,
     /// The encoded event frame.
     pub frame: ByteString,
+    /// What a keyed publish does to its room's state (the frame says the
+    /// same; this is what the mirrors apply).
+    pub key: Option<KeyChange>,
+}
+
+impl Event {
+    /// An event without a key.
+    pub fn plain(seq: u64, frame: ByteString) -> Self {
+        Event {
+            seq,
+            frame,
+            key: None,
+        }
+    }
+}
+
+/// What a subscriber gets before live events.
+#[derive(Debug, PartialEq)]
+pub struct Replay {
+    /// Every event after the resume point follows.
+    pub recovered: bool,
+    /// A keyed room's state follows (this many frames) instead of a snapshot.
+    pub state: Option<usize>,
+    /// The frames, oldest first.
+    pub frames: Vec<ByteString>,
 }
 
 /// The outcome of a fan-out.
@@ -51,7 +77,10 @@ pub struct Room {
     history: VecDeque<Event>,
     /// Bytes of the frames in `history`.
     history_bytes: usize,
-    /// History size, snapshot size, client publish.
+    /// A keyed room's state: the latest event of every key (None when the
+    /// room is not keyed).
+    state: Option<KeyedState>,
+    /// History size, snapshot size, client publish, keyed.
     pub settings: RoomSettings,
     /// Created on demand (may be evicted when idle) rather than declared.
     pub dynamic: bool,
@@ -70,6 +99,7 @@ impl Room {
             seq: 0,
             history: VecDeque::new(),
             history_bytes: 0,
+            state: settings.keyed.then(KeyedState::default),
             settings,
             dynamic,
             subscribers: HashMap::new(),
@@ -77,23 +107,38 @@ impl Room {
         }
     }
 
-    /// A room mirroring an engine's copy: its epoch, head and last events.
+    /// A room mirroring an engine's copy: its epoch, head, last events and
+    /// (keyed) state.
     pub fn mirror(name: &str, settings: RoomSettings, dynamic: bool, state: RoomState) -> Self {
         let mut room = Room::new(name, settings, dynamic);
-        room.reset(&state.epoch, state.seq, state.events);
+        room.reset(state);
         room
     }
 
-    /// Replaces order and history with the engine's (after a resync); the
-    /// subscribers stay.
-    pub fn reset(&mut self, epoch: &str, seq: u64, history: Vec<Event>) {
-        self.epoch = Arc::from(epoch);
-        self.seq = seq;
+    /// Replaces order, history and state with the engine's (after a
+    /// resync); the subscribers stay.
+    pub fn reset(&mut self, copy: RoomState) {
+        self.epoch = copy.epoch;
+        self.seq = copy.seq;
         self.history.clear();
         self.history_bytes = 0;
-        for event in history {
+        for event in copy.events {
             self.keep(event);
         }
+        if self.state.is_some() {
+            self.state = Some(KeyedState::from_events(copy.state));
+        }
+    }
+
+    /// A keyed room's state: the latest frame of each live key, in seq
+    /// order; `None` for a room that is not keyed.
+    pub fn state_frames(&self) -> Option<Vec<ByteString>> {
+        self.state.as_ref().map(KeyedState::frames)
+    }
+
+    /// A keyed room's state as events (`None` for a room that is not keyed).
+    pub fn state_events(&self) -> Option<Vec<Event>> {
+        self.state.as_ref().map(KeyedState::events)
     }
 
     /// Number of subscribers.
@@ -114,10 +159,7 @@ impl Room {
     /// Gives the event the next seq, encodes it once and keeps it in history.
     pub fn append(&mut self, kind: &str, data: &RawValue, ts: &str) -> Event {
         let frame = EventFrameParts::new(kind, &self.name, ts, data).with_seq(self.seq + 1);
-        let event = Event {
-            seq: self.seq + 1,
-            frame,
-        };
+        let event = Event::plain(self.seq + 1, frame);
         self.push(event.clone());
         event
     }
@@ -135,6 +177,9 @@ impl Room {
     fn push(&mut self, event: Event) {
         self.seq = event.seq;
         self.metrics.published.increment(1);
+        if let Some(state) = &mut self.state {
+            state.apply(&event);
+        }
         self.keep(event);
     }
 
@@ -173,28 +218,45 @@ impl Room {
         out
     }
 
-    /// What a subscriber gets before live events: `(recovered, events)`.
+    /// What a subscriber gets before live events.
     ///
     /// A resume (`since` with this room's epoch, not beyond the head) replays
     /// every event after `since` when history still holds them; anything else
-    /// gets the last `snapshot` events and `recovered: false`.
-    pub fn replay(&self, since: Option<u64>, epoch: Option<&str>) -> (bool, Vec<ByteString>) {
+    /// gets `recovered: false` and, in a keyed room, the state, else the last
+    /// `snapshot` events.
+    pub fn replay(&self, since: Option<u64>, epoch: Option<&str>) -> Replay {
         if let (Some(since), Some(epoch)) = (since, epoch) {
             if epoch == &*self.epoch && since <= self.seq {
                 let oldest = self.history.front().map_or(self.seq + 1, |e| e.seq);
                 if since + 1 >= oldest {
-                    return (true, self.frames_after(since, usize::MAX));
+                    return Replay {
+                        recovered: true,
+                        state: None,
+                        frames: self.frames_after(since, usize::MAX),
+                    };
                 }
             }
         }
+        if let Some(state) = &self.state {
+            let frames = state.frames();
+            return Replay {
+                recovered: false,
+                state: Some(frames.len()),
+                frames,
+            };
+        }
         let skip = self.history.len().saturating_sub(self.settings.snapshot);
-        let snapshot = self
+        let frames = self
             .history
             .iter()
             .skip(skip)
             .map(|e| e.frame.clone())
             .collect();
-        (false, snapshot)
+        Replay {
+            recovered: false,
+            state: None,
+            frames,
+        }
     }
 
     /// Up to `limit` history frames with seq greater than `since`, oldest first.
@@ -246,6 +308,8 @@ mod tests {
                 snapshot,
                 client_publish: false,
                 history_bytes: usize::MAX,
+                keyed: false,
+                max_keys: 10,
             },
             false,
         )
@@ -283,17 +347,26 @@ mod tests {
     fn replay_covers_resume_snapshot_and_lost_history() {
         let mut r = room(3, 2);
         let epoch = r.epoch.to_string();
-        assert_eq!(r.replay(Some(0), Some(&epoch)), (true, vec![]));
+        let replay = |r: &Room, since, ep| {
+            let Replay {
+                recovered,
+                state,
+                frames,
+            } = r.replay(since, ep);
+            assert_eq!(state, None, "not keyed");
+            (recovered, frames)
+        };
+        assert_eq!(replay(&r, Some(0), Some(&epoch)), (true, vec![]));
         for _ in 0..5 {
             r.append("t", &data(), "ts");
         }
-        let (ok, frames) = r.replay(Some(2), Some(&epoch));
+        let (ok, frames) = replay(&r, Some(2), Some(&epoch));
         assert!(ok);
         assert_eq!(seqs(&frames), [3, 4, 5]);
-        let (ok, frames) = r.replay(Some(5), Some(&epoch));
+        let (ok, frames) = replay(&r, Some(5), Some(&epoch));
         assert!(ok && frames.is_empty());
         // Gap no longer in history.
-        let (ok, frames) = r.replay(Some(1), Some(&epoch));
+        let (ok, frames) = replay(&r, Some(1), Some(&epoch));
         assert!(!ok);
         assert_eq!(seqs(&frames), [4, 5]);
         // Fresh, wrong epoch, since without epoch, since beyond head.
@@ -303,7 +376,7 @@ mod tests {
             (Some(3), None),
             (Some(9), Some(epoch.as_str())),
         ] {
-            let (ok, frames) = r.replay(since, ep);
+            let (ok, frames) = replay(&r, since, ep);
             assert!(!ok, "{since:?} {ep:?}");
             assert_eq!(seqs(&frames), [4, 5]);
         }
@@ -311,15 +384,14 @@ mod tests {
 
     #[test]
     fn a_mirror_takes_only_the_next_seq_and_resets() {
-        let ev = |seq: u64| Event {
+        let ev = |seq: u64| Event::plain(seq, format!("{{\"seq\":{seq}}}").into());
+        let copy = |epoch: &str, seq: u64, events: Vec<Event>| RoomState {
+            epoch: Arc::from(epoch),
             seq,
-            frame: format!("{{\"seq\":{seq}}}").into(),
+            events,
+            state: Vec::new(),
         };
-        let state = RoomState {
-            epoch: Arc::from("e1"),
-            seq: 7,
-            events: vec![ev(6), ev(7)],
-        };
+        let state = copy("e1", 7, vec![ev(6), ev(7)]);
         let mut r = Room::mirror("r", room(3, 2).settings, false, state);
         assert_eq!((&*r.epoch, r.seq, r.history_len()), ("e1", 7, 2));
         assert!(!r.apply(ev(7)), "duplicate");
@@ -327,7 +399,7 @@ mod tests {
         assert!(r.apply(ev(8)));
         assert!(r.apply(ev(9)));
         assert_eq!(seqs(&r.frames_after(0, 10)), [7, 8, 9]);
-        r.reset("e2", 1, vec![ev(1)]);
+        r.reset(copy("e2", 1, vec![ev(1)]));
         assert_eq!((&*r.epoch, r.seq), ("e2", 1));
         assert_eq!(seqs(&r.frames_after(0, 10)), [1]);
     }
@@ -350,14 +422,67 @@ mod tests {
         assert_eq!(seqs(&r.frames_after(0, 100)), [11]);
         // A reset applies both bounds too.
         let frames: Vec<Event> = (1..=10)
-            .map(|seq| Event {
-                seq,
-                frame: format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "z".repeat(50)).into(),
+            .map(|seq| {
+                Event::plain(
+                    seq,
+                    format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "z".repeat(50)).into(),
+                )
             })
             .collect();
-        r.reset("e2", 10, frames);
+        r.reset(RoomState {
+            epoch: Arc::from("e2"),
+            seq: 10,
+            events: frames,
+            state: Vec::new(),
+        });
         assert!(r.history_size() <= 200);
         assert_eq!(*seqs(&r.frames_after(0, 100)).last().expect("newest"), 10);
+    }
+
+    #[test]
+    fn a_keyed_room_replays_its_state_unless_a_resume_is_exact() {
+        let settings = RoomSettings {
+            keyed: true,
+            ..room(3, 2).settings
+        };
+        let mut r = Room::new("r", settings, false);
+        let keyed = |seq: u64, key: &str, delete: bool| Event {
+            seq,
+            frame: format!("{{\"seq\":{seq}}}").into(),
+            key: Some(KeyChange {
+                key: Arc::from(key),
+                delete,
+            }),
+        };
+        for e in [
+            keyed(1, "a", false),
+            keyed(2, "b", false),
+            Event::plain(3, "{\"seq\":3}".into()),
+            keyed(4, "a", false),
+            keyed(5, "c", false),
+            keyed(6, "b", true),
+        ] {
+            assert!(r.apply(e));
+        }
+        let epoch = r.epoch.to_string();
+        let fresh = r.replay(None, None);
+        assert_eq!((fresh.recovered, fresh.state), (false, Some(2)));
+        assert_eq!(seqs(&fresh.frames), [4, 5]);
+        let exact = r.replay(Some(4), Some(&epoch));
+        assert_eq!((exact.recovered, exact.state), (true, None));
+        assert_eq!(seqs(&exact.frames), [5, 6]);
+        let lost = r.replay(Some(1), Some(&epoch));
+        assert_eq!((lost.recovered, lost.state), (false, Some(2)));
+        assert_eq!(r.state_frames().map(|f| seqs(&f)), Some(vec![4, 5]));
+        // A reset takes the engine's state.
+        r.reset(RoomState {
+            epoch: Arc::from("e2"),
+            seq: 9,
+            events: Vec::new(),
+            state: vec![keyed(8, "z", false)],
+        });
+        assert_eq!(r.state_frames().map(|f| seqs(&f)), Some(vec![8]));
+        assert!(room(3, 2).state_frames().is_none());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::auth::Authenticator;
 use crate::cluster::{BrokerTasks, RedisBroker, RedisEngine};
 use crate::config::Config;
 use crate::connections::ConnectionLimiter;
+use crate::engine::durable::{DurableEngine, DurableTasks};
 use crate::engine::{memory::MemoryEngine, Engine, Readiness};
 use crate::http::{self, AppState};
 use crate::reader::ReadLimits;
@@ -44,6 +45,9 @@ pub struct Hub {
     cluster_arbiter: Option<actix::Arbiter>,
     /// In a cluster: the broker, so a stopping node can remove its record.
     cluster: Option<RedisBroker>,
+    /// The durable engine's thread: it commits what is queued and closes the
+    /// store once the registry is gone.
+    durable: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The engine chosen by the config, and what the server keeps of it: the one
@@ -52,6 +56,7 @@ struct Engines {
     engine: Box<dyn Engine>,
     readiness: Readiness,
     cluster: Option<(RedisBroker, BrokerTasks)>,
+    durable: Option<DurableTasks>,
 }
 
 impl Engines {
@@ -65,12 +70,26 @@ impl Engines {
                 engine: Box::new(RedisEngine::new(broker.clone())),
                 readiness: Arc::new(move || ready.ready()),
                 cluster: Some((broker, tasks)),
+                durable: None,
+            });
+        }
+        if !config.storage.path.is_empty() {
+            // An unusable store is a configuration the hub cannot run with:
+            // exit 2 naming the path (contract section 10).
+            let (engine, tasks, readiness) = DurableEngine::open(config)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            return Ok(Engines {
+                engine: Box::new(engine),
+                readiness,
+                cluster: None,
+                durable: Some(tasks),
             });
         }
         Ok(Engines {
             engine: Box::new(MemoryEngine::new(config)),
             readiness: Arc::new(|| Ok(())),
             cluster: None,
+            durable: None,
         })
     }
 }
@@ -100,6 +119,7 @@ impl Hub {
             engine,
             readiness,
             cluster,
+            durable,
         } = Engines::new(&config, &node)?;
         let (cluster_broker, cluster_tasks) = cluster.unzip();
         let (registry, sessions) =
@@ -111,6 +131,7 @@ impl Hub {
             Duration::from_millis(config.server.registry_max_lag_ms),
         );
         let cluster_arbiter = cluster_tasks.map(|t| t.start(registry.clone()));
+        let durable = durable.map(|t| t.start(registry.clone()));
         let ws = &config.websocket;
         let fds = crate::fd_limit::plan(ws.max_connections, config.worker_count());
         let state = AppState {
@@ -199,6 +220,7 @@ impl Hub {
             registry_arbiter,
             cluster_arbiter,
             cluster: cluster_broker,
+            durable,
         })
     }
 
@@ -222,6 +244,19 @@ impl Hub {
             cluster.stop();
         }
         self.registry_arbiter.stop();
+        if let Some(durable) = self.durable {
+            // The registry's end drops the engine's queue; its thread then
+            // commits what is left and closes the store (the clean mark).
+            let registry = self.registry_arbiter;
+            let joined = actix_web::rt::task::spawn_blocking(move || {
+                let _ = registry.join();
+                durable.join()
+            })
+            .await;
+            if !matches!(joined, Ok(Ok(()))) {
+                log::error!("the durable engine's thread did not end cleanly");
+            }
+        }
         result
     }
 }

@@ -255,7 +255,13 @@ impl Session {
                     refused(self, reference);
                 }
             }
-            Command::Publish { room, kind, data } => {
+            Command::Publish {
+                room,
+                kind,
+                data,
+                key,
+                delete,
+            } => {
                 if let Err(err) = self.check_room(&room, true) {
                     return self.send_error(&err, reference.as_ref());
                 }
@@ -270,6 +276,8 @@ impl Session {
                     reply: None,
                     received: Instant::now(),
                     idempotency_key: None,
+                    key,
+                    delete,
                 });
                 if busy.is_err() {
                     refused(self, reference);

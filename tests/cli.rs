@@ -258,6 +258,104 @@ async fn publish_reaches_a_subscriber_and_prints_the_seq() {
 }
 
 #[tokio::test]
+async fn publish_with_a_key_updates_and_deletes_a_keyed_rooms_state() {
+    let hub = start(|c| {
+        let mut recs = realtime_hub::config::RoomDecl::named("recommendations");
+        recs.keyed = Some(true);
+        c.rooms.declare = vec![recs, realtime_hub::config::RoomDecl::named("alerts")];
+    });
+    let url = base(&hub);
+    let run = |args: Vec<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut all = vec!["publish"];
+            all.extend(args);
+            all.extend(["--url", &url]);
+            cli(&all).await
+        }
+    };
+    for (args, seq) in [
+        (
+            vec![
+                "recommendations",
+                "rec_created",
+                r#"{"s":"open"}"#,
+                "--key",
+                "rec 1",
+            ],
+            1,
+        ),
+        (
+            vec![
+                "recommendations",
+                "rec_created",
+                r#"{"s":"open"}"#,
+                "--key",
+                "rec-2",
+            ],
+            2,
+        ),
+        (
+            vec![
+                "recommendations",
+                "rec_updated",
+                r#"{"s":"ok"}"#,
+                "--key",
+                "rec 1",
+            ],
+            3,
+        ),
+        (
+            vec![
+                "recommendations",
+                "rec_removed",
+                "--key",
+                "rec-2",
+                "--delete",
+            ],
+            4,
+        ),
+    ] {
+        let o = run(args.clone()).await;
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains(&format!("seq {seq}")), "{}", stdout(&o));
+    }
+    let (status, state) = get(&hub.http("/api/rooms/recommendations/state")).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["seq"], 4);
+    let events = state["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{state}");
+    assert_eq!(
+        (&events[0]["key"], &events[0]["seq"], &events[0]["data"]),
+        (&json!("rec 1"), &json!(3), &json!({"s": "ok"}))
+    );
+    let (_, history) = get(&hub.http("/api/rooms/recommendations/history?since=3")).await;
+    let removed = &history["events"][0];
+    assert_eq!(
+        (&removed["key"], &removed["delete"]),
+        (&json!("rec-2"), &json!(true))
+    );
+    assert_eq!(
+        removed["data"],
+        Value::Null,
+        "a delete without data carries null"
+    );
+
+    // A key for a room that is not keyed is the hub's 400; --delete without
+    // --key and a missing JSON without --delete are usage errors.
+    let o = run(vec!["alerts", "t", "1", "--key", "k"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("400 bad_request"), "{}", stderr(&o));
+    for args in [
+        vec!["recommendations", "t", "1", "--delete"],
+        vec!["recommendations", "t", "--key", "k"],
+    ] {
+        let o = run(args.clone()).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[tokio::test]
 async fn publish_with_invalid_json_is_a_usage_error_and_sends_nothing() {
     let hub = start(|_| {});
     let o = cli(&[
@@ -302,7 +400,7 @@ async fn hub_errors_are_printed_with_status_and_code_and_exit_1() {
         "1",
         "--url",
         &url,
-        "--key",
+        "--api-key",
         "wrong-key-9",
     ])
     .await;
@@ -320,7 +418,7 @@ async fn hub_errors_are_printed_with_status_and_code_and_exit_1() {
         "1",
         "--url",
         &url,
-        "--key",
+        "--api-key",
         "k-secret-1",
     ])
     .await;
@@ -347,7 +445,7 @@ async fn hub_errors_are_printed_with_status_and_code_and_exit_1() {
         "1",
         "--url",
         &url,
-        "--key",
+        "--api-key",
         "k-secret-1",
     ])
     .await;
@@ -457,8 +555,10 @@ async fn help_of_every_command_names_its_options() {
             &[
                 "<ROOM>",
                 "<TYPE>",
-                "<JSON>",
+                "[JSON]",
                 "--key",
+                "--delete",
+                "--api-key",
                 "HUB_API_KEY",
                 "--url",
                 "--json",

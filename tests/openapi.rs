@@ -22,6 +22,7 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("/api/users/{user}/events", "post"),
         ("/api/rooms", "get"),
         ("/api/rooms/{room}/history", "get"),
+        ("/api/rooms/{room}/state", "get"),
         ("/api/sockets/{id}/disconnect", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
@@ -60,4 +61,11 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     );
     let publish = &paths["/api/rooms/{room}/events"]["post"];
     assert!(publish["security"].to_string().contains("api_key"));
+    // Keyed rooms: the publish body's key/delete and the 409.
+    let body = &schemas["RoomEventBody"]["properties"];
+    assert!(
+        body["key"].is_object() && body["delete"].is_object(),
+        "{body}"
+    );
+    assert!(publish["responses"]["409"].is_object());
 }

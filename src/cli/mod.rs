@@ -61,7 +61,9 @@ pub enum Command {
     /// its seq.
     #[command(after_help = "Examples:\n  \
         realtime-hub publish alerts alert_raised '{\"level\":\"high\",\"zone\":4}'\n  \
-        HUB_API_KEY=... realtime-hub publish alerts note '\"a JSON string\"' --url http://hub:8080\n\n\
+        HUB_API_KEY=... realtime-hub publish alerts note '\"a JSON string\"' --url http://hub:8080\n  \
+        realtime-hub publish recommendations recommendation_updated '{\"status\":\"approved\"}' --key rec-42\n  \
+        realtime-hub publish recommendations recommendation_removed --key rec-42 --delete\n\n\
         A JSON argument that does not parse is a usage error (exit 2); nothing is sent.")]
     Publish(PublishArgs),
     /// Exit 0 if the hub answers GET /healthz with 200, else 1 with the reason.
@@ -94,7 +96,7 @@ impl Target {
     }
 }
 
-/// `publish ROOM TYPE JSON [--key K] [--json]`.
+/// `publish ROOM TYPE [JSON] [--key K [--delete]] [--api-key K] [--json]`.
 #[derive(Args, Debug)]
 pub struct PublishArgs {
     /// The room to publish into, e.g. `alerts`.
@@ -107,14 +109,25 @@ pub struct PublishArgs {
 
     /// The event's data: any JSON value, checked here and sent byte for byte.
     /// Quote it for your shell; a JSON string needs its own quotes ('"hi"').
-    #[arg(value_name = "JSON", value_parser = parse_json, allow_hyphen_values = true)]
-    pub data: Box<RawValue>,
+    /// May be left out with `--delete`.
+    #[arg(value_name = "JSON", value_parser = parse_json, allow_hyphen_values = true,
+          required_unless_present = "delete")]
+    pub data: Option<Box<RawValue>>,
+
+    /// A keyed room's state key (1-256 bytes): the event becomes this key's
+    /// latest in the room's state.
+    #[arg(long, value_name = "K")]
+    pub key: Option<String>,
+
+    /// Remove `--key` from the room's state.
+    #[arg(long, requires = "key")]
+    pub delete: bool,
 
     /// API key for the hub's write API, sent as `Authorization: Bearer`. Not
     /// needed from loopback when the hub has no `auth.api_keys`. Prefer the
     /// environment variable: a flag's value shows in `ps`.
     #[arg(long, value_name = "K", env = "HUB_API_KEY", hide_env_values = true)]
-    pub key: Option<String>,
+    pub api_key: Option<String>,
 
     /// Print the hub's acknowledgement `{"room","epoch","seq","delivered"}` as
     /// it is, instead of a one-line summary.
@@ -141,7 +154,12 @@ fn parse_json(s: &str) -> Result<Box<RawValue>, String> {
 struct PublishBody<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
-    data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    delete: bool,
 }
 
 /// Runs one subcommand and returns the process's exit code.
@@ -200,10 +218,12 @@ fn publish(args: &PublishArgs) -> Result<String, CliError> {
     let path = format!("/api/rooms/{}/events", client::encode_segment(&args.room));
     let body = serde_json::to_string(&PublishBody {
         kind: &args.kind,
-        data: &args.data,
+        data: args.data.as_deref(),
+        key: args.key.as_deref(),
+        delete: args.delete,
     })
     .map_err(|e| CliError::Output(e.to_string()))?;
-    let key = args.key.as_deref().filter(|k| !k.is_empty());
+    let key = args.api_key.as_deref().filter(|k| !k.is_empty());
     let ack = client.post_ok(&path, body, key, args.idempotency_key.as_deref())?;
     if args.json {
         return Ok(ack.trim_end().to_string());
@@ -243,9 +263,22 @@ mod tests {
         let data = parse_json(r#"{"z":1,"a":2}"#).expect("valid");
         let body = serde_json::to_string(&PublishBody {
             kind: "alert_raised",
-            data: &data,
+            data: Some(&data),
+            key: None,
+            delete: false,
         })
         .expect("serializes");
         assert_eq!(body, r#"{"type":"alert_raised","data":{"z":1,"a":2}}"#);
+        let body = serde_json::to_string(&PublishBody {
+            kind: "rec_removed",
+            data: None,
+            key: Some("rec 1"),
+            delete: true,
+        })
+        .expect("serializes");
+        assert_eq!(
+            body,
+            r#"{"type":"rec_removed","key":"rec 1","delete":true}"#
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Every Redis key and channel the cluster uses, in one place (docs/CLUSTER.md
-//! lists them). A room's two keys share a hash tag, so a sharded Redis would
+//! lists them). A room's keys share a hash tag, so a sharded Redis would
 //! keep them on one slot for the publish script.
 
 /// Key and channel names under one prefix.
@@ -24,6 +24,12 @@ impl Keys {
     /// Stream of the room's last `history` event frames, entry id = `seq-0`.
     pub fn room_log(&self, room: &str) -> String {
         format!("{}:room:{{{room}}}:log", self.prefix)
+    }
+
+    /// Hash of a keyed room's state: field = state key, value = `SEQ FRAME`
+    /// of the key's latest event.
+    pub fn room_state(&self, room: &str) -> String {
+        format!("{}:room:{{{room}}}:state", self.prefix)
     }
 
     /// String `EPOCH SEQ`: where the publish with this idempotency key landed.
@@ -66,6 +72,7 @@ mod tests {
         let k = Keys::new("hub");
         assert_eq!(k.room_meta("a.b"), "hub:room:{a.b}:meta");
         assert_eq!(k.room_log("a.b"), "hub:room:{a.b}:log");
+        assert_eq!(k.room_state("a.b"), "hub:room:{a.b}:state");
         assert_eq!(k.node("n1"), "hub:node:n1");
     }
 }

@@ -4,9 +4,10 @@
 //! the order of every room is Redis's:
 //!
 //! - **publish** ([`publisher`]): a Lua script assigns the room's next seq,
-//!   appends the frame to the room's stream (capped at its history) and
-//!   broadcasts it on one pub/sub channel, atomically; the publisher is answered
-//!   from the script's result.
+//!   appends the frame to the room's stream (capped at its history), updates a
+//!   keyed room's state hash (refusing a new key past `max_keys` before any
+//!   seq is used) and broadcasts it on one pub/sub channel, atomically; the
+//!   publisher is answered from the script's result.
 //! - **delivery** ([`subscriber`]): every node reads that channel and hands the
 //!   registry each room's events strictly in seq order. A jump in seq, another
 //!   epoch, or a reconnect makes it read the stream first, so local subscribers
@@ -62,6 +63,8 @@ pub enum Command {
         history: usize,
         /// Idle expiry of its keys, 0 = none.
         ttl_ms: u64,
+        /// It keeps a state, read with its order.
+        keyed: bool,
     },
     /// Stop following this room (its mirror was evicted).
     Untrack(Arc<str>),
@@ -199,6 +202,7 @@ impl RedisBroker {
                 room,
                 history: settings.history,
                 ttl_ms: self.ttl_ms(dynamic),
+                keyed: settings.keyed,
             })
             .map_err(|_| unavailable("too many room syncs waiting"))
     }

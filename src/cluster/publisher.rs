@@ -7,9 +7,10 @@ use tokio::sync::mpsc;
 
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
-use super::scripts;
+use super::scripts::{self, Landed};
 use super::unavailable;
 use crate::engine::{Committed, PublishJob};
+use crate::keyed::over_max_keys;
 use crate::registry::{PublishAck, RegistryHandle};
 
 /// What a lane needs of the config.
@@ -64,7 +65,7 @@ async fn send(
     batch: &[PublishJob],
     timeouts: Timeouts,
     lane: Lane,
-) -> Vec<Result<(String, u64, bool), String>> {
+) -> Vec<Result<Landed, String>> {
     let count: usize = batch.iter().map(|j| j.items.len()).sum();
     let mut c = match conn.get().await {
         Ok(c) => c,
@@ -78,12 +79,21 @@ async fn send(
             _ => ("", 0),
         };
         let ttl_ms = if item.dynamic { lane.dynamic_ttl_ms } else { 0 };
+        let (state_key, delete, max_keys) = match &item.state {
+            Some(w) => (
+                &*w.change.key,
+                if w.change.delete { "1" } else { "0" },
+                w.max_keys,
+            ),
+            None => ("", "0", 0),
+        };
         pipe.cmd("EVAL")
             .arg(scripts::PUBLISH)
-            .arg(3)
+            .arg(4)
             .arg(keys.room_meta(&item.room))
             .arg(keys.room_log(&item.room))
             .arg(keys.room_idempotency(&item.room, idem_key))
+            .arg(keys.room_state(&item.room))
             .arg(crate::ids::new_epoch())
             .arg(item.history)
             .arg(&item.parts.head)
@@ -92,7 +102,10 @@ async fn send(
             .arg(&*item.room)
             .arg(ttl_ms)
             .arg(idem_key)
-            .arg(idem_ttl);
+            .arg(idem_ttl)
+            .arg(state_key)
+            .arg(delete)
+            .arg(max_keys);
     }
     let answers: Vec<RedisResult<Value>> =
         match within(timeouts.command, pipe.query_async(&mut c)).await {
@@ -116,24 +129,27 @@ async fn send(
 
 /// Hands the lane's results to the registry, which answers the publishers
 /// (events arrive separately, through the subscriber task).
-fn answer(
-    job: PublishJob,
-    results: Vec<Result<(String, u64, bool), String>>,
-    registry: &RegistryHandle,
-) {
+fn answer(job: PublishJob, results: Vec<Result<Landed, String>>, registry: &RegistryHandle) {
     let results = job
         .items
         .iter()
         .zip(results)
         .map(|(item, r)| {
-            r.map(|(epoch, seq, duplicate)| PublishAck {
+            let ack = |epoch, seq, duplicate| PublishAck {
                 room: item.room.to_string(),
                 epoch,
                 seq,
                 delivered: if duplicate { 0 } else { item.delivered },
                 duplicate,
-            })
-            .map_err(|e| unavailable(&e))
+            };
+            match r.map_err(|e| unavailable(&e))? {
+                Landed::Published(epoch, seq) => Ok(ack(epoch, seq, false)),
+                Landed::Duplicate(epoch, seq) => Ok(ack(epoch, seq, true)),
+                Landed::OverMaxKeys => Err(over_max_keys(
+                    &item.room,
+                    item.state.as_ref().map_or(0, |w| w.max_keys),
+                )),
+            }
         })
         .collect();
     registry.do_send(Committed {

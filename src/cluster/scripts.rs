@@ -4,25 +4,35 @@
 //! Scripts are sent with `EVAL` each time: Redis caches them by hash, and a
 //! Redis that restarted empty needs no `SCRIPT LOAD` dance.
 
+use std::sync::Arc;
+
 use bytestring::ByteString;
 use redis::Value;
 
+use crate::keyed::KeyChange;
 use crate::room::Event;
 
 /// Assigns the next seq, appends the frame to the room's stream (capped at
 /// `history`) and broadcasts it, in one step: no node can see seq N+1 before N.
 ///
 /// With an idempotency key, a key already used in this epoch answers the
-/// first publish's seq and publishes nothing.
+/// first publish's seq and publishes nothing. With a state key (a keyed room),
+/// the room's state hash changes in the same step — the key's field set to
+/// `SEQ FRAME`, or removed by a delete — and a new key while the hash holds
+/// `max_keys` fields is refused before any seq is used. A keyed event's
+/// stream entry carries its key (`k`) and delete flag (`d`), and its broadcast
+/// a header before the frame (see `wire::EventMessage`).
 ///
-/// KEYS: meta, log, idempotency key. ARGV: candidate epoch, history, frame
-/// head, frame tail, events channel, room, ttl ms (0 = keep), idempotency key
-/// ("" = none), its ttl ms. Returns `{epoch, seq, duplicate (0/1)}`.
+/// KEYS: meta, log, idempotency key, state. ARGV: candidate epoch, history,
+/// frame head, frame tail, events channel, room, ttl ms (0 = keep),
+/// idempotency key ("" = none), its ttl ms, state key ("" = none), delete
+/// ("1"/"0"), max_keys. Returns `{epoch, seq, outcome}`: 0 published,
+/// 1 duplicate, 2 refused (max_keys).
 pub const PUBLISH: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[4])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 if ARGV[8] ~= '' then
@@ -32,34 +42,60 @@ if ARGV[8] ~= '' then
     if e == epoch then return {epoch, tonumber(s), 1} end
   end
 end
+local key = ARGV[10]
+local delete = ARGV[11] == '1'
+if key ~= '' and not delete and redis.call('HEXISTS', KEYS[4], key) == 0
+    and redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[12]) then
+  return {epoch, 0, 2}
+end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[3] .. seq .. ARGV[4]
 local history = tonumber(ARGV[2])
 if history > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', history, seq .. '-0', 'f', frame)
+  if key == '' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', history, seq .. '-0', 'f', frame)
+  elseif delete then
+    redis.call('XADD', KEYS[2], 'MAXLEN', history, seq .. '-0', 'f', frame, 'k', key, 'd', '1')
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', history, seq .. '-0', 'f', frame, 'k', key)
+  end
+end
+local header = ''
+if key ~= '' then
+  if delete then
+    redis.call('HDEL', KEYS[4], key)
+    header = 'd'
+  else
+    redis.call('HSET', KEYS[4], key, seq .. ' ' .. frame)
+    header = 'k'
+  end
+  header = header .. string.len(key) .. ' ' .. key .. ' '
 end
 local ttl = tonumber(ARGV[7])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   if history > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  redis.call('PEXPIRE', KEYS[4], ttl)
 end
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. epoch .. ' ' .. seq .. ' ' .. frame)
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. epoch .. ' ' .. seq .. ' ' .. header .. frame)
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[3], epoch .. ' ' .. seq, 'PX', ARGV[9])
 end
 return {epoch, seq, 0}
 "#;
 
-/// A room's order and its events after a point, read atomically; creates the
-/// room (with the candidate epoch) if Redis does not have it.
+/// A room's order, its events after a point and (keyed) its state, read
+/// atomically — so the state is the one at the seq read; creates the room
+/// (with the candidate epoch) if Redis does not have it.
 ///
 /// If the room's seq is *behind* what this node already saw in the same epoch
 /// (a Redis restored from an older snapshot), seqs would be given out twice: the
 /// room gets a new epoch instead, so every node and client learns history was lost.
 ///
-/// KEYS: meta, log. ARGV: candidate epoch, after (events with seq > after;
-/// -1 = the last `count`), count, ttl ms, epoch seen ("" = none), seq seen.
-/// Returns `{epoch, seq, seq1, frame1, …}` oldest first.
+/// KEYS: meta, log, state. ARGV: candidate epoch, after (events with seq >
+/// after; -1 = the last `count`), count, ttl ms, epoch seen ("" = none), seq
+/// seen, with state ("1"/"0"). Returns `{epoch, seq, n, (id, frame, key,
+/// delete) × n oldest first, (state key, "SEQ FRAME") × …}`.
 pub const READ: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local seen = ARGV[5]
@@ -68,29 +104,40 @@ if epoch and epoch == seen and tonumber(redis.call('HGET', KEYS[1], 'seq')) < to
 end
 if not epoch then
   epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
   local ttl = tonumber(ARGV[4])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
-local out = {epoch, seq}
 local after = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
-if count <= 0 then return out end
-local entries
-if after < 0 then
-  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', count)
-  for i = #entries, 1, -1 do
-    table.insert(out, entries[i][1])
-    table.insert(out, entries[i][2][2])
+local entries = {}
+if count > 0 then
+  if after < 0 then
+    local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', count)
+    for i = #newest, 1, -1 do table.insert(entries, newest[i]) end
+  else
+    entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', count)
   end
-else
-  entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', count)
-  for i = 1, #entries do
-    table.insert(out, entries[i][1])
-    table.insert(out, entries[i][2][2])
+end
+local out = {epoch, seq, #entries}
+for i = 1, #entries do
+  local fields = entries[i][2]
+  local f, k, d = '', '', ''
+  for j = 1, #fields, 2 do
+    if fields[j] == 'f' then f = fields[j + 1]
+    elseif fields[j] == 'k' then k = fields[j + 1]
+    elseif fields[j] == 'd' then d = fields[j + 1] end
   end
+  table.insert(out, entries[i][1])
+  table.insert(out, f)
+  table.insert(out, k)
+  table.insert(out, d)
+end
+if ARGV[7] == '1' then
+  local state = redis.call('HGETALL', KEYS[3])
+  for i = 1, #state do table.insert(out, state[i]) end
 end
 return out
 "#;
@@ -113,7 +160,8 @@ end
 return out
 "#;
 
-/// What [`READ`] found: the room's order and the events asked for.
+/// What [`READ`] found: the room's order, the events asked for and (when
+/// asked) its state.
 #[derive(Debug, Clone)]
 pub struct RoomRead {
     /// The room's epoch in Redis.
@@ -122,6 +170,19 @@ pub struct RoomRead {
     pub seq: u64,
     /// Events, oldest first.
     pub events: Vec<Event>,
+    /// A keyed room's state at `seq`, in seq order.
+    pub state: Vec<Event>,
+}
+
+/// What [`PUBLISH`] did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landed {
+    /// Published at `seq`.
+    Published(String, u64),
+    /// A retry of the publish that got `seq`: nothing published.
+    Duplicate(String, u64),
+    /// A new state key past `max_keys`: nothing published, no seq used.
+    OverMaxKeys,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -140,6 +201,14 @@ fn number(v: &Value) -> Option<u64> {
     }
 }
 
+/// A state key as the scripts hold it ("" = none) and its delete flag.
+fn key_change(key: String, delete: &str) -> Option<KeyChange> {
+    (!key.is_empty()).then(|| KeyChange {
+        key: Arc::from(key),
+        delete: delete == "1",
+    })
+}
+
 /// Decodes [`READ`]'s answer; `None` if it is not what the script returns.
 pub fn decode_read(v: &Value) -> Option<RoomRead> {
     let Value::Array(items) = v else {
@@ -147,28 +216,56 @@ pub fn decode_read(v: &Value) -> Option<RoomRead> {
     };
     let epoch = text(items.first()?)?;
     let seq = number(items.get(1)?)?;
-    let mut events = Vec::with_capacity(items.len().saturating_sub(2) / 2);
-    for pair in items[2..].chunks(2) {
-        let [id, frame] = pair else {
+    let n = usize::try_from(number(items.get(2)?)?).ok()?;
+    let log_end = n.checked_mul(4)?.checked_add(3)?;
+    let entries = items.get(3..log_end)?;
+    let mut events = Vec::with_capacity(n);
+    for entry in entries.chunks(4) {
+        let [id, frame, key, delete] = entry else {
             return None;
         };
-        let id = text(id)?;
-        let seq = id.split_once('-')?.0.parse().ok()?;
+        let seq = text(id)?.split_once('-')?.0.parse().ok()?;
         events.push(Event {
             seq,
             frame: ByteString::from(text(frame)?),
+            key: key_change(text(key)?, &text(delete)?),
         });
     }
-    Some(RoomRead { epoch, seq, events })
+    let mut state = Vec::with_capacity((items.len() - log_end) / 2);
+    for pair in items[log_end..].chunks(2) {
+        let [key, value] = pair else {
+            return None;
+        };
+        let value = text(value)?;
+        let (seq, frame) = value.split_once(' ')?;
+        state.push(Event {
+            seq: seq.parse().ok()?,
+            frame: ByteString::from(frame),
+            key: key_change(text(key)?, "0"),
+        });
+    }
+    state.sort_unstable_by_key(|e| e.seq);
+    Some(RoomRead {
+        epoch,
+        seq,
+        events,
+        state,
+    })
 }
 
-/// Decodes [`PUBLISH`]'s answer: `(epoch, seq, duplicate)`.
-pub fn decode_publish(v: &Value) -> Option<(String, u64, bool)> {
+/// Decodes [`PUBLISH`]'s answer.
+pub fn decode_publish(v: &Value) -> Option<Landed> {
     let Value::Array(items) = v else {
         return None;
     };
-    let duplicate = items.get(2).and_then(number).is_some_and(|d| d == 1);
-    Some((text(items.first()?)?, number(items.get(1)?)?, duplicate))
+    let epoch = text(items.first()?)?;
+    let seq = number(items.get(1)?)?;
+    match items.get(2).and_then(number) {
+        Some(0) | None => Some(Landed::Published(epoch, seq)),
+        Some(1) => Some(Landed::Duplicate(epoch, seq)),
+        Some(2) => Some(Landed::OverMaxKeys),
+        Some(_) => None,
+    }
 }
 
 /// Decodes [`NODES`]'s answer: `(id, record json, remaining ms)`.
@@ -194,28 +291,56 @@ mod tests {
     }
 
     #[test]
-    fn read_answers_decode_with_seqs_from_stream_ids() {
+    fn read_answers_decode_with_seqs_from_stream_ids_and_the_state() {
         let v = Value::Array(vec![
             bulk("e1"),
             Value::Int(9),
+            Value::Int(2),
             bulk("8-0"),
             bulk("{\"seq\":8}"),
+            bulk(""),
+            bulk(""),
             bulk("9-0"),
             bulk("{\"seq\":9}"),
+            bulk("k 1"),
+            bulk("1"),
+            bulk("b"),
+            bulk("7 {\"seq\":7}"),
+            bulk("a"),
+            bulk("3 {\"seq\":3}"),
         ]);
         let r = decode_read(&v).expect("decodes");
         assert_eq!((r.epoch.as_str(), r.seq), ("e1", 9));
         assert_eq!(r.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 9]);
+        assert_eq!(r.events[0].key, None);
+        let deleted = r.events[1].key.as_ref().expect("keyed");
+        assert_eq!((&*deleted.key, deleted.delete), ("k 1", true));
+        let state: Vec<(u64, String)> = r
+            .state
+            .iter()
+            .map(|e| (e.seq, e.key.as_ref().map_or("", |k| &*k.key).to_string()))
+            .collect();
+        assert_eq!(
+            state,
+            [(3, "a".to_string()), (7, "b".to_string())],
+            "in seq order"
+        );
+        assert_eq!(&*r.state[0].frame, "{\"seq\":3}");
+        let empty = Value::Array(vec![bulk("e1"), Value::Int(0), Value::Int(0)]);
+        assert!(decode_read(&empty).is_some_and(|r| r.events.is_empty() && r.state.is_empty()));
         assert!(decode_read(&Value::Array(vec![bulk("e1")])).is_none());
-        assert!(decode_read(&Value::Array(vec![bulk("e1"), Value::Int(1), bulk("x")])).is_none());
+        let short = Value::Array(vec![bulk("e1"), Value::Int(1), Value::Int(1), bulk("x")]);
+        assert!(decode_read(&short).is_none());
     }
 
     #[test]
     fn publish_and_nodes_answers_decode() {
         let v = Value::Array(vec![bulk("e1"), Value::Int(3), Value::Int(0)]);
-        assert_eq!(decode_publish(&v), Some(("e1".into(), 3, false)));
+        assert_eq!(decode_publish(&v), Some(Landed::Published("e1".into(), 3)));
         let v = Value::Array(vec![bulk("e1"), Value::Int(2), Value::Int(1)]);
-        assert_eq!(decode_publish(&v), Some(("e1".into(), 2, true)));
+        assert_eq!(decode_publish(&v), Some(Landed::Duplicate("e1".into(), 2)));
+        let v = Value::Array(vec![bulk("e1"), Value::Int(0), Value::Int(2)]);
+        assert_eq!(decode_publish(&v), Some(Landed::OverMaxKeys));
         let v = Value::Array(vec![bulk("a"), bulk("{}"), Value::Int(250)]);
         assert_eq!(decode_nodes(&v), Some(vec![("a".into(), "{}".into(), 250)]));
     }

@@ -22,6 +22,7 @@ use super::keys::Keys;
 use super::scripts::{self, RoomRead};
 use super::wire::{self, ControlOp, ControlRequest, EventMessage};
 use super::{unavailable, Command, Gathered, Health};
+use crate::keyed::KeyChange;
 use crate::registry::{
     RegistryHandle, RemoteDisconnect, RemoteListSockets, RemoteUserEvent, RoomCaughtUp, RoomEvents,
     RoomSynced, SyncFailed,
@@ -43,6 +44,8 @@ struct Tracked {
     history: usize,
     /// Idle expiry of its keys.
     ttl_ms: u64,
+    /// A keyed room: a sync reads its state too.
+    keyed: bool,
 }
 
 /// A cluster request waiting for the nodes' answers.
@@ -172,12 +175,13 @@ impl Subscriber {
     }
 
     /// Starts following a room, not read yet.
-    fn remember(&mut self, room: Arc<str>, history: usize, ttl_ms: u64) {
+    fn remember(&mut self, room: Arc<str>, history: usize, ttl_ms: u64, keyed: bool) {
         let fresh = Tracked {
             epoch: None,
             seq: 0,
             history,
             ttl_ms,
+            keyed,
         };
         self.tracked.insert(room, fresh);
     }
@@ -200,8 +204,9 @@ impl Subscriber {
                 room,
                 history,
                 ttl_ms,
+                keyed,
             } => {
-                self.remember(room.clone(), history, ttl_ms);
+                self.remember(room.clone(), history, ttl_ms, keyed);
                 self.registry.do_send(SyncFailed {
                     room,
                     error: "redis unreachable".into(),
@@ -223,8 +228,9 @@ impl Subscriber {
                 room,
                 history,
                 ttl_ms,
+                keyed,
             } => {
-                self.remember(room.clone(), history, ttl_ms);
+                self.remember(room.clone(), history, ttl_ms, keyed);
                 if let Err(e) = self.sync(&room, false).await {
                     self.registry.do_send(SyncFailed {
                         room,
@@ -344,6 +350,10 @@ impl Subscriber {
                     events: vec![Event {
                         seq: ev.seq,
                         frame: ev.frame.into(),
+                        key: ev.key.map(|(key, delete)| KeyChange {
+                            key: Arc::from(key),
+                            delete,
+                        }),
                     }],
                 });
                 return Ok(());
@@ -368,7 +378,7 @@ impl Subscriber {
                 room,
                 Some(last),
                 t.history.max(1),
-                t.ttl_ms,
+                (t.ttl_ms, false),
                 Some((&epoch, last)),
             )
             .await?;
@@ -408,7 +418,8 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Reads the room's order and last events and hands them to the registry.
+    /// Reads the room's order, last events and (keyed) state and hands them
+    /// to the registry.
     async fn sync(&mut self, room: &Arc<str>, reset: bool) -> Result<(), String> {
         let Some(t) = self.tracked.get(room) else {
             return Ok(());
@@ -419,7 +430,7 @@ impl Subscriber {
                 room,
                 None,
                 t.history,
-                t.ttl_ms,
+                (t.ttl_ms, t.keyed),
                 seen.as_ref().map(|(e, s)| (e.as_str(), *s)),
             )
             .await?;
@@ -432,18 +443,20 @@ impl Subscriber {
             epoch: read.epoch,
             seq: read.seq,
             events: read.events,
+            state: read.state,
             reset,
         });
         Ok(())
     }
 
-    /// The read script: events after `after` (or the last `count`).
+    /// The read script: events after `after` (or the last `count`), and the
+    /// state when `with_state`.
     async fn read(
         &mut self,
         room: &str,
         after: Option<u64>,
         count: usize,
-        ttl_ms: u64,
+        (ttl_ms, with_state): (u64, bool),
         seen: Option<(&str, u64)>,
     ) -> Result<RoomRead, String> {
         let mut c = self.reader.get().await?;
@@ -452,15 +465,17 @@ impl Subscriber {
             self.timeouts.command,
             redis::cmd("EVAL")
                 .arg(scripts::READ)
-                .arg(2)
+                .arg(3)
                 .arg(self.keys.room_meta(room))
                 .arg(self.keys.room_log(room))
+                .arg(self.keys.room_state(room))
                 .arg(crate::ids::new_epoch())
                 .arg(after)
                 .arg(count)
                 .arg(ttl_ms)
                 .arg(seen.map_or("", |s| s.0))
                 .arg(seen.map_or(0, |s| s.1))
+                .arg(if with_state { "1" } else { "0" })
                 .query_async(&mut c),
         )
         .await?;

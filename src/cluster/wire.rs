@@ -5,8 +5,11 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::engine::ControlOp;
 
-/// A room event as the publish script broadcasts it: `ROOM EPOCH SEQ FRAME`.
-/// Room names and epochs hold no spaces, so the frame is the rest of the line.
+/// A room event as the publish script broadcasts it: `ROOM EPOCH SEQ FRAME`,
+/// or for a keyed event `ROOM EPOCH SEQ kLEN KEY FRAME` (`d` instead of `k`
+/// for a delete; LEN is the key's length in bytes, so a key may hold spaces).
+/// Room names and epochs hold no spaces and a frame starts with `{`, so the
+/// frame is the rest of the line, and a plain event reads as it always did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventMessage<'a> {
     /// Room.
@@ -15,6 +18,8 @@ pub struct EventMessage<'a> {
     pub epoch: &'a str,
     /// The event's seq.
     pub seq: u64,
+    /// A keyed event's state key and whether it deletes it.
+    pub key: Option<(&'a str, bool)>,
     /// The encoded event frame.
     pub frame: &'a str,
 }
@@ -26,11 +31,23 @@ impl<'a> EventMessage<'a> {
         let room = it.next()?;
         let epoch = it.next()?;
         let seq = it.next()?.parse().ok()?;
-        let frame = it.next()?;
+        let rest = it.next()?;
+        let (key, frame) = match rest.as_bytes().first()? {
+            b'{' => (None, rest),
+            flag @ (b'k' | b'd') => {
+                let (len, tail) = rest[1..].split_once(' ')?;
+                let len: usize = len.parse().ok()?;
+                let key = tail.get(..len)?;
+                let frame = tail.get(len..)?.strip_prefix(' ')?;
+                (Some((key, *flag == b'd')), frame)
+            }
+            _ => return None,
+        };
         Some(EventMessage {
             room,
             epoch,
             seq,
+            key,
             frame,
         })
     }
@@ -73,11 +90,32 @@ mod tests {
                 room: "hotspots",
                 epoch: "n1-3",
                 seq: 42,
+                key: None,
                 frame: r#"{"data":"a b c"}"#
             }
         );
         assert!(EventMessage::parse("hotspots n1-3 x {}").is_none());
         assert!(EventMessage::parse("hotspots n1-3 4").is_none());
+    }
+
+    #[test]
+    fn keyed_event_messages_carry_keys_with_spaces() {
+        let m = EventMessage::parse(r#"recs e1 7 k5 a b c {"key":"a b c"}"#).expect("parses");
+        assert_eq!(
+            (m.seq, m.key, m.frame),
+            (7, Some(("a b c", false)), r#"{"key":"a b c"}"#)
+        );
+        let m = EventMessage::parse("recs e1 8 d2 é {}").expect("multi-byte key");
+        assert_eq!((m.key, m.frame), (Some(("é", true)), "{}"));
+        for bad in [
+            "recs e1 7 k9 short {}",
+            "recs e1 7 k1 ab{}",
+            "recs e1 7 kx a {}",
+            "recs e1 7 x1 a {}",
+            "recs e1 7 d1 é {}",
+        ] {
+            assert!(EventMessage::parse(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub(super) fn committed(assigned: Vec<Assigned>, job: PublishJob) -> Committed {
                 Ok(ack)
             }
             Assigned::Duplicate(ack) => Ok(ack),
+            Assigned::Refused(err) => Err(err),
         })
         .collect();
     Committed {
@@ -68,6 +69,7 @@ impl Engine for MemoryEngine {
             epoch: order.epoch,
             seq: order.head,
             events: Vec::new(),
+            state: Vec::new(),
         }))
     }
 

@@ -7,7 +7,7 @@
 //!
 //! - [`memory::MemoryEngine`] (`storage.path = ""`): the v1 behaviour, state in
 //!   this process only;
-//! - `durable::DurableEngine` (the default): the same order, written to a
+//! - [`durable::DurableEngine`] (the default): the same order, written to a
 //!   local store (group commit, off the registry thread) before it is
 //!   acknowledged or delivered, so a restart keeps epochs, history and keys;
 //! - `cluster::RedisEngine` (`cluster.redis_url`): Redis assigns seqs and keeps
@@ -21,6 +21,7 @@
 //! engine learns of otherwise (another node's publishes, a resync) arrive as the
 //! registry's engine-event messages (`RoomEvents`, `RoomSynced`, ...).
 
+pub mod durable;
 pub mod memory;
 pub mod sequencer;
 
@@ -34,6 +35,7 @@ use tokio::sync::oneshot;
 use crate::config::RoomSettings;
 use crate::error::HubError;
 use crate::ids::SessionId;
+use crate::keyed::StateWrite;
 use crate::protocol::{EventFrameParts, Ref};
 use crate::registry::{PublishAck, PublishReply, SocketInfo};
 use crate::room::Event;
@@ -55,6 +57,9 @@ pub struct PublishItem {
     pub received: Instant,
     /// The publisher's idempotency key.
     pub idempotency_key: Option<String>,
+    /// A keyed publish (contract section 11): the engine refuses a new key
+    /// past `max_keys` before giving a seq, and keeps the state with the seq.
+    pub state: Option<StateWrite>,
 }
 
 /// Who is waiting for a publish's outcome.
@@ -135,7 +140,7 @@ impl PublishJob {
     }
 }
 
-/// A room's order and recent history, as an engine holds it.
+/// A room's order, recent history and (keyed) state, as an engine holds it.
 #[derive(Debug, Clone)]
 pub struct RoomState {
     /// Its epoch.
@@ -144,6 +149,9 @@ pub struct RoomState {
     pub seq: u64,
     /// Its last events, oldest first.
     pub events: Vec<Event>,
+    /// A keyed room's state at `seq`: the latest event of each live key, in
+    /// seq order (empty for other rooms).
+    pub state: Vec<Event>,
 }
 
 /// A request to every node (cluster), answered from each node's own sessions.

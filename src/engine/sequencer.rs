@@ -1,14 +1,17 @@
 //! Room order for the engines that assign seqs in this process (memory and
-//! durable): each room's epoch and head, and the idempotency keys of recent
-//! publishes. Redis does the same in its publish script.
+//! durable): each room's epoch and head, the idempotency keys of recent
+//! publishes, and the live keys of keyed rooms. Redis does the same in its
+//! publish script.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{CommittedEvent, PublishItem};
+use crate::error::HubError;
 use crate::idempotency::{Landed, RecentKeys};
 use crate::ids::new_epoch;
+use crate::keyed::{KeyUndo, LiveKeys};
 use crate::registry::PublishAck;
 use crate::room::Event;
 
@@ -26,8 +29,11 @@ pub struct Order {
 pub enum Assigned {
     /// A new event.
     Event(CommittedEvent, PublishAck),
-    /// A retry of a keyed publish: the first one's ack, no event.
+    /// A retry of a publish with an idempotency key: the first one's ack,
+    /// no event.
     Duplicate(PublishAck),
+    /// Refused before a seq was given: a new state key past `max_keys`.
+    Refused(HubError),
 }
 
 /// How to take back an assignment whose write failed.
@@ -37,6 +43,8 @@ pub struct Undo {
     orders: Vec<(Arc<str>, Option<Order>)>,
     /// Keys remembered by the assignment.
     keys: Vec<(Arc<str>, String)>,
+    /// State keys it changed, in order.
+    state: Vec<KeyUndo>,
 }
 
 /// Every room's order and the recent keys; see the module docs.
@@ -44,6 +52,8 @@ pub struct Undo {
 pub struct Sequencer {
     rooms: HashMap<Arc<str>, Order>,
     keys: RecentKeys,
+    /// Keyed rooms' live keys, for `max_keys`.
+    state: LiveKeys,
 }
 
 impl Sequencer {
@@ -52,6 +62,7 @@ impl Sequencer {
         Sequencer {
             rooms: HashMap::new(),
             keys: RecentKeys::new(key_ttl, keys_per_room),
+            state: LiveKeys::default(),
         }
     }
 
@@ -81,10 +92,16 @@ impl Sequencer {
         self.keys.insert_until(room, key, landed, expires);
     }
 
+    /// Sets a keyed room's live keys (restored from a store with its state).
+    pub fn restore_state(&mut self, room: Arc<str>, keys: impl IntoIterator<Item = Arc<str>>) {
+        self.state.restore(room, keys);
+    }
+
     /// Forgets a room and its keys.
     pub fn close(&mut self, room: &str) {
         self.rooms.remove(room);
         self.keys.forget_room(room);
+        self.state.forget(room);
     }
 
     /// Whether keys are remembered at all.
@@ -98,7 +115,8 @@ impl Sequencer {
     }
 
     /// Gives each item the next seq of its room, in order, or the first
-    /// publish's ack for a remembered key. `undo` takes it back.
+    /// publish's ack for a remembered key, or refuses a new state key past
+    /// its room's `max_keys` (no seq used). `undo` takes it back.
     pub fn assign(&mut self, items: &[PublishItem]) -> (Vec<Assigned>, Undo) {
         let mut undo = Undo::default();
         let out = items
@@ -122,6 +140,12 @@ impl Sequencer {
                         }
                     }
                 }
+                if let Some(write) = &item.state {
+                    match self.state.admit(&item.room, write) {
+                        Ok(change) => undo.state.push(change),
+                        Err(err) => return Assigned::Refused(err),
+                    }
+                }
                 let seq = order.head + 1;
                 if let Some(o) = self.rooms.get_mut(&item.room) {
                     o.head = seq;
@@ -137,6 +161,7 @@ impl Sequencer {
                 let event = Event {
                     seq,
                     frame: item.parts.with_seq(seq),
+                    key: item.state.as_ref().map(|w| w.change.clone()),
                 };
                 let ack = PublishAck {
                     room: item.room.to_string(),
@@ -161,6 +186,7 @@ impl Sequencer {
     /// Takes back an assignment (its write failed): heads and keys are as
     /// they were, so the same seqs are given again.
     pub fn undo(&mut self, undo: Undo) {
+        self.state.undo(undo.state.into_iter());
         for (room, key) in undo.keys {
             self.keys.remove(&room, &key);
         }
@@ -193,6 +219,20 @@ mod tests {
             delivered: 0,
             received: Instant::now(),
             idempotency_key: key.map(str::to_string),
+            state: None,
+        }
+    }
+
+    fn keyed(room: &str, key: &str, delete: bool) -> PublishItem {
+        PublishItem {
+            state: Some(crate::keyed::StateWrite {
+                change: crate::keyed::KeyChange {
+                    key: Arc::from(key),
+                    delete,
+                },
+                max_keys: 2,
+            }),
+            ..item(room, None)
         }
     }
 
@@ -200,6 +240,7 @@ mod tests {
         a.iter()
             .map(|x| match x {
                 Assigned::Event(_, ack) | Assigned::Duplicate(ack) => (ack.seq, ack.duplicate),
+                Assigned::Refused(_) => (0, false),
             })
             .collect()
     }
@@ -232,6 +273,49 @@ mod tests {
             seqs(&again),
             [(2, false)],
             "the key was forgotten with the write"
+        );
+    }
+
+    #[test]
+    fn a_new_key_past_max_keys_uses_no_seq_and_undo_restores_the_keys() {
+        let mut s = Sequencer::new(Duration::from_secs(60), 100);
+        let (a, _) = s.assign(&[
+            keyed("r", "a", false),
+            keyed("r", "b", false),
+            keyed("r", "c", false),
+            keyed("r", "a", false),
+            keyed("r", "b", true),
+            keyed("r", "c", false),
+        ]);
+        assert_eq!(
+            seqs(&a),
+            [
+                (1, false),
+                (2, false),
+                (0, false),
+                (3, false),
+                (4, false),
+                (5, false)
+            ]
+        );
+        assert!(matches!(
+            &a[2],
+            Assigned::Refused(HubError::LimitExceeded(_))
+        ));
+        match &a[5] {
+            Assigned::Event(e, _) => {
+                assert_eq!(e.event.key.as_ref().map(|k| &*k.key), Some("c"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A failed write takes its key changes back with its seqs.
+        let (failed, undo) = s.assign(&[keyed("r", "c", true), keyed("r", "d", false)]);
+        assert_eq!(seqs(&failed), [(6, false), (7, false)]);
+        s.undo(undo);
+        let (again, _) = s.assign(&[keyed("r", "d", false)]);
+        assert!(
+            matches!(&again[0], Assigned::Refused(_)),
+            "a and c are live again"
         );
     }
 }

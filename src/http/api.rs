@@ -12,10 +12,10 @@ use super::{
     AppState,
 };
 use crate::error::{ErrorBody, HubError};
-use crate::protocol::{check_event_type, check_idempotency_key, MAX_USER_BYTES};
+use crate::protocol::{check_event_type, check_idempotency_key, event_data, MAX_USER_BYTES};
 use crate::registry::{
     Disconnect, GetHistory, GetStatus, ListRooms, ListSockets, Ping, Publish, PublishAck,
-    PublishBatch, PublishUser,
+    PublishBatch, PublishUser, Read,
 };
 use crate::registry::{RoomInfo, SocketInfo, Status};
 
@@ -85,7 +85,34 @@ pub struct EventBody {
     data: Box<RawValue>,
 }
 
-/// Reads, parses and checks the `{type, data}` body of a publish.
+/// Body of a publish into a room.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RoomEventBody {
+    /// The event type; not one of the reserved frame types.
+    #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 128)]
+    kind: String,
+    /// Any JSON value, delivered byte for byte; may be absent (then `null`)
+    /// only for a `delete`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Value>)]
+    data: Option<Box<RawValue>>,
+    /// A keyed room's state key (1-256 bytes): the event becomes the key's
+    /// latest (contract section 11). Refused (400) by a room that is not keyed.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    key: Option<String>,
+    /// Removes `key` from the room's state.
+    #[serde(default)]
+    delete: bool,
+}
+
+/// A field that is present, `null` included (absent is the `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// Reads, parses and checks the `{type, data}` body of a user message.
 async fn read_event_body(
     req: &HttpRequest,
     state: &AppState,
@@ -103,14 +130,15 @@ async fn read_event_body(
         ("room" = String, Path, description = "Room name"),
         ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters: a retry with the same key within rooms.idempotency_ttl_s gets the first publish's seq (duplicate: true) instead of a second event"),
     ),
-    request_body = EventBody,
+    request_body = RoomEventBody,
     responses(
         (status = 200, description = "Accepted: the event's seq", body = PublishAck),
-        (status = 400, description = "Malformed body, invalid event type or idempotency key", body = ErrorBody),
+        (status = 400, description = "Malformed body, invalid event type, idempotency key or state key, a `key` for a room that is not keyed, or a `delete` without a key", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts; or a system room", body = ErrorBody),
         (status = 404, description = "Unknown room", body = ErrorBody),
         (status = 408, description = "Body not received within server.body_timeout_s (the connection is closed)", body = ErrorBody),
+        (status = 409, description = "limit_exceeded: a new key in a keyed room that holds max_keys keys (nothing is stored, no seq is used)", body = ErrorBody),
         (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
         (status = 415, description = "Body not declared Content-Type: application/json", body = ErrorBody),
         (status = 503, description = "Room limit reached or registry unavailable", body = ErrorBody),
@@ -122,12 +150,20 @@ pub async fn publish(
     payload: web::Payload,
 ) -> Result<HttpResponse, HubError> {
     require_write_access(&req, &state.config)?;
-    let key = idempotency_key(&req)?;
-    let EventBody { kind, data } = read_event_body(&req, &state, payload).await?;
+    let idempotency = idempotency_key(&req)?;
+    let body = read_json_body(&req, payload, &state.config).await?;
+    let RoomEventBody {
+        kind,
+        data,
+        key,
+        delete,
+    } = parse_json(&body)?;
+    check_event_type(&kind).map_err(HubError::BadRequest)?;
+    let data = event_data(data, delete).map_err(HubError::BadRequest)?;
     // `do_send` + a reply channel, not `send`: the registry answers as soon as
     // the seq is assigned, before it fans the event out.
-    let (msg, answer) = Publish::http(room.into_inner(), kind, data, key);
-    state.registry.offer_request(msg)?;
+    let (msg, answer) = Publish::http(room.into_inner(), kind, data, idempotency);
+    state.registry.offer_request(msg.with_key(key, delete))?;
     let ack = answer.await.map_err(|_| registry_gone())??;
     Ok(HttpResponse::Ok().json(ack))
 }
@@ -152,13 +188,21 @@ pub struct BatchItem {
     /// The event type.
     #[serde(rename = "type")]
     kind: String,
-    /// Any JSON value.
-    #[schema(value_type = Value)]
-    data: Box<RawValue>,
+    /// Any JSON value; may be absent (then `null`) only for a `delete`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Value>)]
+    data: Option<Box<RawValue>>,
     /// Like the `Idempotency-Key` header of a single publish (an extension).
     #[serde(default)]
     #[schema(min_length = 1, max_length = 128)]
     idempotency_key: Option<String>,
+    /// A keyed room's state key, as in a single publish.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    key: Option<String>,
+    /// Removes `key` from the room's state.
+    #[serde(default)]
+    delete: bool,
 }
 
 /// The failure of one batch item.
@@ -196,7 +240,7 @@ impl BatchResult {
 #[utoipa::path(post, path = "/api/events", tag = "publish", security((), ("api_key" = [])),
     request_body = Vec<BatchItem>,
     responses(
-        (status = 200, description = "One result per item, in order", body = Vec<BatchResult>),
+        (status = 200, description = "One result per item, in order (an item refused as a single publish would be carries that error, e.g. limit_exceeded for a new key past max_keys)", body = Vec<BatchResult>),
         (status = 400, description = "Body is not an array of items", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts", body = ErrorBody),
@@ -217,16 +261,19 @@ pub async fn publish_batch(
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
     let mut publishes = Vec::with_capacity(items.len());
     for item in items {
-        let checked = check_event_type(&item.kind).and_then(|()| {
-            item.idempotency_key
-                .as_deref()
-                .map_or(Ok(()), check_idempotency_key)
-        });
+        let checked = check_event_type(&item.kind)
+            .and_then(|()| {
+                item.idempotency_key
+                    .as_deref()
+                    .map_or(Ok(()), check_idempotency_key)
+            })
+            .and_then(|()| event_data(item.data, item.delete));
         match checked {
-            Ok(()) => {
+            Ok(data) => {
                 results.push(None);
-                let key = item.idempotency_key;
-                publishes.push(Publish::http(item.room, item.kind, item.data, key).0);
+                let idempotency = item.idempotency_key;
+                let publish = Publish::http(item.room, item.kind, data, idempotency).0;
+                publishes.push(publish.with_key(item.key, item.delete));
             }
             Err(message) => results.push(Some(BatchResult::error(
                 item.room,
@@ -359,6 +406,10 @@ pub struct EventFrameDoc {
     seq: u64,
     /// When the hub accepted it (RFC 3339, UTC, ms).
     ts: String,
+    /// A keyed publish's key (keyed rooms only).
+    key: Option<String>,
+    /// Present (true) when the keyed publish removed its key.
+    delete: Option<bool>,
     /// The publisher's payload.
     #[schema(value_type = Value)]
     data: serde_json::Value,
@@ -397,20 +448,29 @@ pub async fn history(
     room: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, HubError> {
-    let room = room.into_inner();
-    if !read_access(&req, &state)?.allows(&room) {
+    let HistoryQuery { since, limit } = query.into_inner();
+    let read = Read::After {
+        since: since.unwrap_or(0),
+        limit: limit.unwrap_or(usize::MAX),
+    };
+    read_room(&req, &state, room.into_inner(), read).await
+}
+
+/// A history page or a state, as the JSON body, for a reader the room allows.
+async fn read_room(
+    req: &HttpRequest,
+    state: &AppState,
+    room: String,
+    read: Read,
+) -> Result<HttpResponse, HubError> {
+    if !read_access(req, state)?.allows(&room) {
         return Err(HubError::Forbidden(format!(
             "token does not allow room {room}"
         )));
     }
-    let HistoryQuery { since, limit } = query.into_inner();
     let page = state
         .registry
-        .send(GetHistory {
-            room,
-            since: since.unwrap_or(0),
-            limit: limit.unwrap_or(usize::MAX),
-        })
+        .send(GetHistory { room, read })
         .await
         .map_err(registry_down)?
         .get()
@@ -418,6 +478,41 @@ pub async fn history(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(page.to_json()))
+}
+
+/// `GET /api/rooms/{room}/state` (the body is spliced from stored frames;
+/// this type documents it).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct StateDoc {
+    /// Room.
+    room: String,
+    /// Epoch ("" for a dynamic room never used).
+    epoch: String,
+    /// Head seq: the state is the room's at this seq.
+    seq: u64,
+    /// The latest event of each live key, in seq order.
+    events: Vec<EventFrameDoc>,
+}
+
+/// `GET /api/rooms/{room}/state`: a keyed room's state, consistent at `seq`
+/// (contract section 11).
+#[utoipa::path(get, path = "/api/rooms/{room}/state", tag = "rooms",
+    params(("room" = String, Path, description = "Room name"),
+        ("token" = Option<String>, Query, description = "JWT, when auth.public_reads is false (or Authorization: Bearer)")),
+    responses(
+        (status = 200, description = "The latest event of each live key, in seq order, at seq", body = StateDoc),
+        (status = 400, description = "The room is not keyed", body = ErrorBody),
+        (status = 401, description = "auth.public_reads is false and no API key or valid token was presented", body = ErrorBody),
+        (status = 403, description = "auth.public_reads is false and the token does not allow the room, or a browser Origin or Host the write API would refuse", body = ErrorBody),
+        (status = 404, description = "Unknown room", body = ErrorBody),
+    ))]
+pub async fn state(
+    req: HttpRequest,
+    state: Data,
+    room: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    read_room(&req, &state, room.into_inner(), Read::State).await
 }
 
 /// Answer of an admin disconnect.

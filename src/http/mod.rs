@@ -88,6 +88,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 "/api/rooms/{room}/history",
                 web::get().to(api::history),
             ))
+            .service(read("/api/rooms/{room}/state", web::get().to(api::state)))
             .service(read("/metrics", web::get().to(api::metrics)))
             .service(read("/openapi.json", web::get().to(openapi::openapi_json)))
             .service(read("/healthz", web::get().to(api::healthz)))

@@ -12,7 +12,7 @@ use super::{api, upgrade};
 #[openapi(
     info(
         title = "realtime-hub",
-        description = "HTTP API of realtime-hub: publish events into rooms, read status, rooms and history, administer sessions. The WebSocket protocol itself is described in docs/PROTOCOL.md.",
+        description = "HTTP API of realtime-hub: publish events into rooms, read status, rooms, history and keyed rooms' state, administer sessions. The WebSocket protocol itself is described in docs/PROTOCOL.md.",
         license(name = "MIT")
     ),
     paths(
@@ -23,6 +23,7 @@ use super::{api, upgrade};
         api::publish_user,
         api::list_rooms,
         api::history,
+        api::state,
         api::disconnect,
         api::metrics,
         api::healthz,

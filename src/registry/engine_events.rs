@@ -32,6 +32,8 @@ pub struct RoomSynced {
     pub seq: u64,
     /// Its last events, oldest first.
     pub events: Vec<Event>,
+    /// A keyed room's state at `seq` (empty for other rooms).
+    pub state: Vec<Event>,
     /// The mirror is out of date and must be replaced.
     pub reset: bool,
 }
@@ -92,13 +94,23 @@ impl RegistryActor {
         match self.rooms.get_mut(&*name) {
             Some(room) => {
                 let same = !msg.reset && *room.epoch == *msg.epoch && msg.seq >= room.seq;
-                if !(same && self.apply_events(&name, msg.events.clone())) {
+                // The events read must take the mirror to the head read, or
+                // it (and a keyed room's state) would trail what was read.
+                let caught_up = same
+                    && self.apply_events(&name, msg.events.clone())
+                    && self.rooms.get(&*name).is_some_and(|r| r.seq == msg.seq);
+                if !caught_up {
                     if let Some(room) = self.rooms.get_mut(&*name) {
                         log::warn!(
                             "room {name} resynced (epoch {} seq {} -> epoch {} seq {}); its subscribers start over",
                             room.epoch, room.seq, msg.epoch, msg.seq
                         );
-                        room.reset(&msg.epoch, msg.seq, msg.events);
+                        room.reset(RoomState {
+                            epoch: Arc::from(msg.epoch.as_str()),
+                            seq: msg.seq,
+                            events: msg.events,
+                            state: msg.state,
+                        });
                     }
                     self.resubscribe_all(&name);
                 }
@@ -112,6 +124,7 @@ impl RegistryActor {
                     epoch: Arc::from(msg.epoch.as_str()),
                     seq: msg.seq,
                     events: msg.events,
+                    state: msg.state,
                 };
                 if let Err(err) = self.insert_room(Room::mirror(&name, settings, dynamic, state)) {
                     self.engine.close(&name, false);
@@ -147,6 +160,7 @@ impl Handles<RoomEvents> for RegistryActor {
                     epoch: state.epoch.to_string(),
                     seq: state.seq,
                     events: state.events,
+                    state: state.state,
                     reset: true,
                 });
             }
@@ -190,19 +204,22 @@ impl Handles<GetNodeRecord> for RegistryActor {
 
 impl RegistryActor {
     /// After a resync that lost events: every subscriber of the room starts
-    /// over, as after a failed resume (`subscribed`, `recovered:false`, snapshot).
+    /// over, as after a failed resume (`subscribed`, `recovered:false`, the
+    /// snapshot or, keyed, the state).
     pub(super) fn resubscribe_all(&mut self, name: &str) {
         self.release_replies(name, None);
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
-        let (_, snapshot) = room.replay(None, None);
+        let replay = room.replay(None, None);
+        let snapshot = replay.frames;
         let subscribed = encode(&Subscribed {
             kind: "subscribed",
             room: &room.name,
             epoch: &room.epoch,
             seq: room.seq,
             recovered: false,
+            state: replay.state,
             reference: None,
         });
         let mut gone = Vec::new();

@@ -1,6 +1,8 @@
-//! Reading a room's history over HTTP (`GET /api/rooms/{room}/history`, the
-//! fallback for clients that cannot resume over the socket), from the room's
-//! mirror — opened from the engine first when this node has none.
+//! Reading a room over HTTP — its history (`GET /api/rooms/{room}/history`,
+//! the fallback for clients that cannot resume over the socket) or a keyed
+//! room's state (`GET /api/rooms/{room}/state`) — from the room's mirror,
+//! opened from the engine first when this node has none. Either is read in
+//! one registry turn, so it is consistent at the head it names.
 
 use actix::{Context, Message};
 use bytestring::ByteString;
@@ -11,19 +13,31 @@ use super::subscribe::Waiting;
 use super::{Answer, RegistryActor};
 use crate::error::HubError;
 
-/// A page of a room's history.
+/// A page of a room's history, or its state.
 #[derive(Message)]
 #[rtype(result = "Answer<HistoryPage>")]
 pub struct GetHistory {
     /// Room.
     pub room: String,
-    /// Events after this seq.
-    pub since: u64,
-    /// At most this many.
-    pub limit: usize,
+    /// What to read.
+    pub read: Read,
 }
 
-/// History events as their encoded frames.
+/// What [`GetHistory`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// History events.
+    After {
+        /// Events after this seq.
+        since: u64,
+        /// At most this many.
+        limit: usize,
+    },
+    /// A keyed room's state: the latest event of each live key.
+    State,
+}
+
+/// History (or state) events as their encoded frames.
 #[derive(Debug, Clone)]
 pub struct HistoryPage {
     /// Room.
@@ -68,8 +82,14 @@ impl HistoryPage {
 
 impl Handles<GetHistory> for RegistryActor {
     fn on(&mut self, msg: GetHistory, _: &mut Context<RegistryActor>) -> Answer<HistoryPage> {
-        if self.config.room_settings(&msg.room).is_none() {
+        let Some(settings) = self.config.room_settings(&msg.room) else {
             return Answer::Now(Err(HubError::UnknownRoom(msg.room)));
+        };
+        if msg.read == Read::State && !settings.keyed {
+            return Answer::Now(Err(HubError::BadRequest(format!(
+                "room {} is not keyed: it has no state",
+                msg.room
+            ))));
         }
         // A dynamic room this node does not hold is not created by a read:
         // alone, this node has no history of it (every room it holds is
@@ -97,17 +117,21 @@ impl Handles<GetHistory> for RegistryActor {
 }
 
 impl RegistryActor {
-    /// A history page from the room as this node mirrors it.
+    /// A history page (or the state) from the room as this node mirrors it.
     pub(super) fn history_page(&self, msg: &GetHistory) -> Result<HistoryPage, HubError> {
         let room = self
             .rooms
             .get(msg.room.as_str())
             .ok_or_else(|| HubError::Unavailable(format!("room {} is not open", msg.room)))?;
+        let events = match msg.read {
+            Read::After { since, limit } => room.frames_after(since, limit),
+            Read::State => room.state_frames().unwrap_or_default(),
+        };
         Ok(HistoryPage {
             room: room.name.to_string(),
             epoch: room.epoch.to_string(),
             seq: room.seq,
-            events: room.frames_after(msg.since, msg.limit),
+            events,
         })
     }
 }

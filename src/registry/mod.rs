@@ -59,7 +59,7 @@ pub use engine_events::{
     GetNodeRecord, NodesView, RoomCaughtUp, RoomEvents, RoomSynced, SyncFailed,
 };
 pub use handle::{Busy, Enqueued, Handles, RegistryHandle};
-pub use history::{GetHistory, HistoryPage};
+pub use history::{GetHistory, HistoryPage, Read};
 pub use publish::{Publish, PublishAck, PublishBatch, PublishOrigin, PublishReply, PublishUser};
 pub use sessions::{Register, Unregister};
 pub use status::{GetStatus, ListRooms, NodeRecord, RoomInfo, Status, StatusCounts};

@@ -19,6 +19,7 @@ use crate::engine::{
 };
 use crate::error::HubError;
 use crate::ids::SessionId;
+use crate::keyed::{KeyChange, StateWrite};
 use crate::outbound::Outbound;
 use crate::protocol::{
     self, encode, is_system_room, timestamp_now, EventFrameParts, Ref, UserFrame,
@@ -59,6 +60,10 @@ pub struct Publish {
     /// The publisher's `Idempotency-Key` (checked by the caller): a retry with
     /// the same key gets the first publish's seq.
     pub idempotency_key: Option<String>,
+    /// A keyed room's state key (checked here; contract section 11).
+    pub key: Option<String>,
+    /// The publish removes `key` from the room's state.
+    pub delete: bool,
 }
 
 impl Publish {
@@ -78,8 +83,17 @@ impl Publish {
             reply: Some(tx),
             received: Instant::now(),
             idempotency_key,
+            key: None,
+            delete: false,
         };
         (msg, rx)
+    }
+
+    /// The same publish addressing a keyed room's state.
+    pub fn with_key(mut self, key: Option<String>, delete: bool) -> Self {
+        self.key = key;
+        self.delete = delete;
+        self
     }
 }
 
@@ -213,15 +227,30 @@ impl RegistryActor {
         if msg.origin.is_some() && !settings.client_publish {
             return Err(HubError::PublishDisabled(msg.room.clone()));
         }
+        protocol::check_state_key(msg.key.as_deref(), msg.delete).map_err(HubError::BadRequest)?;
+        if msg.key.is_some() && !settings.keyed {
+            return Err(HubError::BadRequest(format!(
+                "room {} is not keyed: a publish into it takes no `key`",
+                msg.room
+            )));
+        }
         // The room is opened here before the engine takes the event, so the
         // room limit refuses a publish rather than an event being committed
         // that this node could not mirror.
         self.wait_for_room(&msg.room, super::subscribe::Waiting::Ahead)?;
         let room = self.rooms.get(msg.room.as_str());
         let ts = timestamp_now();
+        let state = msg.key.as_deref().map(|key| StateWrite {
+            change: KeyChange {
+                key: Arc::from(key),
+                delete: msg.delete,
+            },
+            max_keys: settings.max_keys,
+        });
+        let key = state.as_ref().map(|w| (&*w.change.key, w.change.delete));
         Ok(PublishItem {
             room: room.map_or_else(|| Arc::from(msg.room.as_str()), |r| r.name.clone()),
-            parts: EventFrameParts::new(&msg.kind, &msg.room, &ts, &msg.data),
+            parts: EventFrameParts::keyed(&msg.kind, &msg.room, &ts, key, &msg.data),
             history: settings.history,
             dynamic: !self.is_declared(&msg.room),
             delivered: room.map_or(0, |r| r.subscriber_count()),
@@ -230,6 +259,7 @@ impl RegistryActor {
                 .idempotency_key
                 .clone()
                 .filter(|_| self.config.rooms.idempotency_ttl_s > 0),
+            state,
         })
     }
 
@@ -282,10 +312,16 @@ impl RegistryActor {
             let Some(settings) = self.config.room_settings(&room) else {
                 return;
             };
+            if settings.keyed && event.seq > 1 {
+                // Its state is the engine's to tell: the next subscribe or
+                // publish opens the room from it.
+                return;
+            }
             let state = crate::engine::RoomState {
                 epoch: epoch.clone(),
                 seq: event.seq.saturating_sub(1),
                 events: Vec::new(),
+                state: Vec::new(),
             };
             let mirror =
                 crate::room::Room::mirror(&room, settings, !self.is_declared(&room), state);

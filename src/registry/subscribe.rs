@@ -116,17 +116,18 @@ impl RegistryActor {
             .rooms
             .get_mut(msg.room.as_str())
             .ok_or_else(|| HubError::Unavailable(format!("room {} is not open", msg.room)))?;
-        let (recovered, replay) = room.replay(msg.since, msg.epoch.as_deref());
-        let mut batch = Vec::with_capacity(replay.len() + 1);
+        let replay = room.replay(msg.since, msg.epoch.as_deref());
+        let mut batch = Vec::with_capacity(replay.frames.len() + 1);
         batch.push(encode(&Subscribed {
             kind: "subscribed",
             room: &room.name,
             epoch: &room.epoch,
             seq: room.seq,
-            recovered,
+            recovered: replay.recovered,
+            state: replay.state,
             reference: msg.reference.as_ref(),
         }));
-        batch.extend(replay);
+        batch.extend(replay.frames);
         if queue.push(Outbound::Batch(batch)).is_err() {
             return Ok(()); // the session is closing; nothing to join
         }
@@ -166,6 +167,7 @@ impl RegistryActor {
             epoch: "",
             seq: 0,
             recovered: false,
+            state: None,
             reference: msg.reference.as_ref(),
         });
         // In first, so the status it is sent counts it.

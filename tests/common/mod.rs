@@ -20,9 +20,31 @@ pub mod redis;
 /// The longest any single expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// A fresh directory under the system temp dir, removed by nothing: the
+/// machine's temp cleaning does that (tests may want to look after a failure).
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("rthub-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// The store path test hubs use: memory only (`""`), unless
+/// `HUB_TEST_STORAGE=durable`, which runs the same suites on the durable
+/// engine, each hub in a directory of its own.
+pub fn test_storage_path() -> String {
+    match std::env::var("HUB_TEST_STORAGE").as_deref() {
+        Ok("durable") => temp_dir("store").display().to_string(),
+        _ => String::new(),
+    }
+}
+
 /// A config for tests: loopback, port 0, short heartbeats, small limits.
 pub fn test_config() -> Config {
     let mut c = Config::default();
+    c.storage.path = test_storage_path();
     c.server.bind = "127.0.0.1:0".into();
     c.server.workers = 2;
     c.server.shutdown_grace_s = 3;
@@ -579,6 +601,7 @@ impl ChildHub {
             }
         }
         cmd.env("HUB_SERVER__BIND", "127.0.0.1:0")
+            .env("HUB_STORAGE__PATH", test_storage_path())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -7,6 +7,8 @@
  * - when the hub answers `recovered:false` to a resume, or restarts a subscribed
  *   room on its own (an unsolicited `subscribed`, no `ref`), fetches HTTP history
  *   and hands the room's current events to `onResync` handlers;
+ * - in a keyed room, hands the state the hub sends on subscribe (and instead
+ *   of a resync) to `onState` handlers, without any HTTP call;
  * - sends app-level pings so a dead connection (which a browser may not notice
  *   for minutes) is detected and replaced;
  * - exposes its state (`connecting | open | reconnecting | closed`) as events.
@@ -16,7 +18,15 @@ import { Backoff } from "./backoff.js";
 import { RoomCursor, type ResumePosition, type ResyncReason } from "./cursor.js";
 import { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
 import { HubError, NotConnectedError, TimeoutError } from "./errors.js";
-import type { HubClientEvents, ResyncInfo, RoomHandlers, SubscribeOptions, SubscribedInfo } from "./events.js";
+import type { CompletedState } from "./cursor.js";
+import type {
+  HubClientEvents,
+  ResyncInfo,
+  RoomHandlers,
+  StateInfo,
+  SubscribeOptions,
+  SubscribedInfo,
+} from "./events.js";
 import { readRoomHistory } from "./history.js";
 import { HubHttp } from "./http.js";
 import type { HubClientOptions, WebSocketConstructor, WebSocketLike } from "./options.js";
@@ -65,6 +75,14 @@ type PendingRef =
   | { kind: "unsubscribe"; room: string }
   | { kind: "publish"; room: string; pending: PendingPublish }
   | { kind: "ping" };
+
+/** Options of {@link HubClient.publish}. */
+export interface SocketPublishOptions {
+  /** Keyed rooms: the state key this event sets (1-256 bytes). */
+  key?: string;
+  /** Keyed rooms: remove `key` from the room's state (`data` may then be omitted). */
+  delete?: boolean;
+}
 
 /** Error codes after which a failed subscribe is retried instead of given up. */
 const TRANSIENT_CODES: ReadonlySet<string> = new Set(["rate_limited", "unavailable", "internal"]);
@@ -242,9 +260,16 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
 
   /**
    * Publishes over the socket (only into rooms with `client_publish` and when the
-   * token allows it). Resolves with the event's seq.
+   * token allows it). Resolves with the event's seq. In a keyed room, `key` (and
+   * `delete`) address the room's state; a new key past its `max_keys` rejects
+   * with `limit_exceeded`.
    */
-  publish<K extends keyof S & string>(room: string, type: K, data: S[K]): Promise<{ room: string; seq: number }> {
+  publish<K extends keyof S & string>(
+    room: string,
+    type: K,
+    data: S[K] | undefined,
+    options: SocketPublishOptions = {},
+  ): Promise<{ room: string; seq: number }> {
     if (this.machine.state !== "open" || !this.socket) return Promise.reject(new NotConnectedError());
     const ref = this.takeRef("pub");
     return new Promise((resolve, reject) => {
@@ -254,7 +279,8 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
         reject(new TimeoutError(`publish to ${room} not acknowledged within ${timeoutMs} ms`));
       }, timeoutMs);
       this.refs.set(ref, { kind: "publish", room, pending: { resolve, reject, timer } });
-      this.send({ op: "publish", room, type, data, ref });
+      const keyed = options.key === undefined ? {} : { key: options.key, ...(options.delete ? { delete: true } : {}) };
+      this.send({ op: "publish", room, type, data, ...keyed, ref });
     });
   }
 
@@ -491,21 +517,40 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       epoch: frame.epoch,
       seq: frame.seq,
       recovered: frame.recovered,
+      ...(typeof frame.state === "number" ? { state: frame.state } : {}),
       outcome: outcome.kind,
     };
     this.emitter.emit("subscribed", info);
     for (const sub of entry.subs) sub.deliverSubscribed(info);
     if (outcome.kind === "resync") void this.resync(entry, outcome.reason, outcome.epoch, outcome.generation);
+    if (outcome.kind === "state") {
+      const empty = entry.cursor.takeState();
+      if (empty) this.deliverState(entry, empty);
+    }
   }
 
   private onRoomEvent(event: RoomEvent): void {
     const entry = this.rooms.get(event.room);
     if (!entry) return;
     const result = entry.cursor.accept(event);
+    if (result.kind === "state") return this.deliverState(entry, result.state);
     if (result.kind !== "deliver") return;
     const typed = result.event as AnyEventOf<S>;
     this.emitter.emit("event", typed);
     for (const sub of entry.subs) sub.deliverEvent(typed);
+  }
+
+  /** A keyed room's complete state, to the room's `onState` handlers. */
+  private deliverState(entry: RoomEntry<S>, state: CompletedState): void {
+    const info: StateInfo<S> = {
+      room: entry.room,
+      epoch: state.epoch,
+      seq: state.seq,
+      events: state.events as AnyEventOf<S>[],
+      reason: state.reason,
+    };
+    this.emitter.emit("roomState", info);
+    for (const sub of entry.subs) sub.deliverState(info);
   }
 
   private onErrorFrame(frame: ErrorFrame): void {

@@ -10,7 +10,10 @@
  * - `recovered:false` for a client that had a position means it lost events
  *   (history gone or a new epoch) and must resync from HTTP history;
  * - an unsolicited `subscribed` (no `ref`) for a subscribed room means the same,
- *   measured from the current position.
+ *   measured from the current position;
+ * - in a keyed room (contract section 11) a `subscribed` with `state: N` that is
+ *   not an exact resume is followed by the room's state, N frames: it replaces
+ *   what the client held, and no HTTP resync is needed.
  */
 
 import type { RoomEvent, SubscribedFrame } from "./protocol.js";
@@ -38,7 +41,25 @@ export type SubscribedOutcome =
   /** Every missed event follows in order. */
   | { kind: "resumed"; since: number }
   /** Events were lost: fetch history, then call {@link RoomCursor.completeResync}. */
-  | { kind: "resync"; reason: ResyncReason; epoch: string; head: number; generation: number };
+  | { kind: "resync"; reason: ResyncReason; epoch: string; head: number; generation: number }
+  /**
+   * A keyed room's state follows (`count` frames), collected by
+   * {@link RoomCursor.accept}; `reason` is `fresh` for a first subscription.
+   */
+  | { kind: "state"; reason: StateReason; epoch: string; head: number; count: number };
+
+/** Why a keyed room's state was sent: a first subscription, or what a resume could not replay. */
+export type StateReason = "fresh" | ResyncReason;
+
+/** A keyed room's whole state at `seq`: replaces what the client held for the room. */
+export interface CompletedState {
+  reason: StateReason;
+  epoch: string;
+  /** The room's head: the state is the one at this seq. */
+  seq: number;
+  /** The latest event of each live key, in seq order. */
+  events: RoomEvent[];
+}
 
 /** Outcome of offering an incoming event to the cursor. */
 export type AcceptResult =
@@ -46,13 +67,23 @@ export type AcceptResult =
   /** Already delivered (seq at or below the position). */
   | { kind: "duplicate" }
   /** Held back until the resync in progress completes. */
-  | { kind: "buffered" };
+  | { kind: "buffered" }
+  /** The last frame of a keyed room's state: the state is complete. */
+  | { kind: "state"; state: CompletedState };
 
 interface PendingResync {
   epoch: string;
   head: number;
   generation: number;
   buffer: RoomEvent[];
+}
+
+interface PendingState {
+  reason: StateReason;
+  epoch: string;
+  head: number;
+  left: number;
+  events: RoomEvent[];
 }
 
 /**
@@ -67,6 +98,7 @@ export class RoomCursor {
   /** Head reported by the last fresh subscription; the resume point until an event arrives. */
   private floor = 0;
   private pending: PendingResync | null = null;
+  private pendingState: PendingState | null = null;
   private generation = 0;
 
   /**
@@ -93,9 +125,9 @@ export class RoomCursor {
     return this.lastSeq > 0 ? this.lastSeq : this.floor;
   }
 
-  /** True while a resync is waiting for history. */
+  /** True while a resync is waiting for history (or a keyed room's state frames). */
   get resyncing(): boolean {
-    return this.pending !== null;
+    return this.pending !== null || this.pendingState !== null;
   }
 
   /** The `since`/`epoch` to put in the next `subscribe` command. */
@@ -110,7 +142,15 @@ export class RoomCursor {
    */
   onSubscribed(frame: SubscribedFrame, sent: ResumePosition): SubscribedOutcome {
     const hadPosition = sent.epoch !== undefined && sent.since !== undefined;
-    if (hadPosition && frame.recovered && frame.epoch === sent.epoch) {
+    const exact = hadPosition && frame.recovered && frame.epoch === sent.epoch;
+    this.pendingState = null;
+    if (!exact && typeof frame.state === "number") {
+      this.pending = null;
+      const reason: StateReason = !hadPosition ? "fresh" : frame.epoch === sent.epoch ? "history_gap" : "epoch_changed";
+      this.pendingState = { reason, epoch: frame.epoch, head: frame.seq, left: frame.state, events: [] };
+      return { kind: "state", reason, epoch: frame.epoch, head: frame.seq, count: frame.state };
+    }
+    if (exact) {
       this.pending = null;
       // Normalise the position to exactly what the server resumes after.
       this.lastSeq = sent.since!;
@@ -147,9 +187,29 @@ export class RoomCursor {
     return this.onSubscribed({ ...frame, recovered: false }, this.resumePosition());
   }
 
+  /**
+   * A keyed room's state once all its frames arrived (at once for an empty
+   * state): the position moves to its head. Null while frames are missing.
+   */
+  takeState(): CompletedState | null {
+    const pending = this.pendingState;
+    if (!pending || pending.left > 0) return null;
+    this.pendingState = null;
+    this.epochValue = pending.epoch;
+    this.lastSeq = pending.head;
+    this.floor = pending.head;
+    return { reason: pending.reason, epoch: pending.epoch, seq: pending.head, events: pending.events };
+  }
+
   /** Decides what to do with an event of this room that arrived on the socket. */
   accept(event: RoomEvent): AcceptResult {
     if (typeof event.seq !== "number") return { kind: "deliver", event };
+    if (this.pendingState) {
+      this.pendingState.events.push(event);
+      this.pendingState.left -= 1;
+      const state = this.takeState();
+      return state ? { kind: "state", state } : { kind: "buffered" };
+    }
     if (this.pending) {
       this.pending.buffer.push(event);
       return { kind: "buffered" };
@@ -196,5 +256,6 @@ export class RoomCursor {
    */
   abandonResync(): void {
     this.pending = null;
+    this.pendingState = null;
   }
 }

@@ -1,6 +1,6 @@
 /** What a {@link HubClient} reports: client events and per-room handlers. */
 
-import type { ResyncReason } from "./cursor.js";
+import type { ResyncReason, StateReason } from "./cursor.js";
 import type { HubError } from "./errors.js";
 import type { UserMessage, WelcomeFrame } from "./protocol.js";
 import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
@@ -14,8 +14,26 @@ export interface SubscribedInfo {
   /** Room head when the subscription was made. */
   seq: number;
   recovered: boolean;
-  /** What the client made of it: a fresh start, a gap-free resume, or a resync. */
-  outcome: "fresh" | "resumed" | "resync";
+  /** Keyed rooms: the number of state frames that follow (then `onState`). */
+  state?: number;
+  /** What the client made of it: a fresh start, a gap-free resume, a resync, or a keyed room's state. */
+  outcome: "fresh" | "resumed" | "resync" | "state";
+}
+
+/**
+ * A keyed room's state (contract section 11): the latest event of each live
+ * key at `seq`. It replaces whatever the application held for the room; every
+ * event after `seq` follows through `onEvent`.
+ */
+export interface StateInfo<S extends EventSchema = UntypedSchema> {
+  room: string;
+  epoch: string;
+  /** The room's head: the state is the one at this seq. */
+  seq: number;
+  /** The latest event of each live key, in seq order. */
+  events: AnyEventOf<S>[];
+  /** `fresh` for a first subscription; else why a resume could not replay what was missed. */
+  reason: StateReason;
 }
 
 /** Payload of a resync: the room's events now, replacing what the application held. */
@@ -45,6 +63,8 @@ export interface HubClientEvents<S extends EventSchema = UntypedSchema> {
   event: AnyEventOf<S>;
   /** A room was resynced after lost events. */
   resync: ResyncInfo<S>;
+  /** A keyed room's state arrived (first subscription, or a resume that could not replay). */
+  roomState: StateInfo<S>;
   /** A message addressed to the user (`POST /api/users/{user}/events`). */
   message: UserMessage;
   /** An error frame, a failed subscription or a failed resync. */
@@ -57,6 +77,12 @@ export interface RoomHandlers<S extends EventSchema = UntypedSchema> {
   onEvent?: (event: AnyEventOf<S>) => void;
   /** The room's events after lost events were recovered from history; replace your state with them. */
   onResync?: (info: ResyncInfo<S>) => void;
+  /**
+   * Keyed rooms: the room's state (latest event per key); replace your map with
+   * it, then apply each later event (`key` sets, `delete` removes). The state's
+   * frames are not passed to `onEvent`.
+   */
+  onState?: (info: StateInfo<S>) => void;
   /** The hub confirmed the subscription (again after each reconnect). */
   onSubscribed?: (info: SubscribedInfo) => void;
   /** The subscription failed (e.g. `unknown_room`, `forbidden`). */

@@ -7,7 +7,7 @@
  * deployments publish through their own backend.
  */
 
-import type { HistoryResponse, Json, PublishResult, RoomInfo, SocketStatus } from "./protocol.js";
+import type { HistoryResponse, Json, PublishResult, RoomInfo, SocketStatus, StateResponse } from "./protocol.js";
 
 /** A `fetch` implementation (the global one by default). */
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -53,6 +53,10 @@ export interface PublishOptions {
    * instead of a second event, on any node of a cluster.
    */
   idempotencyKey?: string;
+  /** Keyed rooms (contract section 11): the state key this event sets (1-256 bytes). */
+  key?: string;
+  /** Keyed rooms: remove `key` from the room's state (`data` may then be `undefined`). */
+  delete?: boolean;
   signal?: AbortSignal;
 }
 
@@ -80,10 +84,24 @@ export class HubHttp {
     });
   }
 
-  /** `POST /api/rooms/{room}/events`: publishes one event (needs write access). */
+  /**
+   * `GET /api/rooms/{room}/state`: a keyed room's state, the latest event of each
+   * live key in seq order, consistent at `seq` (400 `bad_request` for a room that
+   * is not keyed).
+   */
+  state(room: string, signal?: AbortSignal): Promise<StateResponse> {
+    return this.request<StateResponse>("GET", `/api/rooms/${encodeURIComponent(room)}/state`, { signal });
+  }
+
+  /**
+   * `POST /api/rooms/{room}/events`: publishes one event (needs write access);
+   * `key`/`delete` address a keyed room's state (409 `limit_exceeded` for a new
+   * key past its `max_keys`).
+   */
   publish(room: string, type: string, data: Json | unknown, options: PublishOptions = {}): Promise<PublishResult> {
+    const keyed = options.key === undefined ? {} : { key: options.key, ...(options.delete ? { delete: true } : {}) };
     return this.request<PublishResult>("POST", `/api/rooms/${encodeURIComponent(room)}/events`, {
-      body: { type, data },
+      body: { type, data, ...keyed },
       auth: true,
       signal: options.signal,
       idempotencyKey: options.idempotencyKey,

@@ -4,13 +4,19 @@
  * React bindings live in `@realtime-hub/client/react`.
  */
 
-export { HubClient } from "./client.js";
-export type { HubClientEvents, ResyncInfo, RoomHandlers, SubscribeOptions, SubscribedInfo } from "./events.js";
+export { HubClient, type SocketPublishOptions } from "./client.js";
+export type { HubClientEvents, ResyncInfo, RoomHandlers, StateInfo, SubscribeOptions, SubscribedInfo } from "./events.js";
 export type { CloseInfo, HubClientOptions, TokenProvider, WebSocketConstructor, WebSocketLike } from "./options.js";
 export type { Subscription } from "./subscription.js";
 export { readRoomHistory, type ReadHistoryOptions, type RoomHistory } from "./history.js";
 export { Backoff, backoffDelay, resolveBackoff, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
-export { RoomCursor, type ResumePosition, type ResyncReason } from "./cursor.js";
+export {
+  RoomCursor,
+  type CompletedState,
+  type ResumePosition,
+  type ResyncReason,
+  type StateReason,
+} from "./cursor.js";
 export { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
 export { HubError, NotConnectedError, TimeoutError } from "./errors.js";
 export {
@@ -35,6 +41,7 @@ export {
   type RoomEvent,
   type RoomInfo,
   type SocketStatus,
+  type StateResponse,
   type UserMessage,
   type WelcomeFrame,
 } from "./protocol.js";

@@ -36,6 +36,11 @@ export interface SubscribedFrame {
   /** True when the requested `since` was honoured and every missed event follows. */
   recovered: boolean;
   /**
+   * Keyed rooms (contract section 11): the room's state follows instead of a
+   * snapshot — this many frames, the latest event of each live key, in seq order.
+   */
+  state?: number;
+  /**
    * The subscribe command's ref. Absent when the hub restarted an already
    * subscribed room on its own (cluster: history lost, or the node missed more
    * than history holds); the client then resyncs.
@@ -71,6 +76,7 @@ export type ErrorCode =
   | "too_large"
   | "publish_disabled"
   | "unavailable"
+  | "limit_exceeded"
   | "internal";
 
 /** An error reply. It never closes the connection by itself. */
@@ -91,6 +97,10 @@ export interface RoomEvent<TType extends string = string, TData = unknown> {
   seq?: number;
   /** RFC 3339 UTC timestamp with milliseconds. */
   ts?: string;
+  /** Keyed rooms (contract section 11): the state key this event sets, or removes with `delete`. */
+  key?: string;
+  /** Keyed rooms: the event removed `key` from the room's state. */
+  delete?: boolean;
   data: TData;
 }
 
@@ -126,7 +136,7 @@ export type ControlFrame =
 export type Command =
   | { op: "subscribe"; room: string; since?: number; epoch?: string; ref?: Ref }
   | { op: "unsubscribe"; room: string; ref?: Ref }
-  | { op: "publish"; room: string; type: string; data: unknown; ref?: Ref }
+  | { op: "publish"; room: string; type: string; data?: unknown; key?: string; delete?: boolean; ref?: Ref }
   | { op: "ping"; ref?: Ref };
 
 /** Body of `GET /socket-status`, also the `data` of `$status` `status_update` events. */
@@ -152,6 +162,12 @@ export interface HistoryResponse {
   seq: number;
   events: RoomEvent[];
 }
+
+/**
+ * Body of `GET /api/rooms/{room}/state` (keyed rooms): the latest event of each
+ * live key, in seq order, consistent at `seq`.
+ */
+export type StateResponse = HistoryResponse;
 
 /** Body of a successful `POST /api/rooms/{room}/events`. */
 export interface PublishResult {

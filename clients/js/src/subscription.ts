@@ -2,7 +2,7 @@
 
 import { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
 import type { HubError } from "./errors.js";
-import type { ResyncInfo, RoomHandlers, SubscribedInfo } from "./events.js";
+import type { ResyncInfo, RoomHandlers, StateInfo, SubscribedInfo } from "./events.js";
 import type { AnyEventOf, EventOf, EventSchema, UntypedSchema } from "./schema.js";
 
 /** A handle on one subscription to a room. */
@@ -47,6 +47,10 @@ export class SubscriptionImpl<S extends EventSchema> implements Subscription<S> 
 
   deliverResync(info: ResyncInfo<S>): void {
     if (this.active) this.handlers.onResync?.(info);
+  }
+
+  deliverState(info: StateInfo<S>): void {
+    if (this.active) this.handlers.onState?.(info);
   }
 
   deliverSubscribed(info: SubscribedInfo): void {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { HubClient, type HubClientOptions, type ResyncInfo } from "../src/index.js";
+import { HubClient, type HubClientOptions, type ResyncInfo, type StateInfo } from "../src/index.js";
 import type { HubError } from "../src/errors.js";
 import type { RoomEvent } from "../src/protocol.js";
 import type { ConnectionState } from "../src/state.js";
@@ -543,5 +543,62 @@ describe("HubClient publish", () => {
     const lost = client.publish("alerts", "alert_raised", { n: 3 });
     socket.drop();
     await expect(lost).rejects.toMatchObject({ code: "not_connected" });
+  });
+});
+
+describe("HubClient keyed rooms", () => {
+  function keyed(seq: number, key: string, del = false): RoomEvent {
+    return { type: "alert_raised", room: "alerts", seq, ts: "t", key, ...(del ? { delete: true } : {}), data: { n: seq } };
+  }
+
+  it("hands the state to onState, live events to onEvent, and a failed resume a state with no HTTP call", async () => {
+    const client = makeClient(); // its fetch fails the test if called
+    const states: StateInfo<Feeds>[] = [];
+    const seen: number[] = [];
+    client.subscribe("alerts", { onState: (s) => states.push(s), onEvent: (e) => seen.push(e.seq!) });
+    client.connect();
+    await flush();
+    const socket = FakeWebSocket.last;
+    socket.accept();
+    const ref = socket.commands("subscribe")[0]!.ref;
+    socket.frame({ type: "subscribed", room: "alerts", epoch: "e1", seq: 9, recovered: false, state: 2, ref });
+    socket.frame(keyed(4, "a"));
+    expect(states).toHaveLength(0);
+    socket.frame(keyed(9, "b"));
+    expect(states).toHaveLength(1);
+    expect(states[0]).toMatchObject({ room: "alerts", epoch: "e1", seq: 9, reason: "fresh" });
+    expect(states[0]!.events.map((e) => e.key)).toEqual(["a", "b"]);
+    socket.frame(keyed(10, "a", true));
+    expect(seen).toEqual([10]);
+
+    socket.drop();
+    await vi.advanceTimersByTimeAsync(100);
+    const next = FakeWebSocket.last;
+    next.accept();
+    expect(next.commands("subscribe")[0]).toMatchObject({ since: 10, epoch: "e1" });
+    const ref2 = next.commands("subscribe")[0]!.ref;
+    next.frame({ type: "subscribed", room: "alerts", epoch: "e2", seq: 3, recovered: false, state: 1, ref: ref2 });
+    next.frame(keyed(3, "c"));
+    await flush();
+    expect(states.map((s) => [s.reason, s.epoch, s.seq])).toEqual([
+      ["fresh", "e1", 9],
+      ["epoch_changed", "e2", 3],
+    ]);
+    expect(seen).toEqual([10]);
+    expect(client.position("alerts")).toEqual({ since: 3, epoch: "e2" });
+  });
+
+  it("publishes with a key and delete over the socket", async () => {
+    const client = makeClient();
+    client.connect();
+    await flush();
+    FakeWebSocket.last.accept();
+    void client.publish("alerts", "alert_raised", { n: 1 }, { key: "k 1" });
+    void client.publish("alerts", "alert_raised", undefined, { key: "k 1", delete: true });
+    const sent = FakeWebSocket.last.commands("publish").map(({ ref: _ref, ...rest }) => rest);
+    expect(sent).toEqual([
+      { op: "publish", room: "alerts", type: "alert_raised", data: { n: 1 }, key: "k 1" },
+      { op: "publish", room: "alerts", type: "alert_raised", key: "k 1", delete: true },
+    ]);
   });
 });

@@ -190,4 +190,37 @@ describe("RoomCursor", () => {
     expect(deliver(cursor, [17, 18])).toEqual([18]);
     expect(() => new RoomCursor({ since: -1, epoch: "e" })).toThrow(RangeError);
   });
+
+  it("collects a keyed room's state frames and then moves to its head", () => {
+    const cursor = new RoomCursor();
+    const outcome = cursor.onSubscribed({ ...subscribed("e1", 40, false), state: 2 }, {});
+    expect(outcome).toEqual({ kind: "state", reason: "fresh", epoch: "e1", head: 40, count: 2 });
+    expect(cursor.takeState()).toBeNull();
+    expect(cursor.accept(ev(12)).kind).toBe("buffered");
+    const done = cursor.accept(ev(31));
+    if (done.kind !== "state") throw new Error(`expected the state, got ${done.kind}`);
+    expect(done.state).toMatchObject({ reason: "fresh", epoch: "e1", seq: 40 });
+    expect(done.state.events.map((e) => e.seq)).toEqual([12, 31]);
+    expect(cursor.resumePosition()).toEqual({ since: 40, epoch: "e1" });
+    // Live events after the head; nothing at or below it again.
+    expect(deliver(cursor, [40, 41, 42])).toEqual([41, 42]);
+  });
+
+  it("takes a state instead of a resync when a resume could not replay, and an empty one at once", () => {
+    const cursor = new RoomCursor({ since: 5, epoch: "e1" });
+    const gap = cursor.onSubscribed({ ...subscribed("e1", 90, false), state: 0 }, cursor.resumePosition());
+    expect(gap).toMatchObject({ kind: "state", reason: "history_gap", count: 0 });
+    expect(cursor.takeState()).toEqual({ reason: "history_gap", epoch: "e1", seq: 90, events: [] });
+    const lost = cursor.onHubResync({ ...subscribed("e2", 3, false), state: 1 });
+    expect(lost).toMatchObject({ kind: "state", reason: "epoch_changed", head: 3 });
+    // A dropped connection mid-state leaves the position where it was.
+    cursor.abandonResync();
+    expect(cursor.resumePosition()).toEqual({ since: 90, epoch: "e1" });
+    // An exact resume of a keyed room replays events, no state.
+    expect(cursor.onSubscribed({ ...subscribed("e1", 92, true) }, cursor.resumePosition())).toEqual({
+      kind: "resumed",
+      since: 90,
+    });
+    expect(deliver(cursor, [91, 92])).toEqual([91, 92]);
+  });
 });

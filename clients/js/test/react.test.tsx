@@ -11,6 +11,8 @@ import {
   useHubClient,
   useHubEvent,
   useRoom,
+  useRoomState,
+  type KeyedRoomState,
   type RoomState,
 } from "../src/react/index.js";
 import { FakeWebSocket } from "./support/fake-websocket.js";
@@ -185,6 +187,72 @@ describe("useRoom", () => {
     expect(seen!.events).toEqual([]);
     expect(socket.commands("unsubscribe").map((c) => c.room)).toEqual(["alerts"]);
     expect(socket.commands("subscribe").map((c) => c.room)).toEqual(["alerts", "hotspots"]);
+  });
+});
+
+describe("useRoomState", () => {
+  let seen: KeyedRoomState | null;
+  function Probe(): ReactNode {
+    seen = useRoomState("alerts");
+    return null;
+  }
+  const keyed = (seq: number, key: string, status: string | null) => ({
+    type: status === null ? "removed" : "changed",
+    room: "alerts",
+    seq,
+    ts: "t",
+    key,
+    ...(status === null ? { delete: true } : {}),
+    data: status === null ? null : { status },
+  });
+  const statuses = () => [...seen!.entries].map(([k, e]) => [k, (e.data as { status: string }).status]);
+
+  it("takes the state, applies updates and deletes, and replaces it on a state replay", async () => {
+    const client = newClient();
+    await render(
+      <HubProvider client={client}>
+        <Probe />
+      </HubProvider>,
+    );
+    const socket = await openSocket();
+    expect(seen!.status).toBe("loading");
+    const ref = socket.commands("subscribe")[0]!.ref;
+    await hub(() => {
+      socket.frame({ type: "subscribed", room: "alerts", epoch: "e1", seq: 5, recovered: false, state: 2, ref });
+      socket.frame(keyed(2, "r1", "open"));
+      socket.frame(keyed(5, "r2", "open"));
+    });
+    expect(seen!.status).toBe("live");
+    expect(seen!.seq).toBe(5);
+    expect(statuses()).toEqual([
+      ["r1", "open"],
+      ["r2", "open"],
+    ]);
+    await hub(() => {
+      socket.frame(keyed(6, "r1", "approved"));
+      socket.frame(keyed(7, "r2", null));
+      socket.frame(keyed(8, "r3", "open"));
+    });
+    expect(statuses()).toEqual([
+      ["r1", "approved"],
+      ["r3", "open"],
+    ]);
+    expect(seen!.seq).toBe(8);
+    await hub(() => socket.drop());
+    expect(seen!.status).toBe("stale");
+    await act(async () => {
+      client.close();
+      client.connect();
+    });
+    const next = await openSocket();
+    const ref2 = next.commands("subscribe")[0]!.ref;
+    await hub(() => {
+      next.frame({ type: "subscribed", room: "alerts", epoch: "e2", seq: 1, recovered: false, state: 1, ref: ref2 });
+    });
+    expect(seen!.status).toBe("stale"); // its state is on the way
+    await hub(() => next.frame(keyed(1, "r9", "open")));
+    expect(seen!.status).toBe("live");
+    expect(statuses()).toEqual([["r9", "open"]]);
   });
 });
 

@@ -1,5 +1,5 @@
 """Keyed rooms (PROTOCOL section 11): publish with key/delete, state(), the
-state on subscribe, max_keys. Skipped on a hub that has no keyed rooms yet."""
+state on subscribe, max_keys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from realtime_hub import BadRequest, Event, Hub, LimitExceeded
 
-from .conftest import StartHub, start_or_skip
+from .conftest import StartHub
 from .support.hub import HubProcess
 
 CONFIG = """
@@ -30,7 +30,7 @@ name = "plain"
 def keyed_hub(start_hub: StartHub, tmp_path: Path) -> HubProcess:
     config = tmp_path / "hub.toml"
     config.write_text(CONFIG)
-    return start_or_skip(start_hub, "keyed rooms (PROTOCOL section 11)", "keyed", config=config)
+    return start_hub(config=config)
 
 
 def test_state_holds_the_latest_event_per_key(keyed_hub: HubProcess) -> None:

@@ -1,5 +1,5 @@
 import { useEffect, useReducer, useRef, useSyncExternalStore } from "react";
-import type { ResyncInfo, SubscribedInfo } from "../events.js";
+import type { ResyncInfo, StateInfo, SubscribedInfo } from "../events.js";
 import type { ResyncReason } from "../cursor.js";
 import type { HubError } from "../errors.js";
 import { STATUS_ROOM, type SocketStatus } from "../protocol.js";
@@ -100,6 +100,115 @@ export function useRoom<S extends EventSchema = UntypedSchema>(room: string, opt
     return () => sub.unsubscribe();
   }, [client, room]);
   return state;
+}
+
+/** Where a {@link useRoomState} view stands. */
+export type KeyedRoomStatus =
+  /** No state received yet. */
+  | "loading"
+  /** The state and every event after it: current while the connection is open. */
+  | "live"
+  /** The connection is not open: `entries` are what was known when it dropped. */
+  | "stale"
+  /** The subscription failed (see `error`). */
+  | "error";
+
+/** What {@link useRoomState} returns. */
+export interface KeyedRoomState<S extends EventSchema = UntypedSchema> {
+  /** Each live key's latest event, in seq order. */
+  entries: ReadonlyMap<string, AnyEventOf<S>>;
+  /** The seq the entries are the room's state at (0 before the first state). */
+  seq: number;
+  status: KeyedRoomStatus;
+  /** The last subscription error, cleared by the next state. */
+  error: HubError | null;
+}
+
+type KeyedAction<S extends EventSchema> =
+  | { kind: "reset" }
+  | { kind: "state"; info: StateInfo<S> }
+  | { kind: "event"; event: AnyEventOf<S> }
+  | { kind: "subscribed"; info: SubscribedInfo }
+  | { kind: "error"; error: HubError };
+
+interface KeyedView<S extends EventSchema> {
+  entries: ReadonlyMap<string, AnyEventOf<S>>;
+  seq: number;
+  /** A state arrived at least once. */
+  loaded: boolean;
+  /** False from a subscription that announced a state until that state arrived. */
+  current: boolean;
+  error: HubError | null;
+}
+
+function emptyKeyed<S extends EventSchema>(): KeyedView<S> {
+  return { entries: new Map(), seq: 0, loaded: false, current: false, error: null };
+}
+
+/** The key an event sets or deletes, if it has one. */
+function keyOf(event: { key?: unknown }): string | undefined {
+  return typeof event.key === "string" ? event.key : undefined;
+}
+
+function keyedReducer<S extends EventSchema>(view: KeyedView<S>, action: KeyedAction<S>): KeyedView<S> {
+  switch (action.kind) {
+    case "reset":
+      return emptyKeyed<S>();
+    case "state": {
+      const entries = new Map<string, AnyEventOf<S>>();
+      for (const event of action.info.events) {
+        const key = keyOf(event);
+        if (key !== undefined && event.delete !== true) entries.set(key, event);
+      }
+      return { entries, seq: action.info.seq, loaded: true, current: true, error: null };
+    }
+    case "event": {
+      const seq = typeof action.event.seq === "number" ? action.event.seq : view.seq;
+      const key = keyOf(action.event);
+      if (key === undefined) return { ...view, seq };
+      const entries = new Map(view.entries);
+      // Map order is insertion order: a key's update moves it to the end, as in seq order.
+      entries.delete(key);
+      if (action.event.delete !== true) entries.set(key, action.event);
+      return { ...view, entries, seq };
+    }
+    case "subscribed":
+      return { ...view, current: action.info.outcome !== "state" };
+    case "error":
+      return { ...view, error: action.error };
+  }
+}
+
+/**
+ * A keyed room's live state (contract section 11) while the component is
+ * mounted: each live key's latest event, replaced by the state the hub sends on
+ * (re)subscribe and kept by every event after it — a `key` sets, `delete`
+ * removes. Stays consistent across reconnects and hub restarts without any
+ * HTTP call.
+ */
+export function useRoomState<S extends EventSchema = UntypedSchema>(room: string): KeyedRoomState<S> {
+  const client = useHubClient<S>();
+  const [view, dispatch] = useReducer(keyedReducer<S>, undefined, emptyKeyed<S>);
+  useEffect(() => {
+    dispatch({ kind: "reset" });
+    const sub = client.subscribe(room, {
+      onState: (info) => dispatch({ kind: "state", info }),
+      onEvent: (event) => dispatch({ kind: "event", event }),
+      onSubscribed: (info) => dispatch({ kind: "subscribed", info }),
+      onError: (error) => dispatch({ kind: "error", error }),
+    });
+    return () => sub.unsubscribe();
+  }, [client, room]);
+  const connection = useConnectionState();
+  const status: KeyedRoomStatus =
+    view.error !== null
+      ? "error"
+      : !view.loaded
+        ? "loading"
+        : connection === "open" && view.current
+          ? "live"
+          : "stale";
+  return { entries: view.entries, seq: view.seq, status, error: view.error };
 }
 
 /**

@@ -5,7 +5,14 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { HubClient, type HubClientOptions, type ResyncInfo, type SubscribedInfo } from "../../src/index.js";
+import {
+  HubClient,
+  HubHttp,
+  type HubClientOptions,
+  type ResyncInfo,
+  type StateInfo,
+  type SubscribedInfo,
+} from "../../src/index.js";
 import type { HubError } from "../../src/errors.js";
 import type { RoomEvent, SocketStatus } from "../../src/protocol.js";
 import type { ConnectionState } from "../../src/state.js";
@@ -346,6 +353,70 @@ describe("when the hub goes away", () => {
     expect(resync.source).toBe("history");
     // Only the last 5 events (history = 5) still exist: seq 6..10.
     expect(seqs(resync.events)).toEqual(range(6, 10));
+    await hub.stop();
+  });
+});
+
+describe("keyed rooms (contract section 11)", () => {
+  it("joins with the state, keeps it from live events, and gets a state again after missing more than history", async () => {
+    const room = uniqueRoom("board");
+    const hub = await HubProcess.start({ env: { HUB_ROOMS__KEYED: "true", HUB_ROOMS__HISTORY: "5" } });
+    hubs.push(hub);
+    const api = new HubHttp({ baseUrl: hub.url });
+    const truth = new Map<string, unknown>();
+    const put = async (key: string, status: string | null) => {
+      const result = await api.publish(room, "recommendation", status === null ? undefined : { status }, {
+        key,
+        delete: status === null,
+      });
+      if (status === null) truth.delete(key);
+      else truth.set(key, { status });
+      return result;
+    };
+    for (let i = 0; i < 30; i += 1) await put(`rec-${i}`, "open");
+    for (let i = 0; i < 10; i += 1) await put(`rec-${i}`, "approved");
+
+    const proxy = await TcpProxy.start(hub.port);
+    proxies.push(proxy);
+    const client = newClient(proxy.url);
+    const states = watchStates(client);
+    const got = new Recorder<StateInfo>();
+    const events = new Recorder<RoomEvent>();
+    const board = new Map<string, unknown>();
+    client.subscribe(room, {
+      onState: (info) => {
+        board.clear();
+        for (const e of info.events) board.set(e.key!, e.data);
+        got.push(info);
+      },
+      onEvent: (e) => {
+        if (e.key === undefined) return;
+        if (e.delete) board.delete(e.key);
+        else board.set(e.key, e.data);
+        events.push(e);
+      },
+    });
+    client.connect();
+    const first = await got.first("state on join", () => true);
+    expect(first).toMatchObject({ room, seq: 40, reason: "fresh" });
+    expect(first.events).toHaveLength(30);
+    expect(board).toEqual(truth);
+
+    await put("rec-29", null);
+    await events.until("the delete, live", (e) => e.length >= 1);
+    expect(board).toEqual(truth);
+
+    // Cut, miss more than the 5 events history holds, come back: a state, no HTTP resync.
+    proxy.cut();
+    await states.until("reconnecting", (s) => s.includes("reconnecting"));
+    for (let i = 10; i < 20; i += 1) await put(`rec-${i}`, "rejected");
+    proxy.restore();
+    const again = await got.first("state after the gap", (s) => s.reason !== "fresh", 10_000);
+    expect(again).toMatchObject({ reason: "history_gap", seq: 51 });
+    expect(board).toEqual(truth);
+    const state = await api.state(room);
+    expect(state.seq).toBe(51);
+    expect(state.events.map((e) => e.key)).toEqual(again.events.map((e) => e.key));
     await hub.stop();
   });
 });

@@ -6,9 +6,10 @@
  */
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
-import { dirname, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** Repository root (this file is clients/js/test/support/hub.ts). */
@@ -46,7 +47,10 @@ export function freePort(): Promise<number> {
 export interface HubStartOptions {
   /** Port to bind; a free one by default. Reuse one to restart "the same" hub. */
   port?: number;
-  /** Extra `HUB_<SECTION>__<KEY>` variables. */
+  /**
+   * Extra `HUB_<SECTION>__<KEY>` variables. Each hub gets a durable store of its own in a
+   * fresh temp directory; pass `HUB_STORAGE__PATH` to restart on the same store.
+   */
   env?: Record<string, string>;
   /** How long to wait for the ready path. Default 15 s. */
   readyTimeoutMs?: number;
@@ -89,6 +93,7 @@ export class HubProcess {
         HUB_SERVER__WORKERS: "1",
         HUB_SERVER__SHUTDOWN_GRACE_S: "2",
         HUB_ROOMS__ALLOW_DYNAMIC: "true",
+        HUB_STORAGE__PATH: mkdtempSync(join(tmpdir(), "rthub-js-store-")),
         ...options.env,
       },
       stdio: ["ignore", "pipe", "pipe"],
