@@ -42,6 +42,10 @@
 //! - [`connections`]: admission against `max_connections` (per node, per IP);
 //!   [`fd_limit`] caps it to what `RLIMIT_NOFILE` allows.
 //! - [`idempotency`]: the bounded per-room memory of `Idempotency-Key`s.
+//! - [`store`]: the durable engine's local store (redb, one file under
+//!   `storage.path`): every room's epoch, head, last events, keyed state and
+//!   idempotency keys, written by one thread with group commit, checked when
+//!   read back.
 //! - [`keyed`]: keyed rooms' state (the latest event per key): the engines'
 //!   `max_keys` check before a seq is given, and the mirror's state that a
 //!   fresh subscriber gets instead of a snapshot.
