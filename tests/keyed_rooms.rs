@@ -933,3 +933,72 @@ async fn cluster_a_subscribe_on_another_node_gets_the_state_at_its_seq() {
         assert_eq!(board, truth.at(end));
     }
 }
+
+/// The three checks above on a single durable node after a SIGKILL and a
+/// restart on the same store: a fresh subscriber's state, an exact resume
+/// within history, and a state replay for a resume past it.
+#[tokio::test]
+async fn durable_after_a_sigkill_the_state_resume_and_replay_hold() {
+    let dir = temp_dir("keyed-kill");
+    let path = dir.display().to_string();
+    let envs = [
+        ("HUB_STORAGE__PATH", path.as_str()),
+        ("HUB_ROOMS__DECLARE", "recommendations"),
+        ("HUB_ROOMS__KEYED", "true"),
+        ("HUB_ROOMS__HISTORY", "30"),
+    ];
+    let mut hub = ChildHub::spawn(&envs);
+    let base = format!("http://{}", hub.addr);
+    let mut truth = Truth::default();
+    for i in 0..100 {
+        let data = Some(json!({"v": 0}));
+        put_ok(&base, &mut truth, "created", &format!("k{i}"), data, false).await;
+    }
+    for i in (0..100).step_by(2) {
+        let data = Some(json!({"v": 1}));
+        put_ok(&base, &mut truth, "updated", &format!("k{i}"), data, false).await;
+    }
+    for i in (0..100).step_by(5) {
+        put_ok(&base, &mut truth, "deleted", &format!("k{i}"), None, true).await;
+    }
+    let head = truth.head();
+    assert_eq!(head, 170);
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let (sub, _) = join(&mut c, "recommendations", None).await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_string();
+    drop(c);
+
+    hub.proc.kill().expect("SIGKILL");
+    let _ = hub.proc.wait();
+    let hub = ChildHub::spawn(&envs);
+    let base = format!("http://{}", hub.addr);
+
+    // A fresh subscriber: the 80 live keys at HEAD, then HEAD+1 live.
+    let (mut fresh, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let (sub, state) = join(&mut fresh, "recommendations", None).await;
+    assert_eq!(
+        (&sub["epoch"], &sub["seq"], &sub["state"]),
+        (&json!(epoch), &json!(head), &json!(80)),
+        "{sub}"
+    );
+    let mut board = board_of(&state, head, "fresh after restart");
+    assert_eq!(board, truth.at(head));
+    let next = put_ok(&base, &mut truth, "created", "new", Some(json!(2)), false).await;
+    assert_eq!(next, head + 1, "no seq is given twice");
+    for f in live(&mut fresh, "recommendations", next, next, "live").await {
+        apply(&mut board, &f);
+    }
+    assert_eq!(board, truth.at(next));
+
+    // Within history: exactly the missed events.
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let (sub, missed) = join(&mut c, "recommendations", Some((&epoch, head - 5))).await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    assert_consecutive(&seqs(&missed, "recommendations"), head - 4, next, "resume");
+
+    // Past history: the state, equal to the truth.
+    let (mut c, _) = Client::connect_welcomed(&hub.ws("/ws")).await;
+    let (sub, state) = join(&mut c, "recommendations", Some((&epoch, 10))).await;
+    assert_eq!(sub["recovered"], false, "{sub}");
+    assert_eq!(board_of(&state, next, "past history"), truth.at(next));
+}
