@@ -143,6 +143,18 @@ impl Hub {
         queue
     }
 
+    /// Asks for `room`'s history after `since`; answered now or later.
+    async fn history(&self, room: &str, since: u64) -> Answer<HistoryPage> {
+        let read = GetHistory {
+            room: room.into(),
+            read: Read::After { since, limit: 10 },
+        };
+        tokio::time::timeout(Duration::from_secs(5), self.handle.probe(read))
+            .await
+            .expect("the registry answers within 5 s")
+            .expect("the registry is running")
+    }
+
     /// The oldest publish job the engine holds.
     fn job(&self) -> PublishJob {
         self.script
@@ -251,7 +263,6 @@ fn take(queue: &OutboundQueue) -> Vec<Vec<Value>> {
     let Next::Items(items) = next else {
         panic!("the session's queue was closed");
     };
-    let json = |f: &bytestring::ByteString| serde_json::from_str::<Value>(f).expect("json frame");
     items
         .into_iter()
         .map(|item| {
@@ -263,6 +274,10 @@ fn take(queue: &OutboundQueue) -> Vec<Vec<Value>> {
             }
         })
         .collect()
+}
+
+fn json(frame: &bytestring::ByteString) -> Value {
+    serde_json::from_str(frame).expect("json frame")
 }
 
 /// The seqs of the event frames among `frames`.
@@ -514,8 +529,12 @@ fn subscribers_of_a_room_being_opened_wait_for_room_synced() {
         hub.handle.do_send(subscribe(1, "news", None, None));
         hub.handle
             .do_send(subscribe(2, "news", Some(1), Some("e9")));
+        let Answer::Later(mut page) = hub.history("news", 1).await else {
+            panic!("a history read waits for the room too");
+        };
         hub.settle().await;
         assert!(take(&a).is_empty() && take(&b).is_empty());
+        assert!(page.try_recv().is_err());
         assert_eq!(hub.script.lock().opened, ["news", "keys"], "opened once");
 
         hub.handle.do_send(RoomSynced {
@@ -529,6 +548,9 @@ fn subscribers_of_a_room_being_opened_wait_for_room_synced() {
         hub.settle().await;
         assert_eq!(joined(&take(&a)), (("e9".into(), 2, false), vec![1, 2]));
         assert_eq!(joined(&take(&b)), (("e9".into(), 2, true), vec![2]));
+        let page = page.try_recv().expect("answered").expect("a page");
+        assert_eq!((page.epoch.as_str(), page.seq), ("e9", 2));
+        assert_eq!(seqs(&page.events.iter().map(json).collect::<Vec<_>>()), [2]);
         // And they are in the room.
         let (p, _r) = publish("news");
         hub.handle.do_send(p);
@@ -547,6 +569,9 @@ fn subscribers_of_a_room_that_cannot_be_read_get_unavailable() {
         let hub = Hub::start(script);
         let a = hub.session(1).await;
         hub.handle.do_send(subscribe(1, "news", None, None));
+        let Answer::Later(mut page) = hub.history("news", 0).await else {
+            panic!("a history read waits for the room too");
+        };
         hub.settle().await;
         assert!(take(&a).is_empty());
 
@@ -559,6 +584,8 @@ fn subscribers_of_a_room_that_cannot_be_read_get_unavailable() {
         assert_eq!(items.len(), 1, "{items:?}");
         assert_eq!(items[0][0]["type"], "error");
         assert_eq!(items[0][0]["code"], "unavailable");
+        let got = page.try_recv().expect("answered");
+        assert!(matches!(got, Err(HubError::Unavailable(_))), "{got:?}");
 
         // Nothing is left waiting: the next subscribe asks the engine again.
         hub.script.lock().deferred.clear();
