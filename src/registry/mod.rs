@@ -28,6 +28,8 @@ pub mod publish;
 pub mod sessions;
 pub mod status;
 pub mod subscribe;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
