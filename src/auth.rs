@@ -147,6 +147,17 @@ impl Authenticator {
         self.verify(verifier, &token)
     }
 
+    /// The claims of a token sent over an open socket (`refresh`), or why
+    /// it is refused: the same checks as at the upgrade.
+    pub fn verify_token(&self, token: &str) -> Result<Claims, HubError> {
+        match &self.verifier {
+            Some(verifier) => self.verify(verifier, token),
+            None => Err(HubError::BadRequest(
+                "auth is off on this hub: there is no token to refresh".into(),
+            )),
+        }
+    }
+
     /// Whether the request carries a token at all (`?token=` or Bearer).
     pub fn presented(req: &HttpRequest) -> bool {
         token_of(req).is_some()

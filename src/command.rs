@@ -41,6 +41,11 @@ pub enum Command {
     },
     /// App-level ping, for browsers.
     Ping,
+    /// Swap the socket's token for a fresh one (contract section 14).
+    Refresh {
+        /// The new JWT; never logged.
+        token: String,
+    },
 }
 
 impl PartialEq for Command {
@@ -73,6 +78,7 @@ impl PartialEq for Command {
                 },
             ) => room == r && kind == k && data.get() == d.get() && key == kk && delete == dd,
             (Ping, Ping) => true,
+            (Refresh { token }, Refresh { token: t }) => token == t,
             _ => false,
         }
     }
@@ -111,6 +117,7 @@ struct Raw {
     data: Option<Box<RawValue>>,
     key: Option<Box<RawValue>>,
     delete: Option<Box<RawValue>>,
+    token: Option<Box<RawValue>>,
 }
 
 fn field<'de, T: Deserialize<'de>>(
@@ -196,8 +203,11 @@ fn decode_op(raw: &Raw) -> Result<Command, String> {
             })
         }
         "ping" => Ok(Command::Ping),
+        "refresh" => Ok(Command::Refresh {
+            token: required(&raw.token, "token", "a string", &op)?,
+        }),
         other => Err(format!(
-            "unknown op `{}`: expected subscribe, unsubscribe, publish or ping",
+            "unknown op `{}`: expected subscribe, unsubscribe, publish, ping or refresh",
             other.chars().take(64).collect::<String>()
         )),
     }

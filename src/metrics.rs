@@ -40,6 +40,8 @@ pub const REGISTRY_MAILBOX: &str = "hub_registry_mailbox_depth";
 pub const STORE_COMMIT: &str = "hub_store_commit_seconds";
 /// Durable store: bytes the store file takes on disk.
 pub const STORE_BYTES: &str = "hub_store_bytes";
+/// Counter: `refresh` commands, by `result` (`ok`, `refused`).
+pub const TOKEN_REFRESHES: &str = "hub_token_refreshes_total";
 /// Client-driven messages refused because the registry's intake was full.
 pub const REGISTRY_REFUSED: &str = "hub_registry_refused_total";
 
@@ -123,6 +125,10 @@ fn describe() {
     );
     describe_gauge!(STORE_BYTES, "Durable store: bytes its file takes on disk.");
     describe_counter!(
+        TOKEN_REFRESHES,
+        "Token refreshes over an open socket, by result (ok, refused)."
+    );
+    describe_counter!(
         REGISTRY_REFUSED,
         "Client commands and HTTP requests refused because the registry's intake was full."
     );
@@ -188,6 +194,12 @@ pub fn store_commit(took: std::time::Duration, ok: bool) {
 /// Records the store's size on disk.
 pub fn store_size(bytes: u64) {
     metrics::gauge!(STORE_BYTES).set(bytes as f64);
+}
+
+/// Counts one `refresh` command, accepted or refused.
+pub fn token_refresh(ok: bool) {
+    let result = if ok { "ok" } else { "refused" };
+    metrics::counter!(TOKEN_REFRESHES, "result" => result).increment(1);
 }
 
 /// Counts a message refused at the registry's full intake.

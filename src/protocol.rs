@@ -22,7 +22,7 @@ pub const STATUS_ROOM: &str = "$status";
 pub const STATUS_UPDATE: &str = "status_update";
 
 /// Event types a publisher may not use: they are the server's own frame types.
-pub const RESERVED_TYPES: [&str; 7] = [
+pub const RESERVED_TYPES: [&str; 11] = [
     "welcome",
     "subscribed",
     "unsubscribed",
@@ -30,6 +30,11 @@ pub const RESERVED_TYPES: [&str; 7] = [
     "pong",
     "error",
     STATUS_UPDATE,
+    // v2 (contract sections 13 and 14).
+    "presence",
+    "presence_join",
+    "presence_leave",
+    "refreshed",
 ];
 
 /// Longest event type accepted from a publisher, in bytes.
@@ -338,6 +343,32 @@ pub struct RoomReply<'a> {
     pub kind: &'static str,
     /// The room.
     pub room: &'a str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    /// The command's ref, echoed.
+    pub reference: Option<&'a Ref>,
+}
+
+/// `unsubscribed` the hub sends on its own: a refreshed token no longer
+/// allows the room (contract section 14).
+#[derive(Debug, Serialize)]
+pub struct Revoked<'a> {
+    #[serde(rename = "type")]
+    /// Always `unsubscribed`.
+    pub kind: &'static str,
+    /// The room left.
+    pub room: &'a str,
+    /// Why: `forbidden`.
+    pub reason: ErrorCode,
+}
+
+/// `refreshed`: the new token's claims apply, the session ends at `exp`.
+#[derive(Debug, Serialize)]
+pub struct Refreshed<'a> {
+    #[serde(rename = "type")]
+    /// Always `refreshed`.
+    pub kind: &'static str,
+    /// The new token's `exp`, Unix seconds.
+    pub exp: u64,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     /// The command's ref, echoed.
     pub reference: Option<&'a Ref>,

@@ -134,13 +134,15 @@ impl Hub {
         let durable = durable.map(|t| t.start(registry.clone()));
         let ws = &config.websocket;
         let fds = crate::fd_limit::plan(ws.max_connections, config.worker_count());
+        let auth = Arc::new(
+            Authenticator::new(&config.auth)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+        );
         let state = AppState {
-            auth: Arc::new(
-                Authenticator::new(&config.auth)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
-            ),
+            auth: auth.clone(),
             connections: ConnectionLimiter::new(fds.max_sessions, ws.max_connections_per_ip),
             session_settings: Arc::new(SessionSettings {
+                auth,
                 heartbeat: Duration::from_secs(ws.heartbeat_interval_s),
                 client_timeout: Duration::from_secs(ws.client_timeout_s),
                 read_limits: ReadLimits {

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use std::num::NonZeroU32;
 
-use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
+use actix::{Actor, ActorContext, AsyncContext, Handler, Message, SpawnHandle, StreamHandler};
 use actix_ws::AggregatedMessage;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::auth::Claims;
+use crate::auth::{Authenticator, Claims};
 use crate::command::{self, Command, Envelope};
 use crate::connections::ConnectionPermit;
 use crate::error::HubError;
@@ -25,7 +25,7 @@ use crate::ids::SessionId;
 use crate::outbound::{Outbound, OutboundQueue};
 use crate::protocol::{
     encode, is_system_room, is_valid_room_name, CloseCode, DisconnectReason, ErrorFrame, Pong, Ref,
-    Welcome, PROTOCOL_VERSION, STATUS_ROOM,
+    Refreshed, Welcome, PROTOCOL_VERSION, STATUS_ROOM,
 };
 use crate::reader::{FrameReader, ReadError, ReadLimits};
 use crate::registry::{self, RegistryHandle};
@@ -35,6 +35,8 @@ use crate::writer::{self, WriterEnd};
 /// The limits a session enforces, taken once from the config.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
+    /// Verifies a token sent with `refresh`, as at the upgrade.
+    pub auth: Arc<Authenticator>,
     /// Server ping interval.
     pub heartbeat: Duration,
     /// Client silence before closing: time since the last whole message or
@@ -111,6 +113,8 @@ pub struct Session {
     /// Commands refused by the limiter in the current abuse window, and when
     /// that window started.
     strikes: (u32, Instant),
+    /// The 4001 close at the token's `exp`, moved by a `refresh`.
+    expiry: Option<SpawnHandle>,
     /// Taken by `started`. Boxed: it is most of the struct's size and is empty
     /// for the whole life of the session after `started`.
     start: Option<Box<SessionStart>>,
@@ -153,6 +157,7 @@ impl Session {
             reason: None,
             limiter: RateLimiter::direct(quota),
             strikes: (0, now),
+            expiry: None,
             start: Some(Box::new(start)),
             _permit: permit,
         }
@@ -216,14 +221,18 @@ impl Session {
         false
     }
 
-    fn on_text(&mut self, text: &str) {
+    fn on_text(&mut self, text: &str, ctx: &mut <Self as Actor>::Context) {
         match command::decode(text) {
-            Ok(envelope) => self.on_command(envelope),
+            Ok(envelope) => self.on_command(envelope, ctx),
             Err(e) => self.send_error(&HubError::BadRequest(e.message), e.reference.as_ref()),
         }
     }
 
-    fn on_command(&mut self, Envelope { command, reference }: Envelope) {
+    fn on_command(
+        &mut self,
+        Envelope { command, reference }: Envelope,
+        ctx: &mut <Self as Actor>::Context,
+    ) {
         // A full registry intake refuses the command at once; the reply names
         // the command's ref so the client can retry it.
         let refused = |this: &Self, reference: Option<Ref>| {
@@ -287,7 +296,68 @@ impl Session {
                 kind: "pong",
                 reference: reference.as_ref(),
             })),
+            Command::Refresh { token } => self.refresh(&token, reference.as_ref(), ctx),
         }
+    }
+
+    /// Schedules the 4001 close at the claims' `exp`, replacing an earlier one.
+    fn arm_expiry(&mut self, ctx: &mut <Self as Actor>::Context) {
+        if let Some(old) = self.expiry.take() {
+            ctx.cancel_future(old);
+        }
+        let Some(exp) = self.claims.exp else {
+            return;
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let left = Duration::from_millis(exp.saturating_mul(1000).saturating_sub(now_ms));
+        self.expiry = Some(ctx.run_later(left, |act, ctx| {
+            act.close(
+                DisconnectReason::TokenExpired,
+                CloseCode::TokenExpired,
+                true,
+                ctx,
+            )
+        }));
+    }
+
+    /// `refresh` (contract section 14): a valid token for the same `sub`
+    /// replaces the claims and moves the 4001 close; anything else is refused
+    /// and the old claims and `exp` stay.
+    fn refresh(
+        &mut self,
+        token: &str,
+        reference: Option<&Ref>,
+        ctx: &mut <Self as Actor>::Context,
+    ) {
+        let claims = self.settings.auth.verify_token(token).and_then(|claims| {
+            match claims.sub == self.claims.sub {
+                true => Ok(claims),
+                false => Err(HubError::Unauthorized(
+                    "the new token is for another user (`sub`)".into(),
+                )),
+            }
+        });
+        let claims = match claims {
+            Ok(claims) => claims,
+            Err(err) => {
+                crate::metrics::token_refresh(false);
+                return self.send_error(&err, reference);
+            }
+        };
+        crate::metrics::token_refresh(true);
+        // The registry leaves the rooms the new claims do not allow (and
+        // checks subscribes still in flight) before anything sent after this.
+        self.registry.do_send(registry::Reclaim {
+            id: self.id,
+            claims: claims.clone(),
+        });
+        *self.claims = claims;
+        self.arm_expiry(ctx);
+        self.push(encode(&Refreshed {
+            kind: "refreshed",
+            exp: self.claims.exp.unwrap_or(0),
+            reference,
+        }));
     }
 
     /// Name and claims checks that need no registry state.
@@ -373,18 +443,7 @@ impl Actor for Session {
             });
         }
 
-        if let Some(exp) = self.claims.exp {
-            let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-            let left = Duration::from_millis(exp.saturating_mul(1000).saturating_sub(now_ms));
-            ctx.run_later(left, |act, ctx| {
-                act.close(
-                    DisconnectReason::TokenExpired,
-                    CloseCode::TokenExpired,
-                    true,
-                    ctx,
-                )
-            });
-        }
+        self.arm_expiry(ctx);
         ctx.run_interval(self.settings.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.settings.client_timeout {
                 act.close(DisconnectReason::Timeout, CloseCode::Normal, false, ctx);
@@ -435,7 +494,7 @@ impl StreamHandler<Result<AggregatedMessage, ReadError>> for Session {
             AggregatedMessage::Text(text) => {
                 self.stats.msgs_in.fetch_add(1, Ordering::Relaxed);
                 if self.admit(true, ctx) {
-                    self.on_text(&text);
+                    self.on_text(&text, ctx);
                 }
             }
             AggregatedMessage::Binary(_) => {

@@ -16,11 +16,10 @@ mod common;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::redis::*;
 use common::*;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -471,27 +470,13 @@ async fn socket_status_is_cluster_wide_and_dead_or_stopped_nodes_leave_it() {
     eprintln!("b left the status {:?} after its exit", exited.elapsed());
 }
 
-const SECRET: &str = "cluster-test-secret-32-bytes-long";
-
-fn token_for(sub: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": exp}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
-}
+const SECRET: &str = JWT_SECRET;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_messages_and_admin_disconnects_cross_nodes() {
     let _serial = SERIAL.lock().await;
     let cl = Cluster::start(&["a", "b"], false, &[("HUB_AUTH__JWT_SECRET", SECRET)]).await;
-    let (alice, bob) = (token_for("alice"), token_for("bob"));
+    let (alice, bob) = (token_for("alice", json!({})), token_for("bob", json!({})));
 
     let url = cl.ws(0, &format!("/ws?token={alice}"));
     let (mut alice_a, wa) = Client::connect_welcomed(&url).await;

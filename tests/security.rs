@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -15,31 +15,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "test-secret-that-is-32-bytes-long";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-fn hs256(claims: Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
-}
-
-fn token_for(sub: &str, extra: Value) -> String {
-    let mut claims = json!({"sub": sub, "exp": now() + 3600});
-    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
-        c.extend(e.clone());
-    }
-    hs256(claims)
-}
+const SECRET: &str = JWT_SECRET;
 
 fn jwt_hub() -> realtime_hub::SpawnedHub {
     start(|c| {
@@ -84,9 +60,9 @@ mod base64_url {
 #[tokio::test]
 async fn upgrades_without_a_valid_token_get_401() {
     let hub = jwt_hub();
-    let claims = json!({"sub": "u1", "exp": now() + 3600});
-    let expired = hs256(json!({"sub": "u1", "exp": now() - 30}));
-    let no_sub = hs256(json!({"exp": now() + 3600}));
+    let claims = json!({"sub": "u1", "exp": unix_now() + 3600});
+    let expired = hs256(json!({"sub": "u1", "exp": unix_now() - 30}));
+    let no_sub = hs256(json!({"exp": unix_now() + 3600}));
     let no_exp = hs256(json!({"sub": "u1"}));
     let wrong_secret = encode(
         &Header::new(Algorithm::HS256),
@@ -147,7 +123,7 @@ async fn nbf_audience_issuer_and_crit_are_checked() {
         c.auth.jwt_issuer = "https://id.example".into();
     });
     let base = |extra: Value| {
-        let mut claims = json!({"sub": "u1", "exp": now() + 3600,
+        let mut claims = json!({"sub": "u1", "exp": unix_now() + 3600,
             "aud": "hub-clients", "iss": "https://id.example"});
         if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
             c.extend(e.clone());
@@ -170,7 +146,7 @@ async fn nbf_audience_issuer_and_crit_are_checked() {
     let cases = [
         (
             "nbf in the future",
-            hs256(base(json!({"nbf": now() + 600}))),
+            hs256(base(json!({"nbf": unix_now() + 600}))),
         ),
         (
             "other audience",
@@ -194,7 +170,7 @@ async fn nbf_audience_issuer_and_crit_are_checked() {
     }
     let accepted = [
         ("all claims", hs256(base(json!({})))),
-        ("nbf passed", hs256(base(json!({"nbf": now() - 5})))),
+        ("nbf passed", hs256(base(json!({"nbf": unix_now() - 5})))),
         (
             "audience in a list",
             hs256(base(json!({"aud": ["other", "hub-clients"]}))),
@@ -222,7 +198,7 @@ async fn private_reads_need_a_key_or_a_token_for_the_room() {
     let (status, _) = post_with_key(&hub, key, "alerts").await;
     assert_eq!(status, 200);
     let alerts_only = token_for("reader", json!({"rooms": ["alerts"]}));
-    let expired = hs256(json!({"sub": "reader", "exp": now() - 30}));
+    let expired = hs256(json!({"sub": "reader", "exp": unix_now() - 30}));
     let history = |room: &str| hub.http(&format!("/api/rooms/{room}/history"));
     let read = |url: String, bearer: Option<String>| async move {
         let mut req = http().get(url);
@@ -311,7 +287,7 @@ async fn key_file_tokens_are_pinned_to_their_algorithm() {
     let public = dir.join("public.pem");
     std::fs::write(&public, key.public_key_pem()).expect("write key");
     let hub = start(|c| c.auth.jwt_public_key_file = public.to_string_lossy().into());
-    let claims = json!({"sub": "u1", "exp": now() + 3600});
+    let claims = json!({"sub": "u1", "exp": unix_now() + 3600});
     let es256 = encode(
         &Header::new(Algorithm::ES256),
         &claims,
@@ -379,7 +355,7 @@ async fn publish_claim_is_required_for_client_publish() {
 #[tokio::test]
 async fn session_closes_with_4001_at_token_expiry() {
     let hub = jwt_hub();
-    let token = hs256(json!({"sub": "u1", "exp": now() + 2}));
+    let token = hs256(json!({"sub": "u1", "exp": unix_now() + 2}));
     let (mut c, _) = Client::connect_welcomed(&hub.ws(&format!("/ws?token={token}"))).await;
     let started = std::time::Instant::now();
     c.expect_close(4001).await;

@@ -65,7 +65,7 @@ pub use history::{GetHistory, HistoryPage, Read};
 pub use publish::{Publish, PublishAck, PublishBatch, PublishOrigin, PublishReply, PublishUser};
 pub use sessions::{Register, Unregister};
 pub use status::{GetStatus, ListRooms, NodeRecord, RoomInfo, Status, StatusCounts};
-pub use subscribe::{Subscribe, Unsubscribe};
+pub use subscribe::{Reclaim, Subscribe, Unsubscribe};
 
 /// How often `$status` subscribers may get an update, at most.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -111,6 +111,9 @@ struct SessionEntry {
     rooms: HashSet<Arc<str>>,
     /// Whether it follows `$status`.
     status: bool,
+    /// Set once a refreshed token narrowed what it may join: subscribes the
+    /// session sent under its old claims are checked again here.
+    allowed: Option<Box<crate::auth::Claims>>,
 }
 
 /// The central actor; see the module docs.

@@ -66,6 +66,7 @@ impl Handles<Register> for RegistryActor {
                 stats: msg.stats,
                 rooms: HashSet::new(),
                 status: false,
+                allowed: None,
             },
         );
         self.session_count.send_replace(self.sessions.len());

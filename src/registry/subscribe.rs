@@ -13,10 +13,13 @@ use tokio::sync::oneshot;
 use super::handle::Handles;
 use super::history::{GetHistory, HistoryPage};
 use super::RegistryActor;
+use crate::auth::Claims;
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::outbound::Outbound;
-use crate::protocol::{encode, is_system_room, Ref, RoomReply, Subscribed, STATUS_ROOM};
+use crate::protocol::{
+    encode, is_system_room, ErrorCode, Ref, Revoked, RoomReply, Subscribed, STATUS_ROOM,
+};
 use crate::room::Room;
 
 type Ctx = Context<RegistryActor>;
@@ -49,6 +52,19 @@ pub struct Unsubscribe {
     pub reference: Option<Ref>,
 }
 
+/// A session's token was refreshed (contract section 14): from now on it may
+/// be only in the rooms `claims` allow. Rooms it is in that they do not are
+/// left, each with `unsubscribed` and `reason: forbidden`; a subscribe still
+/// waiting for its room is checked again when it is served.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reclaim {
+    /// The session.
+    pub id: SessionId,
+    /// Its new claims.
+    pub claims: Claims,
+}
+
 /// Someone waiting for a room to be opened (read from the engine).
 pub(super) enum Waiting {
     /// A `subscribe`.
@@ -75,6 +91,35 @@ impl Handles<Unsubscribe> for RegistryActor {
     }
 }
 
+impl Handles<Reclaim> for RegistryActor {
+    fn on(&mut self, msg: Reclaim, _: &mut Ctx) {
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return;
+        };
+        let revoked: Vec<Arc<str>> = entry
+            .rooms
+            .iter()
+            .filter(|room| !msg.claims.can_subscribe(room))
+            .cloned()
+            .collect();
+        let ip = entry.ip;
+        for room in &revoked {
+            entry.rooms.remove(room);
+        }
+        entry.allowed = Some(Box::new(msg.claims));
+        for room in revoked {
+            if self.leave_room(msg.id, &room, ip) {
+                let frame = encode(&Revoked {
+                    kind: "unsubscribed",
+                    room: &room,
+                    reason: ErrorCode::Forbidden,
+                });
+                self.reply(msg.id, frame);
+            }
+        }
+    }
+}
+
 impl RegistryActor {
     /// `subscribe`; with `may_wait`, a room whose mirror trails the client's
     /// resume point is caught up from the engine first.
@@ -88,6 +133,16 @@ impl RegistryActor {
         }
         if is_system_room(&msg.room) {
             return Err(HubError::UnknownRoom(msg.room.clone()));
+        }
+        if entry
+            .allowed
+            .as_ref()
+            .is_some_and(|claims| !claims.can_subscribe(&msg.room))
+        {
+            return Err(HubError::Forbidden(format!(
+                "token does not allow subscribe to {}",
+                msg.room
+            )));
         }
         if entry.rooms.contains(msg.room.as_str()) {
             return Err(HubError::BadRequest(format!(

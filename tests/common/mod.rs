@@ -675,3 +675,34 @@ impl Drop for ChildHub {
         let _ = self.proc.wait();
     }
 }
+
+/// The HS256 secret of the test hubs that check tokens (`auth.jwt_secret`).
+pub const JWT_SECRET: &str = "test-secret-that-is-32-bytes-long";
+
+/// Unix seconds now, the clock `exp` is read by.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// `claims` signed with [`JWT_SECRET`].
+pub fn hs256(claims: Value) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// A token for `sub` valid for an hour, with `extra` claims on top.
+pub fn token_for(sub: &str, extra: Value) -> String {
+    let mut claims = json!({"sub": sub, "exp": unix_now() + 3600});
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    hs256(claims)
+}

@@ -4,17 +4,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use hub_bench::endpoint::Endpoint;
-use hub_bench::hub::{HubProcess, BENCH_ROOM};
+use hub_bench::hub::{HubProcess, Storage, BENCH_ROOM};
 use hub_bench::report::{cluster_table, markdown_table, Report};
 use hub_bench::scenario::cluster::Topology;
 use hub_bench::worker::{self, WorkerParams};
 
 use crate::plan::{self, Scenario};
 
-/// Load generator for realtime-hub: idle connections, fan-out, saturation and
-/// churn, over loopback only. Each run prints one JSON line.
+/// Load generator for realtime-hub: idle connections, fan-out, saturation,
+/// churn, publish rates and store restarts, over loopback only. Each run
+/// prints one JSON line.
 #[derive(Debug, Parser)]
 #[command(name = "hub-bench", version)]
 pub struct Cli {
@@ -35,8 +36,36 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     max_run_s: u64,
+    /// Where each hub the harness starts keeps its rooms: `memory` (no store,
+    /// HUB_STORAGE__PATH="") or `durable` (a fresh store directory per hub in
+    /// the temp directory, removed with the hub).
+    #[arg(long, global = true, value_enum, default_value_t = StorageMode::Memory)]
+    storage: StorageMode,
+    /// With --storage durable: sync every commit before acknowledging it
+    /// (HUB_STORAGE__FSYNC).
+    #[arg(long, global = true, default_value_t = true, action = ArgAction::Set)]
+    fsync: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageMode {
+    /// No store: rooms live in memory only.
+    Memory,
+    /// A store on disk, one fresh directory per hub.
+    Durable,
+}
+
+impl Cli {
+    /// The storage of the hubs the harness starts.
+    pub fn storage(&self) -> Storage {
+        match self.storage {
+            StorageMode::Memory => Storage::Memory,
+            StorageMode::Durable => Storage::Durable { fsync: self.fsync },
+        }
+    }
 }
 
 /// The subcommands.
@@ -50,7 +79,16 @@ pub enum Command {
     FanoutMax(FanoutMaxArgs),
     /// Connect / first frame / subscribe / close cycles.
     Churn(ChurnArgs),
-    /// Every scenario of the target table in sequence, then a markdown table.
+    /// HTTP publishes into one room at a target rate, open loop; acknowledged
+    /// publishes per second, round trips, and (with subscribers) exact delivery.
+    PublishRate(PublishRateArgs),
+    /// The round trip of one publish at a low rate, one request in flight.
+    PublishRtt(PublishRttArgs),
+    /// A durable hub with N rooms stopped (SIGTERM, then SIGKILL) and started
+    /// again on its store: store size per room, time to /readyz, rooms back.
+    Restart(RestartArgs),
+    /// Every scenario of the target table in sequence, then a markdown table
+    /// (with --storage durable also publish-rate, publish-rtt and restart).
     All(AllArgs),
     /// One fan-out against 1 hub without Redis, 1 hub on Redis and N hubs on
     /// Redis (own redis-server), at a rate and flat out; then a comparison table.
@@ -155,6 +193,64 @@ pub struct ChurnArgs {
     pub warmup_cycles: u64,
 }
 
+/// Options of `publish-rate`.
+#[derive(Debug, Args)]
+pub struct PublishRateArgs {
+    /// Publishes per second offered (on a fixed schedule, not waiting for answers).
+    #[arg(long, default_value_t = 10_000.0, value_parser = rate)]
+    pub rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub duration_s: f64,
+    /// Subscribers on the room, for exact delivery accounting (0: none).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub subs: u64,
+    /// Publish requests (keep-alive connections) in flight at most; the
+    /// schedule falls behind only when all of them wait for answers.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_024))]
+    pub max_in_flight: u64,
+}
+
+/// Options of `publish-rtt`.
+#[derive(Debug, Args)]
+pub struct PublishRttArgs {
+    /// Publishes per second.
+    #[arg(long, default_value_t = 100.0, value_parser = rate)]
+    pub rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub duration_s: f64,
+    /// Publish requests in flight at most (1: sequential).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub in_flight: u64,
+    /// Subscribers on the room (0: none).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub subs: u64,
+    /// Target: publish round trip p50 at most this (ms).
+    #[arg(long, default_value_t = 3.0)]
+    pub target_p50_ms: f64,
+}
+
+/// Options of `restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Dynamic rooms to create.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub rooms: u64,
+    /// Events published into each room (the hub's history keeps 100).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub events_per_room: u64,
+    /// Items per `POST /api/events` batch.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+    pub batch_items: u64,
+    /// Batches in flight.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Skip the SIGKILL round (only the SIGTERM restart).
+    #[arg(long)]
+    pub no_kill: bool,
+}
+
 /// Options of `cluster`.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -239,6 +335,17 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     let exe = std::env::current_exe().context("finding this program's path")?;
+    let storage = cli.storage();
+    let worker = matches!(cli.command, Command::ConnsWorker(_));
+    if !worker && cli.url.is_some() && storage.is_durable() {
+        bail!(
+            "--storage applies to the hubs the harness starts; a hub given with --url keeps \
+             its own storage"
+        );
+    }
+    if !worker && !storage.is_durable() && !cli.fsync {
+        bail!("--fsync false needs --storage durable (a memory hub has nothing to sync)");
+    }
     let scenarios = match &cli.command {
         Command::ConnsWorker(w) => {
             let url = cli.url.clone().context("conns-worker needs --url")?;
@@ -256,12 +363,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Fanout(a) => vec![plan::fanout(a, &cli.room)],
         Command::FanoutMax(a) => vec![plan::fanout_max(a, &cli.room)],
         Command::Churn(a) => vec![plan::churn(a, &cli.room)],
-        Command::All(a) => plan::all(a.scale, &cli.room, exe)?,
+        Command::PublishRate(a) => vec![plan::publish_rate(a, &cli.room)],
+        Command::PublishRtt(a) => vec![plan::publish_rtt(a, &cli.room)],
+        Command::Restart(a) => {
+            if cli.url.is_some() {
+                bail!("restart starts and stops its own hubs: it takes --hub-bin, not --url");
+            }
+            vec![plan::restart(a, storage, &cli.hub_bin)?]
+        }
+        Command::All(a) => plan::all(a.scale, &cli.room, exe, storage, &cli.hub_bin)?,
         Command::Cluster(a) => {
             if cli.url.is_some() {
                 bail!("cluster starts its own hubs and Redis: it takes --hub-bin, not --url");
             }
-            plan::cluster(a, &cli.room, &cli.hub_bin)
+            plan::cluster(a, &cli.room, &cli.hub_bin, storage)
         }
     };
     let table = matches!(cli.command, Command::All(_));
@@ -282,11 +397,22 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    let header = match &cli.url {
+        Some(url) => format!("hub: {url} (its own storage)"),
+        None if storage.is_durable() => {
+            format!("hubs: storage {storage} (a fresh store directory per hub)")
+        }
+        None => format!("hubs: storage {storage}"),
+    };
     if table {
+        println!();
+        println!("{header}");
         println!();
         print!("{}", markdown_table(&reports));
     }
     if comparison {
+        println!();
+        println!("{header}");
         println!();
         print!("{}", cluster_table(&reports));
         println!();
@@ -297,16 +423,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
 
 /// Runs one scenario against the hub at --url, or against a fresh hub.
 async fn run_one(cli: &Cli, scenario: &Scenario) -> Result<Report> {
+    let storage = cli.storage();
     if scenario.starts_own_hubs() {
-        return scenario.run_standalone().await;
+        let report = scenario.run_standalone().await?;
+        return Ok(report.with_storage(Some(storage)));
     }
     match &cli.url {
         Some(url) => scenario.run(&Endpoint::new(url, cli.hub_pid)?).await,
         None => {
-            let hub = HubProcess::start(&cli.hub_bin).await?;
+            let hub = HubProcess::start(&cli.hub_bin, storage).await?;
             let report = scenario.run(hub.endpoint()).await;
             drop(hub);
-            report
+            Ok(report?.with_storage(Some(storage)))
         }
     }
 }

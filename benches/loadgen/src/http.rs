@@ -24,6 +24,53 @@ struct PublishAck {
     seq: u64,
 }
 
+/// One result of `POST /api/events`: an ack (`seq`, `epoch`) or an `error`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BatchOutcome {
+    /// The item's room.
+    pub room: String,
+    /// Its seq, when accepted.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// The room's epoch, when accepted.
+    #[serde(default)]
+    pub epoch: Option<String>,
+    /// The error code, when refused.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One room of `GET /api/rooms`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoomListing {
+    /// Name.
+    pub room: String,
+    /// Epoch.
+    pub epoch: String,
+    /// Head seq.
+    pub seq: u64,
+    /// Events held in history.
+    pub history: u64,
+}
+
+/// The part of `GET /api/rooms/{room}/history` the harness reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoomHistory {
+    /// Epoch.
+    pub epoch: String,
+    /// Head seq.
+    pub seq: u64,
+    /// The events, oldest first.
+    pub events: Vec<HistoryEvent>,
+}
+
+/// One event of a history answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistoryEvent {
+    /// Its seq.
+    pub seq: u64,
+}
+
 /// The part of `/socket-status` the harness reads.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct SocketStatus {
@@ -69,6 +116,47 @@ impl HubHttp {
         let ack: PublishAck =
             serde_json::from_slice(&bytes).context("publish answer is not {seq}")?;
         Ok(ack.seq)
+    }
+
+    /// `POST /api/events` with `body` (a JSON array of items); one outcome per item.
+    pub async fn publish_batch(&self, body: String) -> Result<Vec<BatchOutcome>> {
+        let response = self
+            .client
+            .post(self.endpoint.http_url("/api/events"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .context("batch publish request")?;
+        let bytes = success_body(response, "batch publish").await?;
+        serde_json::from_slice(&bytes).context("batch publish answer is not a list of results")
+    }
+
+    /// `GET /api/rooms`.
+    pub async fn rooms(&self) -> Result<Vec<RoomListing>> {
+        let response = self
+            .client
+            .get(self.endpoint.http_url("/api/rooms"))
+            .send()
+            .await
+            .context("room list request")?;
+        let bytes = success_body(response, "room list").await?;
+        serde_json::from_slice(&bytes).context("room list answer is not a list of rooms")
+    }
+
+    /// `GET /api/rooms/{room}/history`.
+    pub async fn history(&self, room: &str) -> Result<RoomHistory> {
+        let response = self
+            .client
+            .get(
+                self.endpoint
+                    .http_url(&format!("/api/rooms/{room}/history")),
+            )
+            .send()
+            .await
+            .context("history request")?;
+        let bytes = success_body(response, "history").await?;
+        serde_json::from_slice(&bytes).context("history answer has no epoch, seq and events")
     }
 
     /// `GET /socket-status`.
@@ -119,6 +207,20 @@ impl HubHttp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The body of a 2xx answer; an error naming `what` and the body otherwise.
+async fn success_body(response: reqwest::Response, what: &str) -> Result<Vec<u8>> {
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("{what} answer"))?;
+    if !status.is_success() {
+        let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+        bail!("{what} answered {status}: {text}");
+    }
+    Ok(bytes.to_vec())
 }
 
 /// `d` in nanoseconds, saturating.

@@ -4,13 +4,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use hub_bench::endpoint::Endpoint;
+use hub_bench::hub::Storage;
 use hub_bench::report::{Check, Report};
 use hub_bench::scenario::churn::{self, ChurnParams};
 use hub_bench::scenario::cluster::{self, ClusterParams, Topology};
 use hub_bench::scenario::conns::{self, ConnsParams};
-use hub_bench::scenario::fanout::{self, FanoutParams};
+use hub_bench::scenario::fanout::{self, FanoutParams, FanoutResult};
+use hub_bench::scenario::restart::{self, RestartParams};
 
-use crate::cli::{ChurnArgs, ClusterArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs};
+use crate::cli::{
+    ChurnArgs, ClusterArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs, PublishRateArgs, PublishRttArgs,
+    RestartArgs,
+};
+
+/// `publish-rate` meets its target when at least this share of the rate was
+/// acknowledged per second.
+pub const ACHIEVED_RATE_SHARE: f64 = 0.95;
+
+/// Targets of a publish load (`publish-rate`, `publish-rtt`), beyond no errors.
+#[derive(Debug, Clone, Default)]
+pub struct PublishTargets {
+    /// Acknowledged publishes per second at least this.
+    achieved_per_s: Option<f64>,
+    /// Publish round trip p50 at most this (ms).
+    rtt_p50_ms: Option<f64>,
+}
 
 /// Latency targets a fan-out run is checked against, beyond exactness.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +50,18 @@ pub enum Scenario {
     Churn(ChurnParams),
     /// A fan-out against hubs (and a Redis) the run starts itself.
     Cluster(ClusterParams),
+    /// HTTP publishes into one room at a rate (0 or more subscribers):
+    /// `publish-rate`, or `publish-rtt` when `sequential` (one in flight, low rate).
+    Publish {
+        /// The load (a fan-out with few or no subscribers).
+        params: FanoutParams,
+        /// What it must meet.
+        targets: PublishTargets,
+        /// The round-trip flavour, `publish-rtt`.
+        rtt: bool,
+    },
+    /// A durable hub stopped and started again on its store.
+    Restart(RestartParams),
 }
 
 impl Scenario {
@@ -44,12 +74,15 @@ impl Scenario {
             Scenario::Churn(_) => "churn",
             Scenario::Cluster(p) if p.fanout.rate.is_none() => "cluster-max",
             Scenario::Cluster(_) => "cluster",
+            Scenario::Publish { rtt: true, .. } => "publish-rtt",
+            Scenario::Publish { .. } => "publish-rate",
+            Scenario::Restart(_) => "restart",
         }
     }
 
     /// True when the scenario starts its own hubs (no --url, no shared hub).
     pub fn starts_own_hubs(&self) -> bool {
-        matches!(self, Scenario::Cluster(_))
+        matches!(self, Scenario::Cluster(_) | Scenario::Restart(_))
     }
 
     /// Runs a scenario that starts its own hubs.
@@ -57,6 +90,10 @@ impl Scenario {
         match self {
             Scenario::Cluster(p) => {
                 let r = cluster::run(p).await?;
+                Report::new(self.name(), p, &r, r.checks(p))
+            }
+            Scenario::Restart(p) => {
+                let r = restart::run(p).await?;
                 Report::new(self.name(), p, &r, r.checks(p))
             }
             _ => bail!("{} needs a hub to run against", self.name()),
@@ -107,9 +144,47 @@ impl Scenario {
                 let r = churn::run(endpoint, p).await?;
                 Report::new(self.name(), p, &r, r.checks(p))
             }
+            Scenario::Publish {
+                params, targets, ..
+            } => {
+                let r = fanout::run(endpoint, params).await?;
+                Report::new(self.name(), params, &r, publish_checks(params, targets, &r))
+            }
             Scenario::Cluster(_) => bail!("cluster starts its own hubs; it cannot use --url"),
+            Scenario::Restart(_) => bail!("restart starts its own hubs; it cannot use --url"),
         }
     }
+}
+
+/// No publish failed, the targets, and with subscribers exact delivery; the
+/// offered rate and round trips are reported.
+fn publish_checks(p: &FanoutParams, t: &PublishTargets, r: &FanoutResult) -> Vec<Check> {
+    let mut checks = vec![Check::equals("publish_errors", r.publish_errors, 0)];
+    if let Some(limit) = t.achieved_per_s {
+        checks.push(Check::at_least(
+            "acked_per_s",
+            r.publish_rate_per_s,
+            limit,
+            "/s",
+        ));
+    }
+    if let Some(offered) = r.offered_rate_per_s {
+        checks.push(Check::reported("offered_per_s", offered));
+    }
+    match t.rtt_p50_ms {
+        Some(limit) => checks.push(Check::at_most(
+            "publish_rtt_p50_ms",
+            r.publish_rtt.p50_ms,
+            limit,
+            "ms",
+        )),
+        None => checks.push(Check::reported("publish_rtt_p50_ms", r.publish_rtt.p50_ms)),
+    }
+    checks.push(Check::reported("publish_rtt_p99_ms", r.publish_rtt.p99_ms));
+    if p.subscribers > 0 {
+        checks.extend(r.exactness_checks(p.subscribers));
+    }
+    checks
 }
 
 /// `conns` as asked on the command line.
@@ -170,9 +245,58 @@ pub fn churn(a: &ChurnArgs, room: &str) -> Scenario {
     })
 }
 
+/// `publish-rate` as asked on the command line: open-loop at the rate, as many
+/// requests in flight (keep-alive connections) as it takes, up to the cap.
+pub fn publish_rate(a: &PublishRateArgs, room: &str) -> Scenario {
+    let mut params = FanoutParams::new(room, a.subs as usize, Some(a.rate), a.duration_s);
+    params.publishers = a.max_in_flight as usize;
+    Scenario::Publish {
+        params,
+        targets: PublishTargets {
+            achieved_per_s: Some(ACHIEVED_RATE_SHARE * a.rate),
+            rtt_p50_ms: None,
+        },
+        rtt: false,
+    }
+}
+
+/// `publish-rtt` as asked on the command line: a low rate, one request in
+/// flight, for the round trip of a single publish.
+pub fn publish_rtt(a: &PublishRttArgs, room: &str) -> Scenario {
+    let mut params = FanoutParams::new(room, a.subs as usize, Some(a.rate), a.duration_s);
+    params.publishers = a.in_flight as usize;
+    Scenario::Publish {
+        params,
+        targets: PublishTargets {
+            achieved_per_s: None,
+            rtt_p50_ms: Some(a.target_p50_ms),
+        },
+        rtt: true,
+    }
+}
+
+/// `restart` as asked on the command line; refused unless the hubs are durable.
+pub fn restart(a: &RestartArgs, storage: Storage, hub_bin: &Path) -> Result<Scenario> {
+    if !storage.is_durable() {
+        bail!(
+            "restart measures a durable store across restarts: run it with --storage durable \
+             (a memory hub keeps nothing to restart from)"
+        );
+    }
+    Ok(Scenario::Restart(RestartParams {
+        rooms: a.rooms as usize,
+        events_per_room: a.events_per_room as usize,
+        batch_items: a.batch_items as usize,
+        concurrency: a.concurrency as usize,
+        kill_round: !a.no_kill,
+        storage,
+        hub_bin: hub_bin.to_owned(),
+    }))
+}
+
 /// `cluster`: for the fixed-rate and the flat-out fan-out (unless skipped),
 /// `repeat` rounds of every topology in turn.
-pub fn cluster(a: &ClusterArgs, room: &str, hub_bin: &Path) -> Vec<Scenario> {
+pub fn cluster(a: &ClusterArgs, room: &str, hub_bin: &Path, storage: Storage) -> Vec<Scenario> {
     let topologies = a.topologies.clone().unwrap_or_else(|| {
         vec![
             Topology::Single,
@@ -202,6 +326,7 @@ pub fn cluster(a: &ClusterArgs, room: &str, hub_bin: &Path) -> Vec<Scenario> {
                     fanout: fanout.clone(),
                     hub_bin: hub_bin.to_owned(),
                     redis_bin: a.redis_bin.clone(),
+                    storage,
                 }));
             }
         }
@@ -209,8 +334,16 @@ pub fn cluster(a: &ClusterArgs, room: &str, hub_bin: &Path) -> Vec<Scenario> {
     plan
 }
 
-/// The issue's target table, with counts and durations scaled by `scale`.
-pub fn all(scale: f64, room: &str, exe: PathBuf) -> Result<Vec<Scenario>> {
+/// The issue's target table, with counts and durations scaled by `scale`;
+/// with durable storage followed by `publish-rate`, `publish-rtt` and
+/// `restart` (which needs a store).
+pub fn all(
+    scale: f64,
+    room: &str,
+    exe: PathBuf,
+    storage: Storage,
+    hub_bin: &Path,
+) -> Result<Vec<Scenario>> {
     if !(scale > 0.0 && scale <= 1.0) {
         bail!("--scale must be in (0, 1]");
     }
@@ -234,7 +367,7 @@ pub fn all(scale: f64, room: &str, exe: PathBuf) -> Result<Vec<Scenario>> {
         publishers: 32,
         target_p99_ms: Some(8.0),
         target_p50_ms: None,
-        target_publish_p50_ms: None,
+        target_publish_p50_ms: Some(3.0),
     };
     let fanout_large = FanoutArgs {
         subs: n(2_000.0),
@@ -258,13 +391,39 @@ pub fn all(scale: f64, room: &str, exe: PathBuf) -> Result<Vec<Scenario>> {
         await_tcp_close: false,
         warmup_cycles: n(2_000.0),
     };
-    Ok(vec![
+    let mut plan = vec![
         conns(&conns_args, room, exe),
         fanout(&fanout_small, room),
         fanout(&fanout_large, room),
         fanout_max(&fanout_max_args, room),
         churn(&churn_args, room),
-    ])
+    ];
+    if storage.is_durable() {
+        let rate_args = PublishRateArgs {
+            rate: 10_000.0,
+            duration_s: secs(10.0),
+            subs: 1,
+            max_in_flight: 256,
+        };
+        let rtt_args = PublishRttArgs {
+            rate: 100.0,
+            duration_s: secs(10.0),
+            in_flight: 1,
+            subs: 0,
+            target_p50_ms: 3.0,
+        };
+        let restart_args = RestartArgs {
+            rooms: n(10_000.0),
+            events_per_room: 10,
+            batch_items: 500,
+            concurrency: 4,
+            no_kill: false,
+        };
+        plan.push(publish_rate(&rate_args, room));
+        plan.push(publish_rtt(&rtt_args, room));
+        plan.push(restart(&restart_args, storage, hub_bin)?);
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -273,7 +432,8 @@ mod tests {
 
     #[test]
     fn all_has_the_target_table_sizes() {
-        let plan = all(1.0, "bench", PathBuf::from("x")).expect("plan");
+        let hub = Path::new("hub");
+        let plan = all(1.0, "bench", PathBuf::from("x"), Storage::Memory, hub).expect("plan");
         let names: Vec<_> = plan.iter().map(Scenario::name).collect();
         assert_eq!(names, ["conns", "fanout", "fanout", "fanout-max", "churn"]);
         match &plan[0] {
@@ -283,7 +443,71 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(all(0.0, "bench", PathBuf::from("x")).is_err());
+        assert!(all(0.0, "bench", PathBuf::from("x"), Storage::Memory, hub).is_err());
+    }
+
+    #[test]
+    fn durable_all_adds_the_store_scenarios() {
+        let storage = Storage::Durable { fsync: true };
+        let plan = all(0.1, "bench", PathBuf::from("x"), storage, Path::new("hub")).expect("plan");
+        let names: Vec<_> = plan.iter().map(Scenario::name).collect();
+        assert_eq!(
+            names,
+            [
+                "conns",
+                "fanout",
+                "fanout",
+                "fanout-max",
+                "churn",
+                "publish-rate",
+                "publish-rtt",
+                "restart"
+            ]
+        );
+        match &plan[7] {
+            Scenario::Restart(p) => {
+                assert_eq!((p.rooms, p.events_per_room), (1_000, 10));
+                assert_eq!(p.storage, storage);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match &plan[5] {
+            Scenario::Publish { params, .. } => {
+                assert_eq!(params.rate, Some(10_000.0));
+                assert_eq!(params.subscribers, 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restart_is_refused_on_memory() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["hub-bench", "restart", "--rooms", "5"]);
+        let crate::cli::Command::Restart(a) = &cli.command else {
+            panic!("not restart: {:?}", cli.command);
+        };
+        let refused = restart(a, Storage::Memory, Path::new("hub"));
+        assert!(refused.is_err_and(|e| e.to_string().contains("--storage durable")));
+        let durable = restart(a, Storage::Durable { fsync: false }, Path::new("hub"));
+        assert!(matches!(durable, Ok(Scenario::Restart(p)) if p.rooms == 5 && p.kill_round));
+    }
+
+    #[test]
+    fn publish_rate_checks_rate_errors_and_exactness() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["hub-bench", "publish-rate", "--rate", "2000"]);
+        let crate::cli::Command::PublishRate(a) = &cli.command else {
+            panic!("not publish-rate: {:?}", cli.command);
+        };
+        let Scenario::Publish {
+            params, targets, ..
+        } = publish_rate(a, "bench")
+        else {
+            panic!("not a publish load");
+        };
+        assert_eq!(targets.achieved_per_s, Some(1_900.0));
+        assert_eq!((params.subscribers, params.publishers), (1, 256));
     }
 
     #[test]
@@ -293,7 +517,7 @@ mod tests {
         let crate::cli::Command::Cluster(a) = &cli.command else {
             panic!("not cluster: {:?}", cli.command);
         };
-        let plan = cluster(a, "bench", Path::new("hub"));
+        let plan = cluster(a, "bench", Path::new("hub"), Storage::Memory);
         let runs: Vec<_> = plan
             .iter()
             .map(|s| match s {
@@ -318,7 +542,7 @@ mod tests {
         let crate::cli::Command::Cluster(a) = &cli.command else {
             panic!("not cluster");
         };
-        let names: Vec<_> = cluster(a, "bench", Path::new("hub"))
+        let names: Vec<_> = cluster(a, "bench", Path::new("hub"), Storage::Memory)
             .iter()
             .map(|s| match s {
                 Scenario::Cluster(p) => p.topology.to_string(),

@@ -6,6 +6,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::hub::Storage;
+
+/// The target text of a [`Check::reported`] measurement.
+pub const NO_TARGET: &str = "—";
+
 /// One target of the table, checked against a measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -45,6 +50,11 @@ impl Check {
         Self::new(name, format!("= {want}"), measured as f64, measured == want)
     }
 
+    /// A measurement with no target, shown in the table for reference (always met).
+    pub fn reported(name: &str, measured: f64) -> Self {
+        Self::new(name, NO_TARGET.to_owned(), measured, true)
+    }
+
     fn new(name: &str, target: String, measured: f64, met: bool) -> Self {
         Self {
             name: name.to_owned(),
@@ -58,8 +68,12 @@ impl Check {
 /// The result of one run: printed as one JSON line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `conns`, `fanout`, `fanout-max` or `churn`.
+    /// `conns`, `fanout`, `fanout-max`, `churn`, `publish-rate`, `publish-rtt`,
+    /// `restart`, `cluster` or `cluster-max`.
     pub scenario: String,
+    /// Where the hubs the harness started kept their rooms; `null` for a hub
+    /// given with `--url` (its storage is its own).
+    pub storage: Option<Storage>,
     /// What was asked for.
     pub params: Value,
     /// What was measured.
@@ -82,6 +96,7 @@ impl Report {
     ) -> Result<Self> {
         Ok(Self {
             scenario: scenario.to_owned(),
+            storage: None,
             params: serde_json::to_value(params).context("serialising parameters")?,
             results: serde_json::to_value(results).context("serialising results")?,
             target_met: targets.iter().all(|c| c.target_met),
@@ -91,6 +106,12 @@ impl Report {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         })
+    }
+
+    /// The same report, naming the storage of the hubs it ran against.
+    pub fn with_storage(mut self, storage: Option<Storage>) -> Self {
+        self.storage = storage;
+        self
     }
 
     /// The report as one line of JSON.
@@ -122,6 +143,19 @@ impl Report {
                 num("duration_s").unwrap_or_default()
             ),
             "churn" => format!("churn {} cycles", num("cycles").unwrap_or_default()),
+            "publish-rate" | "publish-rtt" => format!(
+                "{} {} ev/s × {} s ({} in flight, {} subs)",
+                self.scenario,
+                num("rate").unwrap_or_default(),
+                num("duration_s").unwrap_or_default(),
+                num("publishers").unwrap_or_default(),
+                num("subscribers").unwrap_or_default()
+            ),
+            "restart" => format!(
+                "restart {} rooms × {} events",
+                num("rooms").unwrap_or_default(),
+                num("events_per_room").unwrap_or_default()
+            ),
             "cluster" => format!(
                 "cluster {} {} subs × {} ev/s × {} s",
                 p.get("topology").and_then(Value::as_str).unwrap_or("?"),
@@ -155,7 +189,11 @@ pub fn markdown_table(reports: &[Report]) -> String {
                 check.name,
                 check.target,
                 format_number(check.measured),
-                if check.target_met { "yes" } else { "**no**" }
+                match (check.target == NO_TARGET, check.target_met) {
+                    (true, _) => NO_TARGET,
+                    (false, true) => "yes",
+                    (false, false) => "**no**",
+                }
             ));
         }
     }

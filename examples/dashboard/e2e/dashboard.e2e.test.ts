@@ -5,7 +5,7 @@
  *    `$status` room (no request to /socket-status).
  * 2. The page's connection is cut, events are published meanwhile, the badge
  *    goes reconnecting -> open and the missed events appear, in order, none lost.
- * 3. Approve on a recommendation publishes a decision that comes back live.
+ * 3. Approve on a recommendation publishes a keyed decision that comes back live.
  * 4. The hub restarts (new epoch): the client resyncs through HTTP history.
  */
 
@@ -14,8 +14,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HubProcess } from "../../../clients/js/test/support/hub.ts";
+import type { HubProcess } from "../../../clients/js/test/support/hub.ts";
 import { launchBrowser } from "./support/browser.ts";
+import { startDashboardHub } from "./support/dashboard-hub.ts";
 import { Gateway } from "./support/gateway.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -99,7 +100,8 @@ beforeAll(async () => {
   // The gateway first: the hub must list its origin, since the page's demo
   // publish reaches the write API with that Origin.
   gateway = await Gateway.start(DIST, () => hub.port);
-  hub = await HubProcess.start({ env: hubEnv() });
+  // The dashboard's hub.toml: the recommendations room is keyed.
+  hub = await startDashboardHub({ env: hubEnv() });
   browser = await launchBrowser();
   context = browser.context;
   page = context.pages()[0] ?? (await context.newPage());
@@ -197,24 +199,33 @@ describe("dashboard in Chromium", () => {
   });
 
   it("approves a recommendation through a demo publish and shows the decision coming back", async () => {
-    await hub.publish("recommendations", "recommendation_created", {
-      id: "rec-1",
-      title: "Open overflow lot B",
-      detail: "Harbour gate queue",
+    const record = { id: "rec-1", title: "Open overflow lot B", detail: "Harbour gate queue" };
+    // Keyed publish: the key is the recommendation id.
+    await hub.post("/api/rooms/recommendations/events", {
+      type: "recommendation_created",
+      key: "rec-1",
+      data: { ...record, status: "open" },
     });
     const item = page.locator('section[data-room="recommendations"] li[data-id="rec-1"]');
-    await item.and(page.locator('[data-status="pending"]')).waitFor(WAIT);
+    await item.and(page.locator('[data-status="open"]')).waitFor(WAIT);
     await item.getByRole("button", { name: "Approve" }).click();
     await page.locator('li[data-id="rec-1"][data-status="approved"]').waitFor(WAIT);
+    expect(await item.locator(".decision").textContent()).toBe("approved");
+    expect(await page.locator('section[data-room="recommendations"] li[data-id]').count()).toBe(1);
     expect(
       gateway.requests.some((r) => r.method === "POST" && r.path === "/api/rooms/recommendations/events"),
     ).toBe(true);
-    const history = await hub.get<{ events: { type: string; data: unknown }[] }>(
-      "/api/rooms/recommendations/history",
-    );
-    expect(history.events.map((e) => [e.type, e.data])).toEqual([
-      ["recommendation_created", { id: "rec-1", title: "Open overflow lot B", detail: "Harbour gate queue" }],
-      ["recommendation_updated", { id: "rec-1", status: "approved" }],
+    type Events = { events: { type: string; key?: string; data: unknown }[] };
+    const history = await hub.get<Events>("/api/rooms/recommendations/history");
+    // The page's decision went out keyed too, with the whole record (the state
+    // keeps only the latest event of the key).
+    expect(history.events.map((e) => [e.type, e.key, e.data])).toEqual([
+      ["recommendation_created", "rec-1", { ...record, status: "open" }],
+      ["recommendation_updated", "rec-1", { ...record, status: "approved" }],
+    ]);
+    const state = await hub.get<Events>("/api/rooms/recommendations/state");
+    expect(state.events.map((e) => [e.type, e.key, e.data])).toEqual([
+      ["recommendation_updated", "rec-1", { ...record, status: "approved" }],
     ]);
     // (No waitForStatusRooms() here: after the cut above, the hub does not push
     // the room-count change that follows the reconnect; the Node integration test
@@ -238,7 +249,7 @@ describe("dashboard in Chromium", () => {
     gateway.cut();
     await waitForBadge("reconnecting");
     await hub.stop();
-    hub = await HubProcess.start({ port: hub.port, env: hubEnv() });
+    hub = await startDashboardHub({ port: hub.port, env: hubEnv() });
     const fresh = [
       await hub.publish("hotspots", "hotspot_detected", { id: "n1", area: "New epoch north" }),
       await hub.publish("hotspots", "hotspot_detected", { id: "n2", area: "New epoch south" }),

@@ -5,10 +5,19 @@
 export interface Feeds {
   hotspot_detected: { id?: string; area?: string; zone?: string; score?: number; [key: string]: unknown };
   alert_raised: { id?: string; severity?: "info" | "warning" | "critical" | string; message?: string; [key: string]: unknown };
-  recommendation_created: { id: string; title?: string; detail?: string; [key: string]: unknown };
-  recommendation_updated: { id: string; status: Decision | string; [key: string]: unknown };
+  /**
+   * Recommendations live in a keyed room (key = the recommendation id): the hub
+   * keeps only each id's latest event, so an update carries the whole record
+   * (title and detail too), not just what changed.
+   */
+  recommendation_created: { id: string; title?: string; detail?: string; status?: "open" | string; [key: string]: unknown };
+  recommendation_updated: { id: string; title?: string; detail?: string; status: Decision | string; [key: string]: unknown };
+  /** Published with `delete: true` (its data may be absent): the recommendation is gone. */
+  recommendation_deleted: { id?: string; [key: string]: unknown } | undefined;
 }
 
+/** A recommendation's status: `open` until decided. */
+export type RecommendationStatus = "open" | Decision;
 export type Decision = "approved" | "rejected";
 
 export const ROOMS = {

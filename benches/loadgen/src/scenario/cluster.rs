@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Serialize, Serializer};
 
 use crate::endpoint::Endpoint;
-use crate::hub::HubProcess;
+use crate::hub::{HubProcess, Storage};
 use crate::redis::RedisProcess;
 use crate::report::Check;
 use crate::scenario::fanout::{self, FanoutParams, FanoutResult};
@@ -106,6 +106,10 @@ pub struct ClusterParams {
     pub hub_bin: PathBuf,
     /// The `redis-server` binary (cluster topologies).
     pub redis_bin: PathBuf,
+    /// Where each hub keeps its rooms (in cluster mode Redis is the store and
+    /// the hubs do not use theirs). Reported at the top of the report.
+    #[serde(skip)]
+    pub storage: Storage,
 }
 
 /// What a cluster run measured.
@@ -161,12 +165,13 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Starts the Redis (cluster topologies) and the hubs, and waits until
-    /// every hub is ready.
+    /// Starts the Redis (cluster topologies) and the hubs, each with its own
+    /// `storage`, and waits until every hub is ready.
     pub async fn start(
         topology: Topology,
         hub_bin: &std::path::Path,
         redis_bin: &std::path::Path,
+        storage: Storage,
     ) -> Result<Self> {
         let redis = if topology.uses_redis() {
             Some(RedisProcess::start(redis_bin).await?)
@@ -185,7 +190,7 @@ impl Deployment {
                 ],
                 None => Vec::new(),
             };
-            let mut hub = HubProcess::start_with_env(hub_bin, &env)
+            let mut hub = HubProcess::start_with_env(hub_bin, storage, &env)
                 .await
                 .with_context(|| format!("starting hub node {node} ({topology})"))?;
             hub.wait_ready(READY_TIMEOUT).await?;
@@ -210,8 +215,13 @@ pub async fn run(params: &ClusterParams) -> Result<ClusterResult> {
     if params.topology.nodes() == 0 || params.topology.nodes() > MAX_NODES {
         bail!("a cluster run needs 1 to {MAX_NODES} nodes");
     }
-    let mut deployment =
-        Deployment::start(params.topology, &params.hub_bin, &params.redis_bin).await?;
+    let mut deployment = Deployment::start(
+        params.topology,
+        &params.hub_bin,
+        &params.redis_bin,
+        params.storage,
+    )
+    .await?;
     let endpoints = deployment.endpoints();
     // What the hubs logged while starting (e.g. the loopback-only API
     // warning) is not part of the run.
