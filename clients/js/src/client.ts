@@ -74,7 +74,8 @@ type PendingRef =
   | { kind: "subscribe"; room: string }
   | { kind: "unsubscribe"; room: string }
   | { kind: "publish"; room: string; pending: PendingPublish }
-  | { kind: "ping" };
+  | { kind: "ping" }
+  | { kind: "refresh" };
 
 /** Options of {@link HubClient.publish}. */
 export interface SocketPublishOptions {
@@ -118,6 +119,9 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private pongTimer: ReturnType<typeof setTimeout> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  /** `exp` (Unix seconds) of the token the open socket runs on, when it could be read. */
+  private socketTokenExp: number | null = null;
   private readonly onOnline = () => this.reconnectNow();
 
   constructor(private readonly options: HubClientOptions = {}) {
@@ -308,6 +312,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       this.enterClosed("no WebSocket implementation");
       return;
     }
+    this.socketTokenExp = token ? tokenExp(token) : null;
     const url = token ? `${this.urls.wsUrl}?token=${encodeURIComponent(token)}` : this.urls.wsUrl;
     let socket: WebSocketLike;
     try {
@@ -379,9 +384,10 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     }
     this.socket = null;
     this.welcome = null;
-    for (const timer of [this.reconnectTimer, this.connectTimer, this.pongTimer]) {
+    for (const timer of [this.reconnectTimer, this.connectTimer, this.pongTimer, this.refreshTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
+    this.refreshTimer = null;
     if (this.pingTimer !== null) clearInterval(this.pingTimer);
     this.reconnectTimer = this.connectTimer = this.pongTimer = this.pingTimer = null;
     for (const pending of this.refs.values()) {
@@ -414,8 +420,54 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     this.machine.transition("open", "welcome");
     this.emitter.emit("open", frame);
     this.startPing(frame.heartbeat_ms);
+    this.scheduleRefresh(this.socketTokenExp);
     // Failed rooms are retried too: a new session may carry a new token.
     for (const entry of this.rooms.values()) this.sendSubscribe(entry);
+  }
+
+  // --- token refresh -------------------------------------------------------------
+
+  /**
+   * With a token function, asks it for a new token shortly before `exp` and sends that
+   * over the socket (contract section 14) instead of waiting to be closed with 4001.
+   */
+  private scheduleRefresh(exp: number | null): void {
+    if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    if (typeof this.options.token !== "function" || exp === null) return;
+    const leftMs = exp * 1000 - Date.now();
+    const leadMs = this.options.tokenRefreshLeadMs ?? Math.min(60_000, Math.max(1_000, leftMs / 5));
+    const generation = this.socketGeneration;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      if (generation === this.socketGeneration) void this.refreshToken(generation);
+    }, Math.max(0, leftMs - leadMs));
+  }
+
+  private async refreshToken(generation: number): Promise<void> {
+    const provider = this.options.token;
+    if (typeof provider !== "function") return;
+    let token: string | null | undefined;
+    try {
+      token = await provider();
+    } catch (error) {
+      // The socket keeps its token; at its exp the hub closes it and the reconnect asks again.
+      this.emitter.emit("error", new HubError("token_error", "token provider failed", undefined, undefined, { cause: error }));
+      return;
+    }
+    if (!token || generation !== this.socketGeneration || this.machine.state !== "open") return;
+    this.send({ op: "refresh", token, ref: this.takeRef("refresh", { kind: "refresh" }) });
+  }
+
+  /** The hub left a room on its own (a refreshed token no longer allows it). */
+  private onRoomRevoked(room: string, reason: string): void {
+    const entry = this.rooms.get(room);
+    if (!entry) return;
+    entry.status = "failed";
+    entry.ref = null;
+    const error = new HubError(reason, `the hub left ${room}: ${reason}`, room);
+    this.emitter.emit("error", error);
+    for (const sub of entry.subs) sub.deliverError(error);
   }
 
   // --- liveness ----------------------------------------------------------------
@@ -475,8 +527,18 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
         this.onSubscribed(frame);
         return;
       case "unsubscribed":
+        if (frame.ref !== undefined) this.refs.delete(frame.ref);
+        else if (frame.reason !== undefined) this.onRoomRevoked(frame.room, frame.reason);
+        return;
       case "pong":
         if (frame.ref !== undefined) this.refs.delete(frame.ref);
+        return;
+      case "refreshed":
+        if (frame.ref !== undefined && this.refs.get(frame.ref)?.kind === "refresh") {
+          this.refs.delete(frame.ref);
+          this.socketTokenExp = frame.exp;
+          this.scheduleRefresh(frame.exp);
+        }
         return;
       case "published": {
         const pending = frame.ref !== undefined ? this.refs.get(frame.ref) : undefined;
@@ -556,7 +618,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   private onErrorFrame(frame: ErrorFrame): void {
     const pending = frame.ref !== undefined ? this.refs.get(frame.ref) : undefined;
     if (frame.ref !== undefined) this.refs.delete(frame.ref);
-    const room = pending && pending.kind !== "ping" ? pending.room : undefined;
+    const room = pending && "room" in pending ? pending.room : undefined;
     const error = new HubError(frame.code, frame.message, room, frame.ref);
     if (pending?.kind === "publish") {
       clearTimeout(pending.pending.timer);
@@ -688,4 +750,15 @@ function safeClose(socket: WebSocketLike, code: number, reason: string): void {
   }
 }
 
-
+/** The `exp` claim (Unix seconds) of a JWT, read without verifying it; null if unreadable. */
+function tokenExp(token: string): number | null {
+  const payload = token.split(".")[1];
+  if (!payload) return null;
+  try {
+    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const json = JSON.parse(atob(base64.padEnd(base64.length + ((4 - (base64.length % 4)) % 4), "="))) as { exp?: unknown };
+    return typeof json.exp === "number" && Number.isFinite(json.exp) ? json.exp : null;
+  } catch {
+    return null;
+  }
+}

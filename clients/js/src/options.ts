@@ -38,8 +38,18 @@ export interface HubClientOptions {
   url?: string;
   /** Path of the multi-room endpoint. Default `/ws`. */
   wsPath?: string;
-  /** JWT sent as `?token=`; a function is called before every connection attempt. */
+  /**
+   * JWT sent as `?token=`; a function is called before every connection attempt. A function
+   * is also called shortly before the current token's `exp`, and its token sent over the open
+   * socket (`refresh`), so the socket is not closed with 4001 at every expiry. If that
+   * refresh is refused, the client reconnects with a new token when the old one expires.
+   */
   token?: string | TokenProvider;
+  /**
+   * How long before `exp` a token from a function is refreshed. Default: a fifth of the
+   * token's remaining lifetime, between 1 s and 60 s.
+   */
+  tokenRefreshLeadMs?: number;
   /** WebSocket implementation; defaults to `globalThis.WebSocket`. Pass `ws`'s in Node 20. */
   WebSocket?: WebSocketConstructor;
   /** fetch implementation for the HTTP history fallback; defaults to `globalThis.fetch`. */

@@ -51,6 +51,16 @@ export interface SubscribedFrame {
 export interface UnsubscribedFrame {
   type: "unsubscribed";
   room: string;
+  /** Set when the hub left the room on its own: `forbidden` after a refreshed token no longer allows it. */
+  reason?: ErrorCode | (string & {});
+  ref?: Ref;
+}
+
+/** Answer to `refresh` (contract section 14): the new token's claims apply, the socket ends at `exp`. */
+export interface RefreshedFrame {
+  type: "refreshed";
+  /** Unix seconds. */
+  exp: number;
   ref?: Ref;
 }
 
@@ -121,6 +131,11 @@ export const RESERVED_TYPES = [
   "pong",
   "error",
   "status_update",
+  // v2 (contract sections 13 and 14)
+  "presence",
+  "presence_join",
+  "presence_leave",
+  "refreshed",
 ] as const;
 
 /** Control frames (everything that is not an event or a user message). */
@@ -130,6 +145,7 @@ export type ControlFrame =
   | UnsubscribedFrame
   | PublishedFrame
   | PongFrame
+  | RefreshedFrame
   | ErrorFrame;
 
 /** Client to server commands. */
@@ -137,7 +153,8 @@ export type Command =
   | { op: "subscribe"; room: string; since?: number; epoch?: string; ref?: Ref }
   | { op: "unsubscribe"; room: string; ref?: Ref }
   | { op: "publish"; room: string; type: string; data?: unknown; key?: string; delete?: boolean; ref?: Ref }
-  | { op: "ping"; ref?: Ref };
+  | { op: "ping"; ref?: Ref }
+  | { op: "refresh"; token: string; ref?: Ref };
 
 /** Body of `GET /socket-status`, also the `data` of `$status` `status_update` events. */
 export interface SocketStatus {
@@ -223,6 +240,7 @@ const CONTROL_TYPES: ReadonlySet<string> = new Set([
   "unsubscribed",
   "published",
   "pong",
+  "refreshed",
   "error",
 ]);
 

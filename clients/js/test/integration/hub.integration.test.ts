@@ -3,6 +3,7 @@
  * Network failures are made with a TCP proxy the test controls.
  */
 
+import { createHmac } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
@@ -419,4 +420,79 @@ describe("keyed rooms (contract section 11)", () => {
     expect(state.events.map((e) => e.key)).toEqual(again.events.map((e) => e.key));
     await hub.stop();
   });
+});
+
+/** An HS256 JWT for `claims`, signed with `secret`. */
+function hs256(claims: Record<string, unknown>, secret: string): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const unsigned = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
+}
+
+describe("token refresh over the open socket (contract section 14)", () => {
+  const secret = "js-test-secret-that-is-32-bytes-long";
+  let hub: HubProcess;
+
+  beforeAll(async () => {
+    hub = await HubProcess.start({ env: { HUB_AUTH__JWT_SECRET: secret } });
+    hubs.push(hub);
+  });
+
+  it("a client with 5-second tokens stays on one socket for 30 s and keeps receiving", async () => {
+    const room = uniqueRoom("refresh");
+    let issued = 0;
+    const client = newClient(hub.url, {
+      token: () => {
+        issued += 1;
+        return hs256({ sub: "dashboard", exp: Math.floor(Date.now() / 1000) + 5 }, secret);
+      },
+    });
+    const states = watchStates(client);
+    const closes = new Recorder<number>();
+    client.on("close", (c) => closes.push(c.code));
+    const w = watchRoom(client, room);
+    client.connect();
+    await w.subscribed.first("subscribed", () => true);
+    const started = Date.now();
+    let sent = 0;
+    while (Date.now() - started < 30_000) {
+      await hub.publish(room, "alert_raised", { i: sent });
+      sent += 1;
+      await w.events.until(`${sent} events`, (e) => e.length >= sent);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(closes.items).toEqual([]);
+    expect(states.items).toEqual(["connecting", "open"]);
+    expect(seqs(w.events.items)).toEqual(range(1, sent));
+    // One token to connect, then one refresh every few seconds.
+    expect(issued).toBeGreaterThanOrEqual(6);
+  }, 45_000);
+
+  it("a refused refresh falls back to reconnecting at exp, and nothing is lost", async () => {
+    const room = uniqueRoom("refresh-refused");
+    let issued = 0;
+    const client = newClient(hub.url, {
+      token: () => {
+        issued += 1;
+        // Every second token is for another user: its refresh is refused.
+        const sub = issued % 2 === 0 ? "intruder" : "dashboard";
+        return hs256({ sub, exp: Math.floor(Date.now() / 1000) + 3 }, secret);
+      },
+    });
+    const closes = new Recorder<number>();
+    client.on("close", (c) => closes.push(c.code));
+    const errors = new Recorder<string>();
+    client.on("error", (e) => errors.push(e.code));
+    const w = watchRoom(client, room);
+    client.connect();
+    await w.subscribed.first("subscribed", () => true);
+    await errors.until("refresh refused", (e) => e.includes("unauthorized"));
+    await hub.publish(room, "alert_raised", { i: 0 });
+    await closes.until("4001 at the old exp", (c) => c.includes(4001));
+    await hub.publish(room, "alert_raised", { i: 1 });
+    const resumed = await w.subscribed.until("resubscribed", (s) => s.length >= 2);
+    expect(resumed[1]).toMatchObject({ recovered: true });
+    const events = await w.events.until("2 events", (e) => e.length >= 2);
+    expect(seqs(events)).toEqual([1, 2]);
+  }, 20_000);
 });
