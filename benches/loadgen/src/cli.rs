@@ -207,7 +207,8 @@ pub struct PublishRateArgs {
     pub subs: u64,
     /// Publish requests (keep-alive connections) in flight at most; the
     /// schedule falls behind only when all of them wait for answers.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_024))]
+    /// (512 holds 10,000/s up to a mean round trip of 51 ms.)
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4_096))]
     pub max_in_flight: u64,
 }
 

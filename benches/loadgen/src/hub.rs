@@ -419,3 +419,39 @@ pub fn free_port() -> Result<u16> {
         .context("reading the free port")?
         .port())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_is_reported_by_mode_and_fsync() {
+        let json = |s: Storage| serde_json::to_string(&s).unwrap_or_default();
+        assert_eq!(json(Storage::Memory), r#"{"mode":"memory"}"#);
+        assert_eq!(
+            json(Storage::Durable { fsync: false }),
+            r#"{"mode":"durable","fsync":false}"#
+        );
+        assert_eq!(
+            Storage::Durable { fsync: true }.to_string(),
+            "durable, fsync on"
+        );
+        assert!(!Storage::default().is_durable());
+    }
+
+    #[test]
+    fn store_dir_counts_allocated_bytes_and_is_removed_when_dropped() {
+        let dir = StoreDir::create().expect("store dir");
+        let other = StoreDir::create().expect("second store dir");
+        assert_ne!(dir.path(), other.path());
+        assert_eq!(dir.disk_usage().ok(), Some(DiskUsage::default()));
+        std::fs::create_dir(dir.path().join("sub")).expect("subdir");
+        std::fs::write(dir.path().join("sub/f"), vec![1u8; 10_000]).expect("file");
+        let usage = dir.disk_usage().expect("usage");
+        assert_eq!((usage.files, usage.apparent_bytes), (1, 10_000));
+        assert!(usage.allocated_bytes >= 10_000, "{usage:?}");
+        let path = dir.path().to_owned();
+        drop(dir);
+        assert!(!path.exists());
+    }
+}

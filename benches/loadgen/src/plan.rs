@@ -403,7 +403,7 @@ pub fn all(
             rate: 10_000.0,
             duration_s: secs(10.0),
             subs: 1,
-            max_in_flight: 256,
+            max_in_flight: 512,
         };
         let rtt_args = PublishRttArgs {
             rate: 100.0,
@@ -507,7 +507,7 @@ mod tests {
             panic!("not a publish load");
         };
         assert_eq!(targets.achieved_per_s, Some(1_900.0));
-        assert_eq!((params.subscribers, params.publishers), (1, 256));
+        assert_eq!((params.subscribers, params.publishers), (1, 512));
     }
 
     #[test]

@@ -309,6 +309,30 @@ mod tests {
     }
 
     #[test]
+    fn reported_measures_have_no_target_and_storage_is_in_the_line() {
+        let params = serde_json::json!({"rooms": 5, "events_per_room": 2});
+        let r = Report::new(
+            "restart",
+            &params,
+            &serde_json::json!({}),
+            vec![Check::reported("sigterm_restart_ms", 12.5)],
+        )
+        .expect("report")
+        .with_storage(Some(Storage::Durable { fsync: true }));
+        assert!(r.target_met);
+        let line = r.json_line().expect("json");
+        assert!(
+            line.contains(r#""storage":{"mode":"durable","fsync":true}"#),
+            "{line}"
+        );
+        let table = markdown_table(&[r]);
+        assert!(
+            table.contains("| restart 5 rooms × 2 events | sigterm_restart_ms | — | 12.500 | — |"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn cluster_table_has_one_row_per_run() {
         let params = serde_json::json!({"topology": "cluster-2", "subscribers": 4,
                                         "rate": 100.0, "duration_s": 5.0});

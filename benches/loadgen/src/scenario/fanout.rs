@@ -8,6 +8,9 @@
 //! subscriber's arrivals are checked against them exactly
 //! ([`crate::accounting`]).
 //!
+//! `publish-rate` and `publish-rtt` run it with few subscribers or none (then
+//! only the publishes are measured).
+//!
 //! [`run_multi`] does the same against several hub nodes of one cluster:
 //! subscriber `i` connects to node `i mod N`, publishes go to the nodes in
 //! turn, and each event's `data` names the node it was published through, so
@@ -111,6 +114,10 @@ pub struct FanoutResult {
     /// (waiting for an in-flight slot, or the load generator's own delay).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_lag: Option<LatencySummary>,
+    /// At a rate: publishes that were due while all `publishers` requests were
+    /// in flight, and so waited for an answer (the cap, not the schedule, held them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_slot_waits: Option<u64>,
     /// Exact delivery accounting, summed over subscribers.
     #[serde(flatten)]
     pub counts: SeqCounts,
@@ -196,6 +203,8 @@ struct PublishLog {
     lag: Option<Histogram<u64>>,
     /// At a rate: process-clock times of the first and the last send.
     sends: Option<(u64, u64)>,
+    /// At a rate: sends that waited for a free in-flight slot.
+    slot_waits: u64,
 }
 
 impl PublishLog {
@@ -208,6 +217,7 @@ impl PublishLog {
             rtt: new_histogram(),
             lag: None,
             sends: None,
+            slot_waits: 0,
         }
     }
 
@@ -343,7 +353,7 @@ pub async fn run_multi(
         // N sends on schedule span (N - 1) / rate: count the last one's slot too.
         per_second(
             published + log.errors,
-            (last - first) as f64 / 1e9 + 1.0 / rate,
+            last.saturating_sub(first) as f64 / 1e9 + 1.0 / rate,
         )
     });
     Ok(FanoutResult {
@@ -356,6 +366,7 @@ pub async fn run_multi(
         publish_rate_per_s: per_second(published, publish_wall_s),
         offered_rate_per_s,
         send_lag: log.lag.as_ref().map(summarize),
+        send_slot_waits: params.rate.map(|_| log.slot_waits),
         counts,
         bad_frames,
         closed_early,
@@ -555,8 +566,15 @@ async fn publish_at_rate(publisher: &Publisher, params: &FanoutParams, rate: f64
     let period_ns = 1e9 / rate.max(1e-3);
     for k in 0..total {
         ticker.tick().await;
-        let Ok(permit) = gate.clone().acquire_owned().await else {
-            break;
+        let permit = match gate.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                log.slot_waits += 1;
+                let Ok(permit) = gate.clone().acquire_owned().await else {
+                    break;
+                };
+                permit
+            }
         };
         let sent = now_ns();
         let due = schedule_start + (k as f64 * period_ns) as u64;
