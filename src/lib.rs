@@ -90,6 +90,7 @@ pub mod room;
 pub mod server;
 pub mod session;
 pub mod session_stats;
+pub mod socket_end;
 pub mod store;
 pub mod tls;
 pub mod writer;

@@ -174,10 +174,16 @@ impl Hub {
         .disable_signals()
         .backlog(4096);
         let send_buffer = ws.socket_send_buffer;
-        let server = match send_buffer {
-            0 => server,
-            bytes => server.on_connect(move |conn, _| cap_send_buffer(conn, bytes)),
-        };
+        let server = server.on_connect(move |conn, extensions| {
+            if send_buffer > 0 {
+                cap_send_buffer(conn, send_buffer);
+            }
+            // For closing a WebSocket's TCP connection right after its close
+            // handshake (src/socket_end.rs).
+            if let Some(socket) = crate::socket_end::PeerSocket::of(conn) {
+                extensions.insert(socket);
+            }
+        });
         let server = match fds.max_accepted_per_worker {
             Some(n) => server.max_connections(n),
             None => server,

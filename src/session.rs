@@ -81,6 +81,8 @@ pub struct SessionStart {
     pub stream: FrameReader,
     /// Subscription made on connect (`/ws/{room}`).
     pub initial: Option<InitialSubscription>,
+    /// The plain TCP socket under it, ended right after the close handshake.
+    pub socket: Option<crate::socket_end::PeerSocket>,
 }
 
 /// One WebSocket session; see the module docs.
@@ -418,9 +420,15 @@ impl Actor for Session {
             self.settings.write_timeout,
             ctx.address(),
         );
-        actix_rt::spawn(writer::run(start.ws, queue, stats, timeout, move |end| {
-            me.do_send(WriterDone(end))
-        }));
+        let socket = start.socket;
+        actix_rt::spawn(writer::run(
+            start.ws,
+            socket,
+            queue,
+            stats,
+            timeout,
+            move |end| me.do_send(WriterDone(end)),
+        ));
         ctx.add_stream(start.stream);
 
         self.registry.do_send(registry::Register {
@@ -512,6 +520,7 @@ impl StreamHandler<Result<AggregatedMessage, ReadError>> for Session {
                 self.admit(false, ctx);
             }
             AggregatedMessage::Close(_) => {
+                self.stats.peer_closed.store(true, Ordering::Release);
                 self.close(DisconnectReason::ClientClosed, CloseCode::Normal, true, ctx)
             }
         }

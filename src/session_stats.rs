@@ -1,7 +1,7 @@
 //! Per-session counters shared by the session actor, its writer and the registry,
 //! so `/socket-status/sockets` reads them without asking any session.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// Lock-free counters for one session.
 #[derive(Debug, Default)]
@@ -12,6 +12,9 @@ pub struct SessionStats {
     pub msgs_out: AtomicU64,
     /// Unix milliseconds of the last frame from the client.
     pub last_seen_ms: AtomicI64,
+    /// The client sent its close frame: the writer's close answers it, and
+    /// the client sends nothing more, so the connection may end at once.
+    pub peer_closed: AtomicBool,
 }
 
 impl SessionStats {

@@ -18,6 +18,7 @@ use actix_ws::CloseReason;
 use crate::outbound::{Next, Outbound, OutboundQueue};
 use crate::protocol::CloseCode;
 use crate::session_stats::SessionStats;
+use crate::socket_end::PeerSocket;
 
 /// How a writer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,7 @@ enum WriteError {
 /// registry at once.
 pub async fn run(
     mut ws: actix_ws::Session,
+    socket: Option<PeerSocket>,
     queue: OutboundQueue,
     stats: Arc<SessionStats>,
     write_timeout: Duration,
@@ -79,7 +81,16 @@ pub async fn run(
         code: code.code().into(),
         description: Some(code.reason().to_string()),
     };
-    let _ = Box::pin(tokio::time::timeout(write_timeout, ws.close(Some(reason)))).await;
+    let closed = Box::pin(tokio::time::timeout(write_timeout, ws.close(Some(reason)))).await;
+    // The client closed first and our answering close frame is with actix:
+    // end the connection right after it instead of lingering
+    // (src/socket_end.rs). No await since `close` returned, so the connection
+    // is still open. When the hub closes first, actix keeps reading until the
+    // client's answer, so that answer never meets a closed socket.
+    let answered = stats.peer_closed.load(std::sync::atomic::Ordering::Acquire);
+    if let (Ok(Ok(())), Some(socket), true) = (closed, socket, answered) {
+        socket.stop_reading();
+    }
 }
 
 /// How writing one batch of queue items ended.

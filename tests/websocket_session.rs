@@ -362,3 +362,21 @@ async fn refs_come_back_exactly_as_written_and_duplicate_keys_are_named() {
     let message = err["message"].as_str().unwrap_or_default();
     assert!(message.contains("duplicate field `room`"), "{message}");
 }
+
+/// RFC 6455 section 7.1.1: after the closing handshake the server closes the
+/// TCP connection first, and clients wait for it. It used to come only after
+/// actix's one-second linger (src/socket_end.rs).
+#[tokio::test]
+async fn a_client_close_handshake_ends_the_tcp_connection_at_once() {
+    let hub = start(|_| {});
+    for path in ["/ws", "/ws/alerts", "/ws/connect"] {
+        let mut raw = RawSocket::connect(&hub.addr.to_string(), path).await;
+        assert!(raw.write(&client_frame(0x88, &1000u16.to_be_bytes())).await);
+        let (end, _) = raw.end().await;
+        assert_eq!(end, RawEnd::Close(1000), "{path}");
+        assert!(
+            raw.eof_within(Duration::from_millis(300)).await,
+            "{path}: no FIN within 300 ms of the close handshake"
+        );
+    }
+}

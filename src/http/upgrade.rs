@@ -166,6 +166,7 @@ async fn accept(
             ws,
             stream,
             initial,
+            socket: req.conn_data::<crate::socket_end::PeerSocket>().copied(),
         },
         permit,
     )

@@ -349,6 +349,21 @@ impl RawSocket {
         (end, skipped)
     }
 
+    /// Whether the hub closes the TCP connection (end of file) within `wait`;
+    /// anything it still sends is discarded.
+    pub async fn eof_within(&mut self, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Writes `chunk` repeatedly, up to `total` bytes, while reading for the
     /// hub's close; stops writing once the hub closed or stopped taking bytes.
     /// Returns the bytes written and how the socket ended.

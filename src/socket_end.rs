@@ -1,0 +1,66 @@
+//! Ending a WebSocket's TCP connection as soon as its closing handshake is
+//! done, instead of a second later.
+//!
+//! actix serves a WebSocket as an HTTP response whose body is the socket's
+//! outgoing frames and whose request payload is the incoming ones. When the
+//! body ends (the close frame is out), the payload is still open, so actix
+//! "lingers": it reads and discards until the client closes its side, or
+//! until `client_disconnect_timeout` (1 s) passes. A client that follows
+//! RFC 6455 section 7.1.1 waits for the *server* to close the TCP connection
+//! first, so every clean close took that second (measured with Python
+//! `websockets`: 998 ms). Lowering the timeout is no fix: actix arms it from
+//! a clock it refreshes every 500 ms, so short timeouts can fire before they
+//! are armed and never wake the connection.
+//!
+//! So when the client closed first, once the answering close frame is handed
+//! to actix, the session shuts the read side of its TCP socket: actix then
+//! reads end-of-file, flushes what it holds (the close frame) and closes at
+//! once. The write side is untouched, so nothing queued is lost. The client
+//! sends nothing after its close frame, so nothing it sends is cut off. When
+//! the hub closes first (drain, 4001, 4008), the client still has its answer
+//! to send: actix's linger reads it, and ends when the client closes. Over TLS this is not done (an end-of-file
+//! under rustls is an error, not a clean close); those keep actix's linger.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use actix_web::rt::net::TcpStream;
+
+/// A plain TCP connection's socket, noted when it is accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerSocket {
+    fd: RawFd,
+    peer: SocketAddr,
+}
+
+impl PeerSocket {
+    /// The socket of an accepted connection, if it is plain TCP.
+    pub fn of(conn: &dyn Any) -> Option<PeerSocket> {
+        let tcp = conn.downcast_ref::<TcpStream>()?;
+        Some(PeerSocket {
+            fd: tcp.as_raw_fd(),
+            peer: tcp.peer_addr().ok()?,
+        })
+    }
+
+    /// Shuts the socket's read side (see the module docs). Call it only while
+    /// the connection's response body is still held, on the connection's own
+    /// worker thread: actix cannot have closed the socket then.
+    pub fn stop_reading(&self) {
+        // SAFETY: the caller holds the connection's response body (the
+        // WebSocket's writing half) and runs on the worker thread that owns
+        // the connection, so actix's dispatcher, which owns this fd, is alive
+        // and cannot close it during this call. The peer check below also
+        // refuses an fd number that was reused for another connection.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let same = rustix::net::getpeername(fd)
+            .ok()
+            .flatten()
+            .and_then(|a| SocketAddr::try_from(a).ok())
+            .is_some_and(|peer| peer == self.peer);
+        if same {
+            let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Read);
+        }
+    }
+}
