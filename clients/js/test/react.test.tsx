@@ -245,6 +245,8 @@ describe("useRoomState", () => {
       client.connect();
     });
     const next = await openSocket();
+    // Open again, but the hub has not answered the resubscribe: still behind.
+    expect(seen!.status).toBe("stale");
     const ref2 = next.commands("subscribe")[0]!.ref;
     await hub(() => {
       next.frame({ type: "subscribed", room: "alerts", epoch: "e2", seq: 1, recovered: false, state: 1, ref: ref2 });

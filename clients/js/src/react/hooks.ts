@@ -126,6 +126,7 @@ export interface KeyedRoomState<S extends EventSchema = UntypedSchema> {
 
 type KeyedAction<S extends EventSchema> =
   | { kind: "reset" }
+  | { kind: "disconnected" }
   | { kind: "state"; info: StateInfo<S> }
   | { kind: "event"; event: AnyEventOf<S> }
   | { kind: "subscribed"; info: SubscribedInfo }
@@ -136,7 +137,10 @@ interface KeyedView<S extends EventSchema> {
   seq: number;
   /** A state arrived at least once. */
   loaded: boolean;
-  /** False from a subscription that announced a state until that state arrived. */
+  /**
+   * False while the connection is down, and from a subscription that announced a state
+   * until that state arrived: the entries may be behind the hub.
+   */
   current: boolean;
   error: HubError | null;
 }
@@ -154,6 +158,8 @@ function keyedReducer<S extends EventSchema>(view: KeyedView<S>, action: KeyedAc
   switch (action.kind) {
     case "reset":
       return emptyKeyed<S>();
+    case "disconnected":
+      return view.current ? { ...view, current: false } : view;
     case "state": {
       const entries = new Map<string, AnyEventOf<S>>();
       for (const event of action.info.events) {
@@ -200,6 +206,10 @@ export function useRoomState<S extends EventSchema = UntypedSchema>(room: string
     return () => sub.unsubscribe();
   }, [client, room]);
   const connection = useConnectionState();
+  // Until the hub answers the resubscribe, what the map holds is from before the cut.
+  useEffect(() => {
+    if (connection !== "open") dispatch({ kind: "disconnected" });
+  }, [connection]);
   const status: KeyedRoomStatus =
     view.error !== null
       ? "error"
