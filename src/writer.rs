@@ -1,9 +1,13 @@
-//! The writer task: the only owner of a socket's `actix_ws::Session`.
+//! The writer task: the only owner of a session's transport — a WebSocket
+//! (`actix_ws::Session`) or an SSE stream ([`crate::sse::SseSink`]).
 //!
-//! It drains the session's [`OutboundQueue`] into the socket, each write bounded
-//! by `write_timeout`, and ends with a close frame. Keeping writes here, off the
-//! session actor, is what lets the actor keep its heartbeat and mailbox running
-//! while a peer stops reading (the fault of `actix-web-actors`).
+//! It drains the session's [`OutboundQueue`] into the transport, each write
+//! bounded by `write_timeout`, and ends with the transport's close. Keeping
+//! writes here, off the session actor, is what lets the actor keep its
+//! heartbeat and mailbox running while a peer stops reading (the fault of
+//! `actix-web-actors`). The [`Sink`] trait is the seam between the two
+//! transports: the queue, the bounds and the slow-consumer rule are this
+//! file's, once; how a frame becomes bytes is the sink's.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -14,6 +18,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use actix_ws::CloseReason;
+use bytestring::ByteString;
 
 use crate::outbound::{Next, Outbound, OutboundQueue};
 use crate::protocol::CloseCode;
@@ -28,6 +33,45 @@ pub enum WriterEnd {
     SocketGone,
 }
 
+/// The peer is gone: a write into a transport that can no longer carry it.
+#[derive(Debug, Clone, Copy)]
+pub struct Gone;
+
+/// What a session writes to: one implementation per transport. Every write
+/// may wait (the peer is slow); the writer bounds each with `write_timeout`.
+pub trait Sink {
+    /// One text frame, the shared bytes every subscriber gets.
+    fn frame(&mut self, frame: &ByteString) -> impl Future<Output = Result<(), Gone>>;
+    /// A keep-alive: a protocol ping, or an SSE comment line.
+    fn ping(&mut self) -> impl Future<Output = Result<(), Gone>>;
+    /// The answer to the client's ping (WebSocket only).
+    fn pong(&mut self, payload: &[u8]) -> impl Future<Output = Result<(), Gone>>;
+    /// Ends the transport telling the peer `code` (a close frame, or a final
+    /// SSE comment before the stream ends).
+    fn close(self, code: CloseCode) -> impl Future<Output = ()>;
+}
+
+impl Sink for actix_ws::Session {
+    async fn frame(&mut self, frame: &ByteString) -> Result<(), Gone> {
+        self.text(frame.clone()).await.map_err(|_| Gone)
+    }
+    async fn ping(&mut self) -> Result<(), Gone> {
+        actix_ws::Session::ping(self, b"").await.map_err(|_| Gone)
+    }
+    async fn pong(&mut self, payload: &[u8]) -> Result<(), Gone> {
+        actix_ws::Session::pong(self, payload)
+            .await
+            .map_err(|_| Gone)
+    }
+    async fn close(self, code: CloseCode) {
+        let reason = CloseReason {
+            code: code.code().into(),
+            description: Some(code.reason().to_string()),
+        };
+        let _ = actix_ws::Session::close(self, Some(reason)).await;
+    }
+}
+
 enum WriteError {
     Gone,
     Stalled,
@@ -38,8 +82,8 @@ enum WriteError {
 /// as soon as that is known — before the close frame is attempted, which may
 /// take up to `write_timeout` on a stalled socket — so the session can leave the
 /// registry at once.
-pub async fn run(
-    mut ws: actix_ws::Session,
+pub async fn run<S: Sink>(
+    mut ws: S,
     queue: OutboundQueue,
     stats: Arc<SessionStats>,
     write_timeout: Duration,
@@ -75,11 +119,7 @@ pub async fn run(
         }
     };
     on_end(WriterEnd::Closed(code));
-    let reason = CloseReason {
-        code: code.code().into(),
-        description: Some(code.reason().to_string()),
-    };
-    let _ = Box::pin(tokio::time::timeout(write_timeout, ws.close(Some(reason)))).await;
+    let _ = Box::pin(tokio::time::timeout(write_timeout, ws.close(code))).await;
 }
 
 /// How writing one batch of queue items ended.
@@ -91,8 +131,8 @@ enum BatchEnd {
     SocketGone,
 }
 
-async fn write_batch(
-    ws: &mut actix_ws::Session,
+async fn write_batch<S: Sink>(
+    ws: &mut S,
     items: &mut VecDeque<Outbound>,
     queue: &OutboundQueue,
     stats: &SessionStats,
@@ -116,24 +156,24 @@ async fn write_batch(
     BatchEnd::Done
 }
 
-async fn write_item(
-    ws: &mut actix_ws::Session,
+async fn write_item<S: Sink>(
+    ws: &mut S,
     item: &Outbound,
     queue: &OutboundQueue,
     write_timeout: Duration,
 ) -> Result<u64, WriteError> {
     match item {
         Outbound::Frame(frame) => {
-            bounded(ws.text(frame.clone()), queue, write_timeout).await?;
+            bounded(ws.frame(frame), queue, write_timeout).await?;
             Ok(1)
         }
         Outbound::Batch(frames) => {
             for frame in frames {
-                bounded(ws.text(frame.clone()), queue, write_timeout).await?;
+                bounded(ws.frame(frame), queue, write_timeout).await?;
             }
             Ok(frames.len() as u64)
         }
-        Outbound::Ping => bounded(ws.ping(b""), queue, write_timeout).await.map(|_| 0),
+        Outbound::Ping => bounded(ws.ping(), queue, write_timeout).await.map(|_| 0),
         Outbound::Pong(payload) => bounded(ws.pong(payload), queue, write_timeout)
             .await
             .map(|_| 0),
@@ -144,7 +184,7 @@ async fn write_item(
 /// does not complete at once, so the common path costs no timer.
 async fn bounded<F>(write: F, queue: &OutboundQueue, limit: Duration) -> Result<(), WriteError>
 where
-    F: Future<Output = Result<(), actix_ws::Closed>>,
+    F: Future<Output = Result<(), Gone>>,
 {
     let mut write = pin!(write);
     let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
