@@ -136,9 +136,7 @@ async fn request(
         assert!(chunked, "an SSE stream is chunked: {:?}", s.headers);
         return SseAnswer::Stream(s);
     }
-    let length: Option<usize> = s
-        .header("content-length")
-        .and_then(|v| v.parse().ok());
+    let length: Option<usize> = s.header("content-length").and_then(|v| v.parse().ok());
     let body = match (chunked, length) {
         (true, _) => {
             while !s.ended {
@@ -164,6 +162,11 @@ async fn request(
 }
 
 impl SseStream {
+    /// Whether the response has ended (terminating chunk, EOF or reset).
+    pub fn ended(&self) -> bool {
+        self.ended && self.body.windows(2).all(|w| w != b"\n\n")
+    }
+
     /// A response header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -285,7 +288,11 @@ impl SseStream {
 
     /// Frames until `pred` holds (that one included last); panics after `wait`
     /// without one.
-    pub async fn recv_until(&mut self, wait: Duration, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub async fn recv_until(
+        &mut self,
+        wait: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut frames = Vec::new();
         loop {
@@ -308,7 +315,11 @@ impl SseStream {
         let mut out = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            assert!(!left.is_zero(), "stream did not end; {} messages", out.len());
+            assert!(
+                !left.is_zero(),
+                "stream did not end; {} messages",
+                out.len()
+            );
             match self.message_within(left).await {
                 Some(m) => out.push(m),
                 None if self.ended => return out,
@@ -319,6 +330,9 @@ impl SseStream {
 
     /// Drops the connection with a reset (SO_LINGER 0), as a crashed client.
     pub fn reset(self) {
+        // Deprecated for blocking on drop, which a zero linger does not: the
+        // kernel sends the RST at once.
+        #[allow(deprecated)]
         let _ = self.tcp.set_linger(Some(Duration::ZERO));
         drop(self.tcp);
     }
