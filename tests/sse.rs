@@ -488,10 +488,12 @@ async fn chaos_twenty_streams_reset_at_random_all_end_with_every_event() {
                 let budget = 1 + rng.below(400);
                 let mut taken = 0;
                 while taken < budget && got.last().copied() != Some(EVENTS) {
-                    let f = cur
-                        .recv_within(Duration::from_secs(30))
-                        .await
-                        .unwrap_or_else(|| panic!("client {n}: stalled after {:?}", got.last()));
+                    let Some(f) = cur.recv_within(Duration::from_secs(30)).await else {
+                        // The hub may end a stream itself (a reader behind the
+                        // publisher is a slow consumer); it resumes the same way.
+                        assert!(cur.ended(), "client {n}: stalled after {:?}", got.last());
+                        break;
+                    };
                     if let Some(seq) = f["seq"].as_u64() {
                         got.push(seq);
                         taken += 1;
