@@ -264,6 +264,9 @@ fn token(claims: Value) -> String {
     .expect("sign")
 }
 
+/// A request to `/sse` that must be refused: path, headers, status, code.
+type Refusal = (String, Vec<(&'static str, String)>, u16, &'static str);
+
 #[tokio::test]
 async fn refusals_are_json_before_the_stream() {
     let hub = start(|c| {
@@ -273,7 +276,7 @@ async fn refusals_are_json_before_the_stream() {
     });
     let a = hub.addr;
     let good = token(json!({"sub": "u", "exp": now() + 3600, "rooms": ["alerts"]}));
-    let cases: Vec<(String, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         ("/sse".into(), vec![], 400, "bad_request"),
         ("/sse?rooms=alerts".into(), vec![], 401, "unauthorized"),
         (
@@ -455,7 +458,7 @@ async fn chaos_twenty_streams_reset_at_random_all_end_with_every_event() {
         let mut s = stream(addr, "/sse?rooms=alerts", &[]).await;
         welcomed(&mut s, 1).await;
         clients.push(tokio::spawn(async move {
-            let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (n + 1) * 7919);
+            let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ ((n + 1) * 7919));
             let mut got: Vec<u64> = Vec::new();
             let mut resets = 0;
             let mut last_id = String::new();
