@@ -533,3 +533,64 @@ async fn chaos_twenty_streams_reset_at_random_all_end_with_every_event() {
         "the streams were dropped ({total_resets})"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_stream_under_50_mib_keeps_the_hub_memory_bounded() {
+    const QUEUE_BYTES: u64 = 4 * 1024 * 1024;
+    const EVENTS: u64 = 3200; // x 16 KiB = 50 MiB
+    let hub = ChildHub::spawn(&[
+        ("HUB_WEBSOCKET__OUTBOUND_QUEUE", "256"),
+        (
+            "HUB_WEBSOCKET__OUTBOUND_QUEUE_BYTES",
+            &QUEUE_BYTES.to_string(),
+        ),
+        ("HUB_WEBSOCKET__WRITE_TIMEOUT_S", "5"),
+        ("HUB_ROOMS__HISTORY", "50"),
+        ("HUB_SERVER__WORKERS", "2"),
+    ]);
+    let addr: std::net::SocketAddr = hub.addr.parse().expect("addr");
+    let mut stalled = open_small_buffer(addr, "/sse?rooms=alerts", 4096).await;
+    welcomed(&mut stalled, 1).await;
+    hub.wait_status(|s| s["sockets_by_type"]["sse"] == 1).await;
+    let client = http();
+    let body = json!({"type": "big", "data": "y".repeat(16 * 1024)}).to_string();
+    let url = hub.http("/api/rooms/alerts/events");
+    // Warm the allocator and history before measuring.
+    for _ in 0..50 {
+        let r = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(r.status(), 200);
+    }
+    let rss_before = hub.rss_kib();
+    let mut peak = rss_before;
+    for i in 0..EVENTS {
+        let r = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(r.status(), 200);
+        if i % 50 == 0 {
+            peak = peak.max(hub.rss_kib());
+        }
+    }
+    peak = peak.max(hub.rss_kib());
+    hub.wait_status(|s| s["sockets_by_type"]["sse"] == 0).await;
+    let growth = peak.saturating_sub(rss_before) * 1024;
+    assert!(
+        growth < 2 * QUEUE_BYTES,
+        "RSS grew {growth} bytes (bound: 2 x {QUEUE_BYTES}); before {rss_before} KiB, peak {peak} KiB"
+    );
+    eprintln!(
+        "stalled SSE stream under 50 MiB: RSS +{} KiB",
+        growth / 1024
+    );
+    drop(stalled);
+}
