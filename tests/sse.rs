@@ -594,3 +594,26 @@ async fn a_stalled_stream_under_50_mib_keeps_the_hub_memory_bounded() {
     );
     drop(stalled);
 }
+
+#[tokio::test]
+async fn openapi_documents_sse_as_an_event_stream() {
+    let hub = start(|_| {});
+    let (_, doc) = get(&hub.http("/openapi.json")).await;
+    let op = &doc["paths"]["/sse"]["get"];
+    assert!(
+        op["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{op}"
+    );
+    for status in ["400", "401", "403", "404", "503"] {
+        assert!(op["responses"][status].is_object(), "{status}: {op}");
+    }
+    let params: Vec<&str> = op["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in ["rooms", "last_event_id", "token", "Last-Event-ID"] {
+        assert!(params.contains(&name), "{name} in {params:?}");
+    }
+}
