@@ -146,6 +146,10 @@ pub struct WebSocketConfig {
     /// Linux, autotuned up to `net.ipv4.tcp_wmem`'s maximum). Bounds the
     /// kernel memory a stalled client can pin beyond `outbound_queue_bytes`.
     pub socket_send_buffer: usize,
+    /// The `retry:` an SSE stream opens with: how long EventSource waits
+    /// before it reconnects. Each stream gets it with up to 25% jitter added,
+    /// so a drain or restart is not followed by every browser at once.
+    pub sse_retry_ms: u64,
 }
 
 /// `[auth]`.
@@ -354,6 +358,7 @@ impl Default for WebSocketConfig {
             echo_endpoint: false,
             max_rooms_per_session: 100,
             socket_send_buffer: 0,
+            sse_retry_ms: 2000,
         }
     }
 }
@@ -520,6 +525,7 @@ impl Config {
             ));
         }
         at_least("websocket.outbound_queue", w.outbound_queue as u64, 1)?;
+        at_least("websocket.sse_retry_ms", w.sse_retry_ms, 1)?;
         at_least(
             "websocket.outbound_queue_bytes",
             w.outbound_queue_bytes as u64,

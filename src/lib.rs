@@ -24,7 +24,10 @@
 //!   each subscriber's [`outbound`] queue. The push never waits: a full queue
 //!   closes that session with 4008 instead.
 //! - Each session's [`writer`] task drains its queue into the socket under a
-//!   write timeout, and ends it with the close frame.
+//!   write timeout, and ends it with the close frame. The socket is a
+//!   WebSocket or an [`sse`] stream (`GET /sse`): the writer's `Sink` seam is
+//!   the only place they differ, and an SSE message wraps the same shared
+//!   bytes in a fixed prefix and suffix, plus an `id:` resume cursor.
 //!
 //! Subscribing takes the same road the other way: the session actor forwards
 //! `subscribe` to the registry, which queues `subscribed` plus the replay and
@@ -91,6 +94,7 @@ pub mod server;
 pub mod session;
 pub mod session_stats;
 pub mod socket_end;
+pub mod sse;
 pub mod store;
 pub mod tls;
 pub mod writer;

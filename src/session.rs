@@ -1,7 +1,9 @@
-//! The `Session` actor: one per WebSocket. It reads and parses the client's
-//! frames, keeps the heartbeat, checks the socket's claims, and turns commands
-//! into registry messages. It never writes to the socket itself: every frame it
-//! or the registry produces goes through its [`OutboundQueue`] to the writer task.
+//! The `Session` actor: one per WebSocket or SSE stream. It reads and parses
+//! the client's frames (WebSocket only: an SSE client sends nothing), keeps the
+//! heartbeat, checks the socket's claims, and turns commands into registry
+//! messages. It never writes to the socket itself: every frame it or the
+//! registry produces goes through its [`OutboundQueue`] to the writer task,
+//! whose [`writer::Sink`] is the one place the two transports differ.
 //!
 //! Lifecycle: `started` queues `welcome`, spawns the writer and registers;
 //! anything that ends the session closes the queue (the writer sends the close
@@ -30,6 +32,7 @@ use crate::protocol::{
 use crate::reader::{FrameReader, ReadError, ReadLimits};
 use crate::registry::{self, RegistryHandle};
 use crate::session_stats::SessionStats;
+use crate::sse::SseSink;
 use crate::writer::{self, WriterEnd};
 
 /// The limits a session enforces, taken once from the config.
@@ -73,16 +76,28 @@ pub struct InitialSubscription {
     pub epoch: Option<String>,
 }
 
+/// What a session's frames travel over.
+pub enum Transport {
+    /// A WebSocket: frames both ways.
+    WebSocket {
+        /// The socket's writing half, handed to the writer task.
+        ws: actix_ws::Session,
+        /// The socket's reading half, added to the actor as a stream.
+        stream: FrameReader,
+        /// The plain TCP socket under it, ended right after the close
+        /// handshake (src/socket_end.rs).
+        socket: Option<crate::socket_end::PeerSocket>,
+    },
+    /// An SSE stream: frames to the client only; it publishes over HTTP.
+    Sse(SseSink),
+}
+
 /// Everything a session needs to start; consumed by `started`.
 pub struct SessionStart {
-    /// The socket's writing half, handed to the writer task.
-    pub ws: actix_ws::Session,
-    /// The socket's reading half, added to the actor as a stream.
-    pub stream: FrameReader,
-    /// Subscription made on connect (`/ws/{room}`).
-    pub initial: Option<InitialSubscription>,
-    /// The plain TCP socket under it, ended right after the close handshake.
-    pub socket: Option<crate::socket_end::PeerSocket>,
+    /// The transport, handed to the writer task (and its reader to the actor).
+    pub transport: Transport,
+    /// Subscriptions made on connect (`/ws/{room}`: one; `/sse`: its rooms).
+    pub initial: Vec<InitialSubscription>,
 }
 
 /// One WebSocket session; see the module docs.
@@ -108,6 +123,9 @@ pub struct Session {
     /// Last whole message or control frame from the client, for the client
     /// timeout.
     last_seen: Instant,
+    /// Whether the client can speak (WebSocket): only then does its silence
+    /// end the session. A dead SSE peer is found by the keep-alive write.
+    reads: bool,
     /// Why the session ended, once known.
     reason: Option<DisconnectReason>,
     /// The command rate limit (a well-kept token bucket, `governor`).
@@ -156,6 +174,7 @@ impl Session {
             settings,
             connected: now,
             last_seen: now,
+            reads: matches!(start.transport, Transport::WebSocket { .. }),
             reason: None,
             limiter: RateLimiter::direct(quota),
             strikes: (0, now),
@@ -420,16 +439,21 @@ impl Actor for Session {
             self.settings.write_timeout,
             ctx.address(),
         );
-        let socket = start.socket;
-        actix_rt::spawn(writer::run(
-            start.ws,
-            socket,
-            queue,
-            stats,
-            timeout,
-            move |end| me.do_send(WriterDone(end)),
-        ));
-        ctx.add_stream(start.stream);
+        let on_end = move |end| me.do_send(WriterDone(end));
+        match start.transport {
+            Transport::WebSocket { ws, stream, socket } => {
+                let sink = writer::WebSocketSink {
+                    ws,
+                    socket,
+                    stats: stats.clone(),
+                };
+                actix_rt::spawn(writer::run(sink, queue, stats, timeout, on_end));
+                ctx.add_stream(stream);
+            }
+            Transport::Sse(sink) => {
+                actix_rt::spawn(writer::run(sink, queue, stats, timeout, on_end));
+            }
+        }
 
         self.registry.do_send(registry::Register {
             id: self.id,
@@ -439,9 +463,11 @@ impl Actor for Session {
             queue: self.queue.clone(),
             stats: self.stats.clone(),
         });
-        if let Some(initial) = start.initial {
-            // Not shed like a command: a `/ws/{room}` socket has no way to
-            // ask again, and admission already bounds these (one per socket).
+        for initial in start.initial {
+            // Not shed like a command: a `/ws/{room}` socket or an SSE stream
+            // has no way to ask again, and admission already bounds these
+            // (one per socket; an SSE stream's rooms are capped by
+            // `max_rooms_per_session`).
             self.registry.do_send(registry::Subscribe {
                 id: self.id,
                 room: initial.room,
@@ -453,7 +479,7 @@ impl Actor for Session {
 
         self.arm_expiry(ctx);
         ctx.run_interval(self.settings.heartbeat, |act, ctx| {
-            if act.last_seen.elapsed() > act.settings.client_timeout {
+            if act.reads && act.last_seen.elapsed() > act.settings.client_timeout {
                 act.close(DisconnectReason::Timeout, CloseCode::Normal, false, ctx);
             } else {
                 let _ = act.queue.push(Outbound::Ping);

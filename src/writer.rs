@@ -1,9 +1,13 @@
-//! The writer task: the only owner of a socket's `actix_ws::Session`.
+//! The writer task: the only owner of a session's transport — a WebSocket
+//! (`actix_ws::Session`) or an SSE stream ([`crate::sse::SseSink`]).
 //!
-//! It drains the session's [`OutboundQueue`] into the socket, each write bounded
-//! by `write_timeout`, and ends with a close frame. Keeping writes here, off the
-//! session actor, is what lets the actor keep its heartbeat and mailbox running
-//! while a peer stops reading (the fault of `actix-web-actors`).
+//! It drains the session's [`OutboundQueue`] into the transport, each write
+//! bounded by `write_timeout`, and ends with the transport's close. Keeping
+//! writes here, off the session actor, is what lets the actor keep its
+//! heartbeat and mailbox running while a peer stops reading (the fault of
+//! `actix-web-actors`). The [`Sink`] trait is the seam between the two
+//! transports: the queue, the bounds and the slow-consumer rule are this
+//! file's, once; how a frame becomes bytes is the sink's.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -14,6 +18,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use actix_ws::CloseReason;
+use bytestring::ByteString;
 
 use crate::outbound::{Next, Outbound, OutboundQueue};
 use crate::protocol::CloseCode;
@@ -29,6 +34,66 @@ pub enum WriterEnd {
     SocketGone,
 }
 
+/// The peer is gone: a write into a transport that can no longer carry it.
+#[derive(Debug, Clone, Copy)]
+pub struct Gone;
+
+/// What a session writes to: one implementation per transport. Every write
+/// may wait (the peer is slow); the writer bounds each with `write_timeout`.
+pub trait Sink {
+    /// One text frame, the shared bytes every subscriber gets.
+    fn frame(&mut self, frame: &ByteString) -> impl Future<Output = Result<(), Gone>>;
+    /// A keep-alive: a protocol ping, or an SSE comment line.
+    fn ping(&mut self) -> impl Future<Output = Result<(), Gone>>;
+    /// The answer to the client's ping (WebSocket only).
+    fn pong(&mut self, payload: &[u8]) -> impl Future<Output = Result<(), Gone>>;
+    /// Ends the transport telling the peer `code` (a close frame, or a final
+    /// SSE comment before the stream ends).
+    fn close(self, code: CloseCode) -> impl Future<Output = ()>;
+}
+
+/// A WebSocket as the writer's [`Sink`]: actix-ws's writing half, and the
+/// TCP socket under it for ending the connection after the close handshake.
+pub struct WebSocketSink {
+    /// actix-ws's writing half.
+    pub ws: actix_ws::Session,
+    /// The plain TCP socket under it (none over TLS).
+    pub socket: Option<PeerSocket>,
+    /// The session's, for whether the client closed first.
+    pub stats: Arc<SessionStats>,
+}
+
+impl Sink for WebSocketSink {
+    async fn frame(&mut self, frame: &ByteString) -> Result<(), Gone> {
+        self.ws.text(frame.clone()).await.map_err(|_| Gone)
+    }
+
+    async fn ping(&mut self) -> Result<(), Gone> {
+        self.ws.ping(b"").await.map_err(|_| Gone)
+    }
+
+    async fn pong(&mut self, payload: &[u8]) -> Result<(), Gone> {
+        self.ws.pong(payload).await.map_err(|_| Gone)
+    }
+
+    async fn close(self, code: CloseCode) {
+        let reason = CloseReason {
+            code: code.code().into(),
+            description: Some(code.reason().to_string()),
+        };
+        let closed = self.ws.close(Some(reason)).await;
+        // The client closed first and our answering close frame is with
+        // actix: end the connection right after it instead of lingering
+        // (src/socket_end.rs). No await since `close` returned, so the
+        // connection is still open. When the hub closes first, actix keeps
+        // reading until the client's answer, so it never meets a closed socket.
+        let answered = self.stats.peer_closed.load(Ordering::Acquire);
+        if let (Ok(()), Some(socket), true) = (closed, self.socket, answered) {
+            socket.stop_reading();
+        }
+    }
+}
+
 enum WriteError {
     Gone,
     Stalled,
@@ -39,9 +104,8 @@ enum WriteError {
 /// as soon as that is known — before the close frame is attempted, which may
 /// take up to `write_timeout` on a stalled socket — so the session can leave the
 /// registry at once.
-pub async fn run(
-    mut ws: actix_ws::Session,
-    socket: Option<PeerSocket>,
+pub async fn run<S: Sink>(
+    mut ws: S,
     queue: OutboundQueue,
     stats: Arc<SessionStats>,
     write_timeout: Duration,
@@ -77,20 +141,7 @@ pub async fn run(
         }
     };
     on_end(WriterEnd::Closed(code));
-    let reason = CloseReason {
-        code: code.code().into(),
-        description: Some(code.reason().to_string()),
-    };
-    let closed = Box::pin(tokio::time::timeout(write_timeout, ws.close(Some(reason)))).await;
-    // The client closed first and our answering close frame is with actix:
-    // end the connection right after it instead of lingering
-    // (src/socket_end.rs). No await since `close` returned, so the connection
-    // is still open. When the hub closes first, actix keeps reading until the
-    // client's answer, so that answer never meets a closed socket.
-    let answered = stats.peer_closed.load(std::sync::atomic::Ordering::Acquire);
-    if let (Ok(Ok(())), Some(socket), true) = (closed, socket, answered) {
-        socket.stop_reading();
-    }
+    let _ = Box::pin(tokio::time::timeout(write_timeout, ws.close(code))).await;
 }
 
 /// How writing one batch of queue items ended.
@@ -102,8 +153,8 @@ enum BatchEnd {
     SocketGone,
 }
 
-async fn write_batch(
-    ws: &mut actix_ws::Session,
+async fn write_batch<S: Sink>(
+    ws: &mut S,
     items: &mut VecDeque<Outbound>,
     queue: &OutboundQueue,
     stats: &SessionStats,
@@ -127,24 +178,24 @@ async fn write_batch(
     BatchEnd::Done
 }
 
-async fn write_item(
-    ws: &mut actix_ws::Session,
+async fn write_item<S: Sink>(
+    ws: &mut S,
     item: &Outbound,
     queue: &OutboundQueue,
     write_timeout: Duration,
 ) -> Result<u64, WriteError> {
     match item {
         Outbound::Frame(frame) => {
-            bounded(ws.text(frame.clone()), queue, write_timeout).await?;
+            bounded(ws.frame(frame), queue, write_timeout).await?;
             Ok(1)
         }
         Outbound::Batch(frames) => {
             for frame in frames {
-                bounded(ws.text(frame.clone()), queue, write_timeout).await?;
+                bounded(ws.frame(frame), queue, write_timeout).await?;
             }
             Ok(frames.len() as u64)
         }
-        Outbound::Ping => bounded(ws.ping(b""), queue, write_timeout).await.map(|_| 0),
+        Outbound::Ping => bounded(ws.ping(), queue, write_timeout).await.map(|_| 0),
         Outbound::Pong(payload) => bounded(ws.pong(payload), queue, write_timeout)
             .await
             .map(|_| 0),
@@ -155,7 +206,7 @@ async fn write_item(
 /// does not complete at once, so the common path costs no timer.
 async fn bounded<F>(write: F, queue: &OutboundQueue, limit: Duration) -> Result<(), WriteError>
 where
-    F: Future<Output = Result<(), actix_ws::Closed>>,
+    F: Future<Output = Result<(), Gone>>,
 {
     let mut write = pin!(write);
     let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;

@@ -20,13 +20,13 @@ async fn socket_status_has_the_contract_shape() {
     assert_eq!(s["active"], true);
     assert_eq!(
         s["sockets_by_type"],
-        json!({"connect": 1, "alerts": 1, "hotspots": 0, "recommendations": 0})
+        json!({"connect": 1, "alerts": 1, "hotspots": 0, "recommendations": 0, "sse": 0})
     );
     assert_eq!(s["rooms"]["hotspots"], 1);
     assert_eq!(s["rooms"]["recommendations"], 0);
     assert_eq!(
         s["ws_endpoints"],
-        json!({"connect": "/ws", "alerts": "/ws/alerts", "hotspots": "/ws/hotspots", "recommendations": "/ws/recommendations"})
+        json!({"connect": "/ws", "alerts": "/ws/alerts", "hotspots": "/ws/hotspots", "recommendations": "/ws/recommendations", "sse": "/sse"})
     );
     assert!(s["node"].as_str().is_some_and(|n| !n.is_empty()));
     assert!(s["uptime_s"].is_u64());

@@ -31,6 +31,7 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("/ws", "get"),
         ("/ws/connect", "get"),
         ("/ws/{room}", "get"),
+        ("/sse", "get"),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     for (path, method) in routes {

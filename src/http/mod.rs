@@ -3,9 +3,11 @@
 //! failure).
 
 mod access;
+mod admission;
 mod api;
 mod echo;
 pub mod openapi;
+pub mod sse;
 mod upgrade;
 
 use std::net::IpAddr;
@@ -81,6 +83,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             cfg.service(read("/ws/_echo", web::get().to(echo::echo)));
         }
         cfg.service(read("/ws/{room}", web::get().to(upgrade::room)))
+            .service(read("/sse", web::get().to(sse::sse)))
             .service(read("/socket-status", web::get().to(api::socket_status)))
             .service(read("/socket-status/", web::get().to(api::socket_status)))
             .service(read("/api/rooms", web::get().to(api::list_rooms)))

@@ -5,14 +5,14 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, upgrade};
+use super::{api, sse, upgrade};
 
 /// The API document.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "realtime-hub",
-        description = "HTTP API of realtime-hub: publish events into rooms, read status, rooms, history and keyed rooms' state, administer sessions. The WebSocket protocol itself is described in docs/PROTOCOL.md.",
+        description = "HTTP API of realtime-hub: publish events into rooms, read status, rooms, history and keyed rooms' state, administer sessions. The WebSocket and SSE protocol itself is described in docs/PROTOCOL.md.",
         license(name = "MIT")
     ),
     paths(
@@ -32,6 +32,7 @@ use super::{api, upgrade};
         upgrade::connect,
         upgrade::connect_alias,
         upgrade::room,
+        sse::sse,
     ),
     modifiers(&ApiKey),
     tags(
@@ -40,6 +41,7 @@ use super::{api, upgrade};
         (name = "status", description = "Status, health and metrics"),
         (name = "admin", description = "Session administration (admin API)"),
         (name = "websocket", description = "WebSocket endpoints (upgrade only)"),
+        (name = "sse", description = "Server-Sent Events: the socket frames over plain HTTP, for networks that block WebSocket"),
     )
 )]
 pub struct ApiDoc;

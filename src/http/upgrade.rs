@@ -1,6 +1,6 @@
-//! WebSocket upgrades: every refusal of contract section 2 happens here, before
-//! the upgrade, as an HTTP error with a JSON body; an accepted socket becomes a
-//! [`Session`] actor.
+//! WebSocket upgrades: every refusal of contract section 2 happens before the
+//! upgrade (in [`admit`], shared with `/sse`), as an HTTP error with a JSON
+//! body; an accepted socket becomes a [`Session`] actor.
 
 use std::sync::Arc;
 
@@ -8,12 +8,12 @@ use actix::Actor;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{peer_ip, AppState};
-use crate::connections::Refusal;
+use super::admission::{admit, Admitted};
+use super::AppState;
 use crate::error::{ErrorBody, HubError};
 use crate::protocol::STATUS_ROOM;
 use crate::reader;
-use crate::session::{InitialSubscription, Session, SessionStart};
+use crate::session::{InitialSubscription, Session, SessionStart, Transport};
 
 /// The answers of every upgrade endpoint, for the OpenAPI document.
 #[derive(utoipa::IntoResponses)]
@@ -99,26 +99,6 @@ pub async fn room(
     accept(&req, body, &state, Arc::from(room), Some(initial)).await
 }
 
-fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), HubError> {
-    if allowed.is_empty() {
-        return Ok(());
-    }
-    match req.headers().get(actix_web::http::header::ORIGIN) {
-        // Scripts and servers send no Origin; browsers always do.
-        None => Ok(()),
-        Some(origin) => {
-            let origin = origin.to_str().unwrap_or("");
-            if allowed.iter().any(|a| a == origin) {
-                Ok(())
-            } else {
-                Err(HubError::ForbiddenOrigin(
-                    origin.chars().take(200).collect(),
-                ))
-            }
-        }
-    }
-}
-
 async fn accept(
     req: &HttpRequest,
     body: web::Payload,
@@ -126,30 +106,8 @@ async fn accept(
     kind: Arc<str>,
     initial: Option<InitialSubscription>,
 ) -> Result<HttpResponse, HubError> {
-    if state.is_draining() {
-        return Err(HubError::Unavailable(
-            "server draining; reconnect elsewhere".into(),
-        ));
-    }
-    check_origin(req, &state.config.server.allowed_origins)?;
-    let claims = state.auth.authenticate(req)?;
-    if let Some(initial) = &initial {
-        if !claims.can_subscribe(&initial.room) {
-            return Err(HubError::Forbidden(format!(
-                "token does not allow room {}",
-                initial.room
-            )));
-        }
-    }
-    let permit = state
-        .connections
-        .try_acquire(peer_ip(req))
-        .map_err(|refusal| {
-            HubError::OverCapacity(match refusal {
-                Refusal::Total(n) => format!("connection limit reached ({n})"),
-                Refusal::PerIp(n) => format!("per-IP connection limit reached ({n})"),
-            })
-        })?;
+    let rooms: Vec<&str> = initial.iter().map(|i| i.room.as_str()).collect();
+    let Admitted { claims, permit } = admit(req, state, &rooms)?;
     let (response, ws, stream) = reader::upgrade(req, body, state.session_settings.read_limits)
         .await
         .map_err(|e| HubError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
@@ -163,10 +121,12 @@ async fn accept(
         state.registry.clone(),
         state.session_settings.clone(),
         SessionStart {
-            ws,
-            stream,
-            initial,
-            socket: req.conn_data::<crate::socket_end::PeerSocket>().copied(),
+            transport: Transport::WebSocket {
+                ws,
+                stream,
+                socket: req.conn_data::<crate::socket_end::PeerSocket>().copied(),
+            },
+            initial: initial.into_iter().collect(),
         },
         permit,
     )

@@ -181,6 +181,8 @@ impl RegistryActor {
         if config.websocket.echo_endpoint {
             ws_endpoints.insert("echo".to_string(), "/ws/_echo".to_string());
         }
+        // Not a WebSocket, but the contract lists it with them (section 12).
+        ws_endpoints.insert(crate::http::sse::SSE_TYPE.to_string(), "/sse".to_string());
         let (session_count, watcher) = watch::channel(0);
         let registry = RegistryActor {
             config,

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod redis;
+pub mod sse;
 
 /// The longest any single expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
