@@ -79,6 +79,12 @@ pub enum Command {
     FanoutMax(FanoutMaxArgs),
     /// Connect / first frame / subscribe / close cycles.
     Churn(ChurnArgs),
+    /// A keyed room with N keys: fresh subscribers one at a time and then all
+    /// at once, subscribe to the last state frame; hub RSS per key.
+    KeyedReplay(KeyedReplayArgs),
+    /// fanout-max on a plain room, then on a keyed room (every publish keyed),
+    /// back to back; the keyed / plain ratio of deliveries per second.
+    KeyedVsPlain(KeyedVsPlainArgs),
     /// HTTP publishes into one room at a target rate, open loop; acknowledged
     /// publishes per second, round trips, and (with subscribers) exact delivery.
     PublishRate(PublishRateArgs),
@@ -171,6 +177,56 @@ pub struct FanoutMaxArgs {
     /// Target: deliveries per second at least this.
     #[arg(long)]
     pub target_deliveries_per_s: Option<f64>,
+    /// Make the room keyed (HUB_ROOMS__KEYED=true on the hub the harness
+    /// starts) and give every publish a key, cycling over --keys keys.
+    #[arg(long)]
+    pub keyed: bool,
+    /// With --keyed: distinct keys the publishes cycle over (the state's size).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub keys: u64,
+}
+
+/// Options of `keyed-replay`.
+#[derive(Debug, Args)]
+pub struct KeyedReplayArgs {
+    /// Distinct keys to publish (one event each) before the replays.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub keys: u64,
+    /// Fresh subscribers one at a time, then as many at once.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub subscribers: u64,
+    /// Items per `POST /api/events` batch.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+    pub batch_items: u64,
+    /// Batches in flight.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Milliseconds to wait after publishing before the "after" RSS reading.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub settle_ms: u64,
+}
+
+/// Options of `keyed-vs-plain`.
+#[derive(Debug, Args)]
+pub struct KeyedVsPlainArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub subs: u64,
+    /// Seconds of publishing in each run.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub duration_s: f64,
+    /// Publish loops running back to back.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub publishers: u64,
+    /// Distinct keys the keyed run's publishes cycle over.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub keys: u64,
+    /// Pairs of runs (plain, then keyed); the ratio is of the medians.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10))]
+    pub repeat: u64,
+    /// Target: keyed deliveries/s at least this share of the plain room's.
+    #[arg(long, default_value_t = crate::plan::KEYED_VS_PLAIN_TARGET)]
+    pub target_ratio: f64,
 }
 
 /// Options of `churn`.
@@ -364,6 +420,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Fanout(a) => vec![plan::fanout(a, &cli.room)],
         Command::FanoutMax(a) => vec![plan::fanout_max(a, &cli.room)],
         Command::Churn(a) => vec![plan::churn(a, &cli.room)],
+        Command::KeyedReplay(a) => vec![plan::keyed_replay(a, &cli.room)],
+        Command::KeyedVsPlain(a) => {
+            if cli.url.is_some() {
+                bail!(
+                    "keyed-vs-plain needs a plain and a keyed hub: it starts its own from \
+                     --hub-bin, not --url"
+                );
+            }
+            plan::keyed_vs_plain(a, &cli.room)
+        }
         Command::PublishRate(a) => vec![plan::publish_rate(a, &cli.room)],
         Command::PublishRtt(a) => vec![plan::publish_rtt(a, &cli.room)],
         Command::Restart(a) => {
@@ -380,7 +446,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             plan::cluster(a, &cli.room, &cli.hub_bin, storage)
         }
     };
-    let table = matches!(cli.command, Command::All(_));
+    let table = matches!(cli.command, Command::All(_) | Command::KeyedVsPlain(_));
     let comparison = matches!(cli.command, Command::Cluster(_));
     let mut reports = Vec::new();
     for scenario in &scenarios {
@@ -396,6 +462,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 println!("{line}");
             }
             Err(e) => return Err(e),
+        }
+    }
+    let ratio_target = match &cli.command {
+        Command::KeyedVsPlain(a) => Some(a.target_ratio),
+        Command::All(_) => Some(plan::KEYED_VS_PLAIN_TARGET),
+        _ => None,
+    };
+    if let Some(target) = ratio_target {
+        if let Some(comparison) = plan::keyed_vs_plain_report(&reports, target)? {
+            println!("{}", comparison.json_line()?);
+            reports.push(comparison);
         }
     }
     let header = match &cli.url {
@@ -432,7 +509,8 @@ async fn run_one(cli: &Cli, scenario: &Scenario) -> Result<Report> {
     match &cli.url {
         Some(url) => scenario.run(&Endpoint::new(url, cli.hub_pid)?).await,
         None => {
-            let hub = HubProcess::start(&cli.hub_bin, storage).await?;
+            let hub =
+                HubProcess::start_with_env(&cli.hub_bin, storage, &scenario.hub_env()).await?;
             let report = scenario.run(hub.endpoint()).await;
             drop(hub);
             Ok(report?.with_storage(Some(storage)))

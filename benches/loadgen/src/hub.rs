@@ -18,6 +18,22 @@ use crate::http::HubHttp;
 /// The room every scenario uses on a hub the harness starts.
 pub const BENCH_ROOM: &str = "bench";
 
+/// The most keys a keyed room may hold (the hub's limit on `rooms.max_keys`).
+pub const MAX_KEYS_LIMIT: usize = 1_000_000;
+
+/// The environment that makes the hub's rooms, [`BENCH_ROOM`] included, keyed
+/// (`rooms.keyed`), holding up to `max_keys` keys each (`rooms.max_keys`,
+/// clamped to 1 ..= [`MAX_KEYS_LIMIT`]).
+pub fn keyed_room_env(max_keys: usize) -> Vec<(String, String)> {
+    vec![
+        ("HUB_ROOMS__KEYED".to_owned(), "true".to_owned()),
+        (
+            "HUB_ROOMS__MAX_KEYS".to_owned(),
+            max_keys.clamp(1, MAX_KEYS_LIMIT).to_string(),
+        ),
+    ]
+}
+
 /// How long a started hub has to answer `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 

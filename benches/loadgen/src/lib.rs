@@ -9,6 +9,9 @@
 //!   or flat out; exact loss / duplicate / order accounting ([`accounting`]),
 //!   latency and publish round trip histograms ([`latency`]).
 //! - [`scenario::churn`]: connect / subscribe / close cycles.
+//! - [`scenario::keyed`]: a keyed room's state replay to fresh subscribers,
+//!   and the hub's memory per key (`fanout-max --keyed` is the fan-out with
+//!   every publish keyed).
 //! - [`scenario::cluster`]: the fan-out against one hub without Redis, one hub
 //!   in cluster mode, and several hubs in cluster mode on a private Redis
 //!   ([`redis`]).

@@ -48,6 +48,86 @@ pub fn publish_body_from(t_ns: u64, origin: u8) -> String {
     )
 }
 
+/// The HTTP publish body of a keyed event: `data` (e.g. [`event_data`]) as
+/// the latest state of `key` (a key of plain characters: it is not escaped).
+pub fn keyed_publish_body(data: &str, key: &str) -> String {
+    format!("{{\"type\":\"{EVENT_TYPE}\",\"key\":\"{key}\",\"data\":{data}}}")
+}
+
+/// One item of a `POST /api/events` batch: `data` as the latest state of
+/// `key` in `room` (plain characters: neither is escaped).
+pub fn keyed_batch_item(room: &str, key: &str, data: &str) -> String {
+    format!("{{\"room\":\"{room}\",\"type\":\"{EVENT_TYPE}\",\"key\":\"{key}\",\"data\":{data}}}")
+}
+
+/// The frames of a subscription to a keyed room the harness tells apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedFrame {
+    /// `welcome`.
+    Welcome,
+    /// `subscribed`: the room's head and, for a keyed room's fresh
+    /// subscription, how many state frames follow.
+    Subscribed {
+        /// The room's head when the subscription started.
+        seq: u64,
+        /// `state`: the number of state frames that follow (absent: not keyed).
+        state: Option<u64>,
+    },
+    /// A room event (a state frame while the replay lasts).
+    Event {
+        /// Its seq.
+        seq: u64,
+        /// Its state key, if any.
+        key: Option<String>,
+    },
+    /// `pong`.
+    Pong,
+    /// An `error` frame.
+    Error {
+        /// The error code.
+        code: String,
+    },
+    /// Anything else.
+    Other,
+}
+
+#[derive(Deserialize)]
+struct RawKeyedFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    seq: Option<u64>,
+    state: Option<u64>,
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+/// Reads one text frame of a keyed room's subscription.
+pub fn parse_keyed_frame(text: &str) -> Result<KeyedFrame> {
+    let raw: RawKeyedFrame<'_> =
+        serde_json::from_str(text).context("frame is not a JSON object with a type")?;
+    Ok(match raw.kind.as_ref() {
+        "welcome" => KeyedFrame::Welcome,
+        "subscribed" => KeyedFrame::Subscribed {
+            seq: raw.seq.context("subscribed without seq")?,
+            state: raw.state,
+        },
+        "pong" => KeyedFrame::Pong,
+        "error" => KeyedFrame::Error {
+            code: raw.code.map(Cow::into_owned).unwrap_or_default(),
+        },
+        "unsubscribed" | "published" | "status_update" => KeyedFrame::Other,
+        _ => match raw.seq {
+            Some(seq) => KeyedFrame::Event {
+                seq,
+                key: raw.key.map(Cow::into_owned),
+            },
+            None => KeyedFrame::Other,
+        },
+    })
+}
+
 /// The frames the harness tells apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -200,6 +280,50 @@ mod tests {
                 origin: None
             })
         );
+    }
+
+    #[test]
+    fn keyed_bodies_and_frames() {
+        let body: serde_json::Value =
+            serde_json::from_str(&keyed_publish_body(&event_data(3), "k-7")).expect("JSON");
+        assert_eq!(body["key"], "k-7");
+        assert_eq!(body["data"]["t_ns"].as_u64(), Some(3));
+        let item: serde_json::Value =
+            serde_json::from_str(&keyed_batch_item("bench", "key-1", &event_data(4)))
+                .expect("JSON");
+        assert_eq!(
+            (item["room"].as_str(), item["key"].as_str()),
+            (Some("bench"), Some("key-1"))
+        );
+        assert_eq!(
+            parse_keyed_frame(
+                r#"{"type":"subscribed","room":"r","seq":9,"recovered":false,"state":2}"#
+            )
+            .ok(),
+            Some(KeyedFrame::Subscribed {
+                seq: 9,
+                state: Some(2)
+            })
+        );
+        assert_eq!(
+            parse_keyed_frame(r#"{"type":"subscribed","room":"r","seq":9}"#).ok(),
+            Some(KeyedFrame::Subscribed {
+                seq: 9,
+                state: None
+            })
+        );
+        assert_eq!(
+            parse_keyed_frame(r#"{"type":"bench","room":"r","seq":4,"key":"a","data":{}}"#).ok(),
+            Some(KeyedFrame::Event {
+                seq: 4,
+                key: Some("a".to_owned())
+            })
+        );
+        assert_eq!(
+            parse_keyed_frame(r#"{"type":"pong"}"#).ok(),
+            Some(KeyedFrame::Pong)
+        );
+        assert!(parse_keyed_frame("[]").is_err());
     }
 
     #[test]

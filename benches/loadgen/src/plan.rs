@@ -4,22 +4,28 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use hub_bench::endpoint::Endpoint;
-use hub_bench::hub::Storage;
+use hub_bench::hub::{keyed_room_env, Storage};
 use hub_bench::report::{Check, Report};
 use hub_bench::scenario::churn::{self, ChurnParams};
 use hub_bench::scenario::cluster::{self, ClusterParams, Topology};
 use hub_bench::scenario::conns::{self, ConnsParams};
 use hub_bench::scenario::fanout::{self, FanoutParams, FanoutResult};
+use hub_bench::scenario::keyed::{self, KeyedReplayParams};
 use hub_bench::scenario::restart::{self, RestartParams};
 
 use crate::cli::{
-    ChurnArgs, ClusterArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs, PublishRateArgs, PublishRttArgs,
-    RestartArgs,
+    ChurnArgs, ClusterArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs, KeyedReplayArgs,
+    KeyedVsPlainArgs, PublishRateArgs, PublishRttArgs, RestartArgs,
 };
 
 /// `publish-rate` meets its target when at least this share of the rate was
 /// acknowledged per second.
 pub const ACHIEVED_RATE_SHARE: f64 = 0.95;
+
+/// `keyed-vs-plain` (and `all`) meet their target when the keyed room's
+/// `fanout-max` deliveries per second are at least this share of the plain
+/// room's.
+pub const KEYED_VS_PLAIN_TARGET: f64 = 0.9;
 
 /// Targets of a publish load (`publish-rate`, `publish-rtt`), beyond no errors.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +68,8 @@ pub enum Scenario {
     },
     /// A durable hub stopped and started again on its store.
     Restart(RestartParams),
+    /// A keyed room's state replayed to fresh subscribers.
+    KeyedReplay(KeyedReplayParams),
 }
 
 impl Scenario {
@@ -69,7 +77,9 @@ impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
             Scenario::Conns(_) => "conns",
+            Scenario::Fanout(p, _) if p.rate.is_none() && p.keys.is_some() => "fanout-max-keyed",
             Scenario::Fanout(p, _) if p.rate.is_none() => "fanout-max",
+            Scenario::Fanout(p, _) if p.keys.is_some() => "fanout-keyed",
             Scenario::Fanout(..) => "fanout",
             Scenario::Churn(_) => "churn",
             Scenario::Cluster(p) if p.fanout.rate.is_none() => "cluster-max",
@@ -77,6 +87,17 @@ impl Scenario {
             Scenario::Publish { rtt: true, .. } => "publish-rtt",
             Scenario::Publish { .. } => "publish-rate",
             Scenario::Restart(_) => "restart",
+            Scenario::KeyedReplay(_) => "keyed-replay",
+        }
+    }
+
+    /// What a hub the harness starts for this scenario needs beyond its
+    /// defaults: a keyed room, for the keyed scenarios.
+    pub fn hub_env(&self) -> Vec<(String, String)> {
+        match self {
+            Scenario::KeyedReplay(p) => keyed_room_env(p.keys),
+            Scenario::Fanout(p, _) => p.keys.map(keyed_room_env).unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 
@@ -110,6 +131,14 @@ impl Scenario {
             Scenario::Fanout(p, t) => {
                 let r = fanout::run(endpoint, p).await?;
                 let mut checks = r.exactness_checks(p.subscribers);
+                if p.keys.is_some() {
+                    // A key sent to a room that is not keyed is refused (400):
+                    // no error means every publish went into the keyed state.
+                    checks.push(Check::equals("publish_errors", r.publish_errors, 0));
+                    if t.deliveries_per_s.is_none() {
+                        checks.push(Check::reported("deliveries_per_s", r.deliveries_per_s));
+                    }
+                }
                 if let Some(limit) = t.p99_ms {
                     checks.push(Check::at_most(
                         "latency_p99_ms",
@@ -142,6 +171,10 @@ impl Scenario {
             }
             Scenario::Churn(p) => {
                 let r = churn::run(endpoint, p).await?;
+                Report::new(self.name(), p, &r, r.checks(p))
+            }
+            Scenario::KeyedReplay(p) => {
+                let r = keyed::run(endpoint, p).await?;
                 Report::new(self.name(), p, &r, r.checks(p))
             }
             Scenario::Publish {
@@ -226,11 +259,104 @@ pub fn fanout(a: &FanoutArgs, room: &str) -> Scenario {
 pub fn fanout_max(a: &FanoutMaxArgs, room: &str) -> Scenario {
     let mut p = FanoutParams::new(room, a.subs as usize, None, a.duration_s);
     p.publishers = a.publishers as usize;
+    if a.keyed {
+        p.keys = Some(a.keys as usize);
+    }
     let targets = FanoutTargets {
         deliveries_per_s: a.target_deliveries_per_s,
         ..Default::default()
     };
     Scenario::Fanout(p, targets)
+}
+
+/// `keyed-replay` as asked on the command line.
+pub fn keyed_replay(a: &KeyedReplayArgs, room: &str) -> Scenario {
+    Scenario::KeyedReplay(KeyedReplayParams {
+        room: room.to_owned(),
+        keys: a.keys as usize,
+        subscribers: a.subscribers as usize,
+        batch_items: a.batch_items as usize,
+        concurrency: a.concurrency as usize,
+        settle_ms: a.settle_ms,
+    })
+}
+
+/// `keyed-vs-plain`: `repeat` pairs of `fanout-max`, plain room then keyed
+/// room, each on a fresh hub.
+pub fn keyed_vs_plain(a: &KeyedVsPlainArgs, room: &str) -> Vec<Scenario> {
+    let run = |keyed: bool| {
+        let args = FanoutMaxArgs {
+            subs: a.subs,
+            duration_s: a.duration_s,
+            publishers: a.publishers,
+            target_deliveries_per_s: None,
+            keyed,
+            keys: a.keys,
+        };
+        fanout_max(&args, room)
+    };
+    (0..a.repeat)
+        .flat_map(|_| [run(false), run(true)])
+        .collect()
+}
+
+/// With `fanout-max` reports of both a plain and a keyed room among
+/// `reports`: one `keyed-vs-plain` report, the ratio of their median
+/// deliveries per second checked against `target`.
+pub fn keyed_vs_plain_report(reports: &[Report], target: f64) -> Result<Option<Report>> {
+    let rates = |name: &str| -> Vec<f64> {
+        reports
+            .iter()
+            .filter(|r| r.scenario == name)
+            .filter_map(|r| r.results.get("deliveries_per_s").and_then(|v| v.as_f64()))
+            .collect()
+    };
+    let (plain, keyed) = (rates("fanout-max"), rates("fanout-max-keyed"));
+    let (Some(plain_median), Some(keyed_median)) = (median(&plain), median(&keyed)) else {
+        return Ok(None);
+    };
+    let ratio = if plain_median > 0.0 {
+        (keyed_median / plain_median * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    };
+    let keyed_params = reports
+        .iter()
+        .find(|r| r.scenario == "fanout-max-keyed")
+        .map(|r| r.params.clone())
+        .unwrap_or_default();
+    let param = |k: &str| keyed_params.get(k).cloned().unwrap_or_default();
+    let params = serde_json::json!({
+        "subscribers": param("subscribers"),
+        "duration_s": param("duration_s"),
+        "keys": param("keys"),
+        "runs": plain.len().min(keyed.len()),
+        "target_ratio": target,
+    });
+    let results = serde_json::json!({
+        "plain_deliveries_per_s": plain,
+        "keyed_deliveries_per_s": keyed,
+        "plain_median_deliveries_per_s": plain_median,
+        "keyed_median_deliveries_per_s": keyed_median,
+        "keyed_over_plain": ratio,
+    });
+    let checks = vec![
+        Check::reported("plain_deliveries_per_s", plain_median),
+        Check::reported("keyed_deliveries_per_s", keyed_median),
+        Check::at_least("keyed_over_plain", ratio, target, "×"),
+    ];
+    Report::new("keyed-vs-plain", &params, &results, checks).map(Some)
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
 }
 
 /// `churn` as asked on the command line.
@@ -334,7 +460,8 @@ pub fn cluster(a: &ClusterArgs, room: &str, hub_bin: &Path, storage: Storage) ->
     plan
 }
 
-/// The target table, with counts and durations scaled by `scale`;
+/// The target table (with `fanout-max` also on a keyed room, and
+/// `keyed-replay`), with counts and durations scaled by `scale`;
 /// with durable storage followed by `publish-rate`, `publish-rtt` and
 /// `restart` (which needs a store).
 pub fn all(
@@ -383,6 +510,20 @@ pub fn all(
         duration_s: secs(10.0),
         publishers: 4,
         target_deliveries_per_s: Some(125_000.0),
+        keyed: false,
+        keys: 1_000,
+    };
+    let fanout_max_keyed_args = FanoutMaxArgs {
+        keyed: true,
+        target_deliveries_per_s: None,
+        ..fanout_max_args
+    };
+    let keyed_replay_args = KeyedReplayArgs {
+        keys: n(10_000.0),
+        subscribers: 20,
+        batch_items: 500,
+        concurrency: 4,
+        settle_ms: 1_000,
     };
     let churn_args = ChurnArgs {
         cycles: n(10_000.0),
@@ -396,6 +537,8 @@ pub fn all(
         fanout(&fanout_small, room),
         fanout(&fanout_large, room),
         fanout_max(&fanout_max_args, room),
+        fanout_max(&fanout_max_keyed_args, room),
+        keyed_replay(&keyed_replay_args, room),
         churn(&churn_args, room),
     ];
     if storage.is_durable() {
@@ -435,7 +578,30 @@ mod tests {
         let hub = Path::new("hub");
         let plan = all(1.0, "bench", PathBuf::from("x"), Storage::Memory, hub).expect("plan");
         let names: Vec<_> = plan.iter().map(Scenario::name).collect();
-        assert_eq!(names, ["conns", "fanout", "fanout", "fanout-max", "churn"]);
+        assert_eq!(
+            names,
+            [
+                "conns",
+                "fanout",
+                "fanout",
+                "fanout-max",
+                "fanout-max-keyed",
+                "keyed-replay",
+                "churn"
+            ]
+        );
+        assert!(plan[3].hub_env().is_empty());
+        match (&plan[4], &plan[5]) {
+            (Scenario::Fanout(p, t), Scenario::KeyedReplay(k)) => {
+                assert_eq!((p.subscribers, p.keys), (1_000, Some(1_000)));
+                assert_eq!(t.deliveries_per_s, None);
+                assert_eq!((k.keys, k.subscribers), (10_000, 20));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let env = plan[5].hub_env();
+        assert!(env.contains(&("HUB_ROOMS__KEYED".to_owned(), "true".to_owned())));
+        assert!(env.contains(&("HUB_ROOMS__MAX_KEYS".to_owned(), "10000".to_owned())));
         match &plan[0] {
             Scenario::Conns(p) => {
                 assert_eq!(p.count, 18_000);
@@ -458,26 +624,102 @@ mod tests {
                 "fanout",
                 "fanout",
                 "fanout-max",
+                "fanout-max-keyed",
+                "keyed-replay",
                 "churn",
                 "publish-rate",
                 "publish-rtt",
                 "restart"
             ]
         );
-        match &plan[7] {
+        match &plan[9] {
             Scenario::Restart(p) => {
                 assert_eq!((p.rooms, p.events_per_room), (1_000, 10));
                 assert_eq!(p.storage, storage);
             }
             other => panic!("unexpected {other:?}"),
         }
-        match &plan[5] {
+        match &plan[7] {
             Scenario::Publish { params, .. } => {
                 assert_eq!(params.rate, Some(10_000.0));
                 assert_eq!(params.subscribers, 1);
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn keyed_vs_plain_alternates_and_compares_medians() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from([
+            "hub-bench",
+            "keyed-vs-plain",
+            "--repeat",
+            "2",
+            "--keys",
+            "50",
+        ]);
+        let crate::cli::Command::KeyedVsPlain(a) = &cli.command else {
+            panic!("not keyed-vs-plain: {:?}", cli.command);
+        };
+        let plan = keyed_vs_plain(a, "bench");
+        let names: Vec<_> = plan.iter().map(Scenario::name).collect();
+        assert_eq!(
+            names,
+            [
+                "fanout-max",
+                "fanout-max-keyed",
+                "fanout-max",
+                "fanout-max-keyed"
+            ]
+        );
+        let env = plan[1].hub_env();
+        assert!(env.contains(&("HUB_ROOMS__MAX_KEYS".to_owned(), "50".to_owned())));
+        let report = |name: &str, rate: f64| {
+            let params = serde_json::json!({"subscribers": 10, "duration_s": 1.0, "keys": 50});
+            let results = serde_json::json!({"deliveries_per_s": rate});
+            Report::new(name, &params, &results, vec![]).expect("report")
+        };
+        let reports = [
+            report("fanout-max", 100.0),
+            report("fanout-max-keyed", 95.0),
+            report("fanout-max", 120.0),
+            report("fanout-max-keyed", 99.0), // medians 110 and 97
+        ];
+        let r = keyed_vs_plain_report(&reports, 0.9)
+            .expect("report")
+            .expect("both kinds present");
+        assert_eq!(r.results["keyed_over_plain"].as_f64(), Some(0.882));
+        assert!(!r.target_met);
+        assert_eq!(
+            r.label(),
+            "keyed-vs-plain fanout-max 10 subs × 1 s (50 keys)"
+        );
+        assert!(keyed_vs_plain_report(&reports[..1], 0.9)
+            .expect("report")
+            .is_none());
+    }
+
+    #[test]
+    fn keyed_replay_takes_its_sizes() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["hub-bench", "keyed-replay", "--keys", "2000"]);
+        let crate::cli::Command::KeyedReplay(a) = &cli.command else {
+            panic!("not keyed-replay: {:?}", cli.command);
+        };
+        match keyed_replay(a, "bench") {
+            Scenario::KeyedReplay(p) => {
+                assert_eq!((p.keys, p.subscribers, p.batch_items), (2_000, 20, 500));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = crate::cli::Cli::parse_from(["hub-bench", "fanout-max", "--keyed"]);
+        let crate::cli::Command::FanoutMax(a) = &cli.command else {
+            panic!("not fanout-max");
+        };
+        let s = fanout_max(a, "bench");
+        assert_eq!(s.name(), "fanout-max-keyed");
+        assert!(matches!(&s, Scenario::Fanout(p, _) if p.keys == Some(1_000)));
     }
 
     #[test]

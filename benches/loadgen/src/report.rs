@@ -68,8 +68,9 @@ impl Check {
 /// The result of one run: printed as one JSON line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `conns`, `fanout`, `fanout-max`, `churn`, `publish-rate`, `publish-rtt`,
-    /// `restart`, `cluster` or `cluster-max`.
+    /// `conns`, `fanout`, `fanout-max`, `fanout-max-keyed`, `keyed-replay`,
+    /// `keyed-vs-plain`, `churn`, `publish-rate`, `publish-rtt`, `restart`,
+    /// `cluster` or `cluster-max`.
     pub scenario: String,
     /// Where the hubs the harness started kept their rooms; `null` for a hub
     /// given with `--url` (its storage is its own).
@@ -141,6 +142,30 @@ impl Report {
                 "fanout-max {} subs × {} s",
                 num("subscribers").unwrap_or_default(),
                 num("duration_s").unwrap_or_default()
+            ),
+            "fanout-max-keyed" => format!(
+                "fanout-max keyed ({} keys) {} subs × {} s",
+                num("keys").unwrap_or_default(),
+                num("subscribers").unwrap_or_default(),
+                num("duration_s").unwrap_or_default()
+            ),
+            "fanout-keyed" => format!(
+                "fanout keyed ({} keys) {} subs × {} ev/s × {} s",
+                num("keys").unwrap_or_default(),
+                num("subscribers").unwrap_or_default(),
+                num("rate").unwrap_or_default(),
+                num("duration_s").unwrap_or_default()
+            ),
+            "keyed-vs-plain" => format!(
+                "keyed-vs-plain fanout-max {} subs × {} s ({} keys)",
+                num("subscribers").unwrap_or_default(),
+                num("duration_s").unwrap_or_default(),
+                num("keys").unwrap_or_default()
+            ),
+            "keyed-replay" => format!(
+                "keyed-replay {} keys × {} subs",
+                num("keys").unwrap_or_default(),
+                num("subscribers").unwrap_or_default()
             ),
             "churn" => format!("churn {} cycles", num("cycles").unwrap_or_default()),
             "publish-rate" | "publish-rtt" => format!(

@@ -34,7 +34,10 @@ use crate::clock::now_ns;
 use crate::endpoint::{source_ip, Endpoint};
 use crate::http::HubHttp;
 use crate::latency::{new_histogram, round3, summarize, LatencySummary, SharedHistogram};
-use crate::payload::{parse_frame, publish_body, publish_body_from, Frame};
+use crate::payload::{
+    event_data, event_data_from, keyed_publish_body, parse_frame, publish_body, publish_body_from,
+    Frame,
+};
 use crate::procfs::{vm_rss_kib, CpuMeter, CpuUse};
 use crate::report::Check;
 use crate::ws::{self, WsStream, BUSY_READ_BUFFER};
@@ -68,6 +71,11 @@ pub struct FanoutParams {
     pub drain_idle_ms: u64,
     /// After publishing, stop waiting for deliveries after this long in any case.
     pub drain_max_ms: u64,
+    /// A keyed room: every publish carries a `key`, cycling over this many
+    /// keys (`k-0`, `k-1`, …) so the room's state stays this size. The hub
+    /// must hold the room keyed with `max_keys` at least this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<usize>,
 }
 
 impl FanoutParams {
@@ -85,6 +93,7 @@ impl FanoutParams {
             connect_concurrency: 64,
             drain_idle_ms: 2_000,
             drain_max_ms: 30_000,
+            keys: None,
         }
     }
 }
@@ -281,6 +290,7 @@ pub async fn run_multi(
         next: Arc::new(AtomicU64::new(0)),
         room: params.room.clone(),
         tag_origin: nodes > 1,
+        keys: params.keys.filter(|&k| k > 0).map(|k| k as u64),
     };
     let (sockets, connect_failures, first_connect_error) = connect_all(endpoints, params).await;
     if params.subscribers > 0 && sockets.is_empty() {
@@ -413,6 +423,8 @@ struct Publisher {
     room: String,
     /// Write the node's index into each event's data (several nodes).
     tag_origin: bool,
+    /// Give publish `n` the key `k-{n mod keys}` (a keyed room).
+    keys: Option<u64>,
 }
 
 impl Publisher {
@@ -423,17 +435,30 @@ impl Publisher {
     /// One publish through the next node; returns the node, the outcome and
     /// the round trip in nanoseconds.
     async fn publish_one(&self) -> (usize, Result<u64>, u64) {
-        let node = (self.next.fetch_add(1, Ordering::Relaxed) % self.https.len() as u64) as usize;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let node = (n % self.https.len() as u64) as usize;
         let started = now_ns();
-        let body = if self.tag_origin {
+        let body = match (self.keys, self.tag_origin) {
+            (None, false) => publish_body(started),
             // At most 255 nodes (checked by `run_multi`).
-            publish_body_from(started, node as u8)
-        } else {
-            publish_body(started)
+            (None, true) => publish_body_from(started, node as u8),
+            (Some(keys), tag) => {
+                let data = if tag {
+                    event_data_from(started, node as u8)
+                } else {
+                    event_data(started)
+                };
+                keyed_publish_body(&data, &fanout_key(n % keys))
+            }
         };
         let outcome = self.https[node].publish(&self.room, body).await;
         (node, outcome, now_ns().saturating_sub(started))
     }
+}
+
+/// The state key of the `index`-th key of a keyed fan-out.
+pub fn fanout_key(index: u64) -> String {
+    format!("k-{index}")
 }
 
 fn per_second(count: u64, secs: f64) -> f64 {

@@ -1,8 +1,10 @@
 //! The scenarios: those of the target table, `cluster` (single node vs
-//! cluster mode), and `restart` (a durable store across restarts).
+//! cluster mode), `restart` (a durable store across restarts) and `keyed`
+//! (a keyed room's state replay).
 
 pub mod churn;
 pub mod cluster;
 pub mod conns;
 pub mod fanout;
+pub mod keyed;
 pub mod restart;
