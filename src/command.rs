@@ -41,6 +41,11 @@ pub enum Command {
     },
     /// App-level ping, for browsers.
     Ping,
+    /// Who is in a presence room the socket is subscribed to (section 13).
+    Presence {
+        /// Room name.
+        room: String,
+    },
     /// Swap the socket's token for a fresh one (contract section 14).
     Refresh {
         /// The new JWT; never logged.
@@ -79,6 +84,7 @@ impl PartialEq for Command {
             ) => room == r && kind == k && data.get() == d.get() && key == kk && delete == dd,
             (Ping, Ping) => true,
             (Refresh { token }, Refresh { token: t }) => token == t,
+            (Presence { room }, Presence { room: r }) => room == r,
             _ => false,
         }
     }
@@ -203,11 +209,14 @@ fn decode_op(raw: &Raw) -> Result<Command, String> {
             })
         }
         "ping" => Ok(Command::Ping),
+        "presence" => Ok(Command::Presence {
+            room: required(&raw.room, "room", "a string", &op)?,
+        }),
         "refresh" => Ok(Command::Refresh {
             token: required(&raw.token, "token", "a string", &op)?,
         }),
         other => Err(format!(
-            "unknown op `{}`: expected subscribe, unsubscribe, publish, ping or refresh",
+            "unknown op `{}`: expected subscribe, unsubscribe, publish, ping, presence or refresh",
             other.chars().take(64).collect::<String>()
         )),
     }

@@ -219,6 +219,9 @@ pub struct RoomsConfig {
     /// Keys a keyed room holds at most, so a writer cannot grow a room's
     /// state without bound: a new key beyond it is refused (409).
     pub max_keys: usize,
+    /// Rooms track who is subscribed (contract section 13), unless a
+    /// declaration says otherwise. Single node only for now.
+    pub presence: bool,
     /// Declared rooms and their overrides.
     pub declare: Vec<RoomDecl>,
 }
@@ -244,6 +247,9 @@ pub struct RoomDecl {
     /// Overrides `rooms.max_keys`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<usize>,
+    /// Overrides `rooms.presence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<bool>,
 }
 
 impl RoomDecl {
@@ -256,6 +262,7 @@ impl RoomDecl {
             client_publish: None,
             keyed: None,
             max_keys: None,
+            presence: None,
         }
     }
 }
@@ -377,6 +384,7 @@ impl Default for RoomsConfig {
             idempotency_ttl_s: 300,
             keyed: false,
             max_keys: 10_000,
+            presence: false,
             declare: ["hotspots", "alerts", "recommendations"]
                 .into_iter()
                 .map(RoomDecl::named)
@@ -400,6 +408,8 @@ pub struct RoomSettings {
     pub keyed: bool,
     /// Keys its state may hold at most (meaningful when `keyed`).
     pub max_keys: usize,
+    /// The room tracks who is subscribed (contract section 13).
+    pub presence: bool,
 }
 
 impl Config {
@@ -586,6 +596,14 @@ impl Config {
         if c.redis_url.is_empty() {
             return Ok(());
         }
+        // Presence is kept per node so far: across nodes it would be wrong
+        // (a user on another node not listed), so it is refused, not served.
+        if self.rooms.presence || self.rooms.declare.iter().any(|d| d.presence == Some(true)) {
+            return Err(ConfigError::key(
+                "rooms.presence",
+                "presence works on a single node only for now: cluster-wide presence is not built yet",
+            ));
+        }
         let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
             .iter()
             .any(|s| c.redis_url.starts_with(s));
@@ -687,6 +705,7 @@ impl Config {
             history_bytes: self.rooms.history_bytes,
             keyed: decl.keyed.unwrap_or(self.rooms.keyed),
             max_keys: decl.max_keys.unwrap_or(self.rooms.max_keys),
+            presence: decl.presence.unwrap_or(self.rooms.presence),
         }
     }
 
@@ -702,6 +721,7 @@ impl Config {
             history_bytes: self.rooms.history_bytes,
             keyed: self.rooms.keyed,
             max_keys: self.rooms.max_keys,
+            presence: self.rooms.presence,
         })
     }
 
@@ -930,6 +950,25 @@ mod tests {
         dynamic.rooms.allow_dynamic = true;
         assert_eq!(dynamic.room_settings("b").map(|s| s.history), Some(50));
         assert!(dynamic.room_settings("B!").is_none());
+    }
+
+    #[test]
+    fn presence_is_per_room_and_refused_in_cluster_mode() {
+        let c = Config::from_toml(
+            "t",
+            "[[rooms.declare]]\nname = \"ops\"\npresence = true\n[[rooms.declare]]\nname = \"p\"\n",
+            no_env(),
+        )
+        .expect("valid");
+        assert!(c.room_settings("ops").is_some_and(|s| s.presence));
+        assert!(c.room_settings("p").is_some_and(|s| !s.presence));
+        for cluster in [
+            "[cluster]\nredis_url = \"redis://127.0.0.1:1\"\n[rooms]\npresence = true\n",
+            "[cluster]\nredis_url = \"redis://127.0.0.1:1\"\n[[rooms.declare]]\nname = \"ops\"\npresence = true\n",
+        ] {
+            let key = key_of(Config::from_toml("t", cluster, no_env()).unwrap_err());
+            assert_eq!(key, "rooms.presence");
+        }
     }
 
     #[test]

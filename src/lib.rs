@@ -52,6 +52,8 @@
 //! - [`keyed`]: keyed rooms' state (the latest event per key): the engines'
 //!   `max_keys` check before a seq is given, and the mirror's state that a
 //!   fresh subscriber gets instead of a snapshot.
+//! - [`presence`]: who is subscribed to a presence room, by user, and the
+//!   `presence_join` / `presence_leave` on first in, last out.
 //! - [`tls`]: wss/https with rustls.
 //! - [`server`]: choosing the engine, binding, running, signal handling and the
 //!   graceful drain.
@@ -86,6 +88,7 @@ pub mod ids;
 pub mod keyed;
 pub mod metrics;
 pub mod outbound;
+pub mod presence;
 pub mod protocol;
 pub mod reader;
 pub mod registry;

@@ -361,6 +361,19 @@ pub struct Revoked<'a> {
     pub reason: ErrorCode,
 }
 
+/// `presence_join` / `presence_leave`: a user's first session in a room
+/// subscribed, or its last one left (contract section 13).
+#[derive(Debug, Serialize)]
+pub struct PresenceChange<'a> {
+    #[serde(rename = "type")]
+    /// `presence_join` or `presence_leave`.
+    pub kind: &'static str,
+    /// The room.
+    pub room: &'a str,
+    /// The user (the token's `sub`).
+    pub user: &'a str,
+}
+
 /// `refreshed`: the new token's claims apply, the session ends at `exp`.
 #[derive(Debug, Serialize)]
 pub struct Refreshed<'a> {

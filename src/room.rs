@@ -86,6 +86,8 @@ pub struct Room {
     pub dynamic: bool,
     /// Subscribers and the queues their events go to.
     subscribers: HashMap<SessionId, OutboundQueue>,
+    /// A presence room's members (None for other rooms).
+    pub presence: Option<crate::presence::Presence>,
     /// Its published / delivered / subscriber metrics.
     pub metrics: RoomMetrics,
 }
@@ -103,6 +105,7 @@ impl Room {
             settings,
             dynamic,
             subscribers: HashMap::new(),
+            presence: settings.presence.then(crate::presence::Presence::default),
             metrics: RoomMetrics::new(name, dynamic),
         }
     }
@@ -310,6 +313,7 @@ mod tests {
                 history_bytes: usize::MAX,
                 keyed: false,
                 max_keys: 10,
+                presence: false,
             },
             false,
         )

@@ -317,6 +317,16 @@ impl Session {
                 kind: "pong",
                 reference: reference.as_ref(),
             })),
+            Command::Presence { room } => {
+                let busy = self.registry.offer(registry::AskPresence {
+                    id: self.id,
+                    room,
+                    reference: reference.clone(),
+                });
+                if busy.is_err() {
+                    refused(self, reference);
+                }
+            }
             Command::Refresh { token } => self.refresh(&token, reference.as_ref(), ctx),
         }
     }

@@ -23,6 +23,7 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("/api/rooms", "get"),
         ("/api/rooms/{room}/history", "get"),
         ("/api/rooms/{room}/state", "get"),
+        ("/api/rooms/{room}/presence", "get"),
         ("/api/sockets/{id}/disconnect", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),

@@ -14,8 +14,8 @@ use super::{
 use crate::error::{ErrorBody, HubError};
 use crate::protocol::{check_event_type, check_idempotency_key, event_data, MAX_USER_BYTES};
 use crate::registry::{
-    Disconnect, GetHistory, GetStatus, ListRooms, ListSockets, Ping, Publish, PublishAck,
-    PublishBatch, PublishUser, Read,
+    Disconnect, GetHistory, GetPresence, GetStatus, ListRooms, ListSockets, Ping, Publish,
+    PublishAck, PublishBatch, PublishUser, Read,
 };
 use crate::registry::{RoomInfo, SocketInfo, Status};
 
@@ -513,6 +513,35 @@ pub async fn state(
     room: web::Path<String>,
 ) -> Result<HttpResponse, HubError> {
     read_room(&req, &state, room.into_inner(), Read::State).await
+}
+
+/// `GET /api/rooms/{room}/presence` (admin): who is subscribed to a
+/// presence room (contract section 13), the same body as the `presence` frame.
+#[utoipa::path(get, path = "/api/rooms/{room}/presence", tag = "admin", security((), ("api_key" = [])),
+    params(("room" = String, Path, description = "Room name")),
+    responses(
+        (status = 200, description = "The room's users (by `sub`, with their session counts) and anonymous sessions", body = crate::presence::PresenceBody),
+        (status = 400, description = "The room does not track presence", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "A browser Origin not in server.allowed_origins (forbidden_origin); or, with no API keys configured, a caller not on loopback or a Host that is neither a loopback name nor in server.public_hosts", body = ErrorBody),
+        (status = 404, description = "Unknown room", body = ErrorBody),
+    ))]
+pub async fn presence(
+    req: HttpRequest,
+    state: Data,
+    room: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    require_write_access(&req, &state.config)?;
+    let body = state
+        .registry
+        .send(GetPresence {
+            room: room.into_inner(),
+        })
+        .await
+        .map_err(registry_down)??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.into_bytes()))
 }
 
 /// Answer of an admin disconnect.

@@ -113,6 +113,10 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 "/api/sockets/{id}/disconnect",
                 web::post().to(api::disconnect),
             ))
+            .service(write(
+                "/api/rooms/{room}/presence",
+                web::get().to(api::presence),
+            ))
             .default_service(web::to(not_found));
     }
 }

@@ -25,6 +25,7 @@ use super::{api, sse, upgrade};
         api::history,
         api::state,
         api::disconnect,
+        api::presence,
         api::metrics,
         api::healthz,
         api::readyz,

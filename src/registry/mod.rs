@@ -15,7 +15,7 @@
 //! The code is grouped by operation, each file with its messages, handlers
 //! and logic: [`sessions`] (register/unregister), [`subscribe`] (join, leave,
 //! rooms being opened), [`publish`] (check, engine, fan-out, answers),
-//! [`history`], [`status`] (`/socket-status`, `$status`, `/api/rooms`),
+//! [`history`], [`presence`], [`status`] (`/socket-status`, `$status`, `/api/rooms`),
 //! [`admin`] (socket list, disconnect, drain, probe) and [`engine_events`]
 //! (what engines report besides publish outcomes).
 
@@ -24,6 +24,7 @@ pub mod engine_events;
 mod handle;
 pub mod history;
 mod idle;
+pub mod presence;
 pub mod publish;
 pub mod sessions;
 pub mod status;
@@ -62,6 +63,7 @@ pub use engine_events::{
 };
 pub use handle::{Busy, Enqueued, Handles, RegistryHandle};
 pub use history::{GetHistory, HistoryPage, Read};
+pub use presence::{AskPresence, GetPresence};
 pub use publish::{Publish, PublishAck, PublishBatch, PublishOrigin, PublishReply, PublishUser};
 pub use sessions::{Register, Unregister};
 pub use status::{GetStatus, ListRooms, NodeRecord, RoomInfo, Status, StatusCounts};

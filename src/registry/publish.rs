@@ -408,13 +408,18 @@ impl RegistryActor {
         true
     }
 
-    /// Queues an event for every subscriber of its room; those that cannot
-    /// take it are closing (4008) and leave the room now.
+    /// Queues an event for every subscriber of its room.
     fn deliver(&mut self, room: &str, event: &Event) {
+        self.fan_out(room, &event.frame);
+    }
+
+    /// Queues `frame` for every subscriber of `room`; those that cannot take
+    /// it are closing (4008) and leave the room now.
+    pub(super) fn fan_out(&mut self, room: &str, frame: &ByteString) {
         let Some(room) = self.rooms.get_mut(room) else {
             return;
         };
-        let fan_out = room.fan_out(&event.frame);
+        let fan_out = room.fan_out(frame);
         if fan_out.dropped.is_empty() {
             return;
         }

@@ -156,7 +156,7 @@ impl RegistryActor {
                 "a session may be in at most {per_session} rooms (websocket.max_rooms_per_session)"
             )));
         }
-        let (queue, ip) = (entry.queue.clone(), entry.ip);
+        let (queue, ip, user) = (entry.queue.clone(), entry.ip, entry.user.clone());
         self.check_ip_room_limit(ip, &msg.room)?;
         if self
             .wait_for_room(&msg.room, Waiting::Subscribe(msg.clone()))?
@@ -187,7 +187,11 @@ impl RegistryActor {
             return Ok(()); // the session is closing; nothing to join
         }
         room.subscribe(msg.id, queue);
+        let joined = room.presence.as_mut().and_then(|p| p.join(msg.id, user));
         let (name, dynamic) = (room.name.clone(), room.dynamic);
+        if let Some(user) = joined {
+            self.presence_change(&name, "presence_join", &user);
+        }
         self.idle.remove(&name);
         if let (true, Some(ip)) = (dynamic, ip) {
             *self
@@ -301,6 +305,14 @@ impl RegistryActor {
         if !r.unsubscribe(id) {
             return false;
         }
+        let left = r.presence.as_mut().and_then(|p| p.leave(id));
+        if let Some(user) = left {
+            let name = r.name.clone();
+            self.presence_change(&name, "presence_leave", &user);
+        }
+        let Some(r) = self.rooms.get_mut(room) else {
+            return true;
+        };
         self.changes += 1;
         if !r.dynamic {
             return true;
