@@ -229,7 +229,13 @@ impl StoreError {
     fn redb(path: &Path, err: impl Into<redb::Error>) -> Self {
         match err.into() {
             // redb's answer to a file that does not start like one of its own.
-            redb::Error::Io(e) if e.kind() == io::ErrorKind::InvalidData => {
+            // A file cut short reads past its end: damage, not an I/O fault.
+            redb::Error::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
                 StoreError::corrupt(path, e.to_string())
             }
             redb::Error::Io(e) => StoreError::io(path, e),
