@@ -61,30 +61,15 @@ fn append(room: &str, epoch: &str, seq: u64, keep: usize) -> WriteOp {
 }
 
 fn keyed(room: &str, epoch: &str, seq: u64, keep: usize, key: &str, keep_keys: usize) -> WriteOp {
-    let WriteOp::Append {
-        room,
-        epoch,
-        seq,
-        frame,
-        keep,
-        ..
-    } = append(room, epoch, seq, keep)
-    else {
-        unreachable!()
-    };
-    WriteOp::Append {
-        room,
-        epoch,
-        seq,
-        frame,
-        keep,
-        key: Some(NewKey {
+    let mut op = append(room, epoch, seq, keep);
+    if let WriteOp::Append { key: k, .. } = &mut op {
+        *k = Some(NewKey {
             key: key.into(),
             expires_unix_ms: now_unix_ms() + 3_600_000,
             keep_keys,
-        }),
-        state: None,
+        });
     }
+    op
 }
 
 fn room<'r>(rooms: &'r [RoomRecord], name: &str) -> &'r RoomRecord {
@@ -910,29 +895,14 @@ fn a_full_disk_fails_writes_and_health_then_both_recover_once_space_is_freed() {
 }
 
 fn state_op(room: &str, epoch: &str, seq: u64, keep: usize, key: &str, delete: bool) -> WriteOp {
-    let WriteOp::Append {
-        room,
-        epoch,
-        seq,
-        frame,
-        keep,
-        ..
-    } = append(room, epoch, seq, keep)
-    else {
-        unreachable!()
-    };
-    WriteOp::Append {
-        room,
-        epoch,
-        seq,
-        frame,
-        keep,
-        key: None,
-        state: Some(StateChange {
+    let mut op = append(room, epoch, seq, keep);
+    if let WriteOp::Append { state, .. } = &mut op {
+        *state = Some(StateChange {
             key: key.into(),
             delete,
-        }),
+        });
     }
+    op
 }
 
 fn state_of(record: &RoomRecord) -> Vec<(&str, u64)> {
