@@ -11,7 +11,10 @@
  *   of a resync) to `onState` handlers, without any HTTP call;
  * - sends app-level pings so a dead connection (which a browser may not notice
  *   for minutes) is detected and replaced;
- * - exposes its state (`connecting | open | reconnecting | closed`) as events.
+ * - exposes its state (`connecting | open | reconnecting | closed`) as events;
+ * - where WebSocket cannot get through, receives the same session over
+ *   Server-Sent Events (`transport` option): the same frames, resumed by the
+ *   same positions, publishing left to the HTTP API.
  */
 
 import { Backoff } from "./backoff.js";
@@ -29,12 +32,14 @@ import type {
 } from "./events.js";
 import { readRoomHistory } from "./history.js";
 import { HubHttp } from "./http.js";
-import type { HubClientOptions, WebSocketConstructor, WebSocketLike } from "./options.js";
+import type { FetchLike } from "./http.js";
+import type { HubClientOptions, TransportName, WebSocketConstructor, WebSocketLike } from "./options.js";
 import {
   PROTOCOL_VERSION,
   isSystemRoom,
   isValidRoomName,
   parseFrame,
+  STATUS_ROOM,
   type Command,
   type ControlFrame,
   type ErrorFrame,
@@ -44,6 +49,7 @@ import {
   type WelcomeFrame,
 } from "./protocol.js";
 import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
+import { SseParser, encodeSseCursor, readEventStream, roomNamedIn } from "./sse.js";
 import { ConnectionStateMachine, type ConnectionState } from "./state.js";
 import { SubscriptionImpl, type Subscription } from "./subscription.js";
 import { resolveHubUrls, type HubUrls } from "./url.js";
@@ -122,6 +128,30 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   /** `exp` (Unix seconds) of the token the open socket runs on, when it could be read. */
   private socketTokenExp: number | null = null;
+
+  /** The transport the next attempt uses; `auto` moves it between the two. */
+  private mode: TransportName = "websocket";
+  /** The transport of the session in use, null while there is none. */
+  private inUse: TransportName | null = null;
+  /** Attempts in a row on `mode` that ended before `welcome`. */
+  private attemptFailures = 0;
+  /** The last WebSocket attempt got an HTTP answer instead of an upgrade (seen where the implementation tells, e.g. `ws`). */
+  private handshakeRefused = false;
+  /** SSE reached `welcome` since the last WebSocket session: one failed WebSocket try is then enough to go back. */
+  private sseWorked = false;
+  /** When the client last moved onto SSE (ms), for the WebSocket retry. */
+  private sseSince = 0;
+  /** Aborts the SSE request in flight or being read. */
+  private stream: AbortController | null = null;
+  /** No byte for this long on an open stream: it counts as dead. */
+  private streamTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Close code and reason the hub wrote in its closing comment (`: closed 1001 server draining`). */
+  private streamClose: { code: number; reason: string } | null = null;
+  /** Coalesces room changes on SSE into one reopen. */
+  private reopenTimer: ReturnType<typeof setTimeout> | null = null;
+  /** While on SSE in `auto`: when to try WebSocket again, and the socket of that try. */
+  private probeTimer: ReturnType<typeof setTimeout> | null = null;
+  private probe: WebSocketLike | null = null;
   private readonly onOnline = () => this.reconnectNow();
 
   constructor(private readonly options: HubClientOptions = {}) {
@@ -138,6 +168,15 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   /** The current session's `welcome`, or null while not open. */
   get session(): WelcomeFrame | null {
     return this.welcome;
+  }
+
+  /**
+   * The transport of the current session: `websocket`, `sse` (the fallback, or
+   * `transport: "sse"`), or null while not connected. Changes are emitted as
+   * `transport` events.
+   */
+  get transport(): TransportName | null {
+    return this.inUse;
   }
 
   /** The hub's WebSocket and HTTP addresses. */
@@ -168,10 +207,13 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   connect(): this {
     if (this.machine.state !== "closed") return this;
     this.failedAttempts = 0;
+    this.attemptFailures = 0;
+    this.sseWorked = false;
+    this.mode = this.options.transport === "sse" ? "sse" : "websocket";
     this.backoff.reset();
     this.machine.transition("connecting", "connect()");
     onlineEvents()?.addEventListener("online", this.onOnline);
-    void this.openSocket();
+    void this.openConnection("connect");
     return this;
   }
 
@@ -183,7 +225,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     if (this.machine.state !== "reconnecting" || this.reconnectTimer === null) return;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
-    void this.openSocket();
+    void this.openConnection("connect");
   }
 
   /**
@@ -194,6 +236,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     if (this.machine.state === "closed") return;
     const socket = this.socket;
     this.teardown(new NotConnectedError("client closed"));
+    this.setTransport(null);
     this.enterClosed("close()");
     if (socket) safeClose(socket, code, reason);
     this.emitter.emit("close", { code, reason, willReconnect: false });
@@ -242,7 +285,8 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
         resyncAbort: null,
       };
       this.rooms.set(room, entry);
-      if (this.machine.state === "open") this.sendSubscribe(entry);
+      if (this.mode === "sse") this.roomsChanged();
+      else if (this.machine.state === "open") this.sendSubscribe(entry);
     }
     const sub = new SubscriptionImpl<S>(room, handlers, (s) => this.removeSubscription(s));
     entry.subs.add(sub);
@@ -274,6 +318,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     data: S[K] | undefined,
     options: SocketPublishOptions = {},
   ): Promise<{ room: string; seq: number }> {
+    if (this.inUse === "sse") return Promise.reject(receiveOnly("publish", room));
     if (this.machine.state !== "open" || !this.socket) return Promise.reject(new NotConnectedError());
     const ref = this.takeRef("pub");
     return new Promise((resolve, reject) => {
@@ -290,7 +335,13 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
 
   // --- connection lifecycle -------------------------------------------------
 
-  private async openSocket(): Promise<void> {
+  /**
+   * One connection attempt on the current transport. `connect` (a first
+   * connect or a reconnect) offers the hub every room again, failed ones
+   * included (a new session may carry a new token); `reopen` (an SSE stream
+   * replaced for new rooms or a new token) leaves out rooms the hub refused.
+   */
+  private async openConnection(kind: "connect" | "reopen"): Promise<void> {
     const generation = ++this.socketGeneration;
     let token: string | null | undefined;
     try {
@@ -302,17 +353,18 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       return;
     }
     if (generation !== this.socketGeneration) return;
-
-    const Ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!Ctor) {
-      this.emitter.emit(
-        "error",
-        new HubError("no_websocket", "no WebSocket implementation: pass the `WebSocket` option (e.g. from the `ws` package)"),
-      );
-      this.enterClosed("no WebSocket implementation");
-      return;
-    }
     this.socketTokenExp = token ? tokenExp(token) : null;
+    const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    this.connectTimer = setTimeout(() => {
+      if (generation === this.socketGeneration) this.handleDrop({ code: 1006, reason: "connect timeout" });
+    }, connectTimeoutMs);
+    if (this.mode === "sse") void this.openStream(generation, token, kind);
+    else this.openWebSocket(generation, token);
+  }
+
+  private openWebSocket(generation: number, token: string | null | undefined): void {
+    const Ctor = this.webSocketConstructor();
+    if (!Ctor) return;
     const url = token ? `${this.urls.wsUrl}?token=${encodeURIComponent(token)}` : this.urls.wsUrl;
     let socket: WebSocketLike;
     try {
@@ -322,6 +374,22 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       this.handleDrop({ code: 1006, reason: "cannot open socket" });
       return;
     }
+    this.attachWebSocket(socket, generation);
+  }
+
+  private webSocketConstructor(): WebSocketConstructor | undefined {
+    const Ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!Ctor) {
+      this.emitter.emit(
+        "error",
+        new HubError("no_websocket", "no WebSocket implementation: pass the `WebSocket` option (e.g. from the `ws` package)"),
+      );
+      this.enterClosed("no WebSocket implementation");
+    }
+    return Ctor;
+  }
+
+  private attachWebSocket(socket: WebSocketLike, generation: number): void {
     this.socket = socket;
     const current = () => generation === this.socketGeneration;
     socket.onmessage = (event) => {
@@ -330,13 +398,125 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     socket.onclose = (event) => {
       if (current()) this.handleDrop({ code: event.code, reason: event.reason });
     };
-    socket.onerror = () => {
-      // A close event follows every error; it drives the reconnect.
+    socket.onerror = (event) => {
+      // A close event follows every error; it drives the reconnect. Where the
+      // implementation says the handshake got an HTTP answer (ws: "Unexpected
+      // server response: 403"), the upgrade was refused: a reason to use SSE.
+      if (current() && this.welcome === null && handshakeRefusal(event)) this.handshakeRefused = true;
     };
-    const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
-    this.connectTimer = setTimeout(() => {
-      if (current()) this.handleDrop({ code: 1006, reason: "connect timeout" });
-    }, connectTimeoutMs);
+  }
+
+  /** Opens `GET /sse` with the rooms and their positions, and reads it until it ends. */
+  private async openStream(generation: number, token: string | null | undefined, kind: "connect" | "reopen"): Promise<void> {
+    const fetchImpl: FetchLike | undefined = this.options.fetch ?? (globalThis.fetch as FetchLike | undefined)?.bind(globalThis);
+    if (!fetchImpl) {
+      this.emitter.emit("error", new HubError("no_fetch", "no fetch implementation for the SSE transport: pass the `fetch` option"));
+      this.enterClosed("no fetch implementation");
+      return;
+    }
+    const current = () => generation === this.socketGeneration;
+    const entries = [...this.rooms.values()].filter((e) => kind === "connect" || e.status !== "failed");
+    const positions = new Map<string, ResumePosition>();
+    for (const entry of entries) {
+      const position = isSystemRoom(entry.room) ? {} : entry.cursor.resumePosition();
+      entry.sent = position;
+      entry.status = "pending";
+      entry.ref = null;
+      positions.set(entry.room, position);
+    }
+    const rooms = entries.map((e) => e.room);
+    const params = new URLSearchParams();
+    // A stream needs a room; with none yet, `$status` carries the session (its frames are ignored).
+    params.set("rooms", rooms.length > 0 ? rooms.join(",") : STATUS_ROOM);
+    if (token) params.set("token", token);
+    const cursor = encodeSseCursor(positions);
+    if (cursor !== null) params.set("last_event_id", cursor);
+    const abort = new AbortController();
+    this.stream = abort;
+    this.streamClose = null;
+    const path = this.options.ssePath ?? "/sse";
+    const url = `${this.urls.httpBase}${path.startsWith("/") ? path : `/${path}`}?${params.toString()}`;
+
+    let response: Response;
+    try {
+      response = await fetchImpl(url, { headers: { accept: "text/event-stream" }, signal: abort.signal, cache: "no-store" });
+    } catch (error) {
+      if (!current()) return;
+      this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, undefined, undefined, { cause: error }));
+      this.handleDrop({ code: 1006, reason: "cannot open stream" });
+      return;
+    }
+    if (!current()) {
+      abort.abort();
+      return;
+    }
+    if (!response.ok || !response.body) {
+      const refusal = await readRefusal(response);
+      if (!current()) return;
+      const named = refusal.code === "unknown_room" || refusal.code === "forbidden" ? roomNamedIn(refusal.message, rooms) : undefined;
+      const entry = named === undefined ? undefined : this.rooms.get(named);
+      if (entry) {
+        // One room refused: that subscription fails, as on a socket; the others go on without it.
+        this.onSubscribeFailed(entry, new HubError(refusal.code, refusal.message, entry.room));
+        entry.status = "failed";
+        if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
+        entry.retryTimer = null;
+        this.restartStream();
+        return;
+      }
+      this.emitter.emit("error", new HubError(refusal.code, refusal.message));
+      this.handleDrop({ code: 1006, reason: `stream refused: ${response.status} ${refusal.code}` });
+      return;
+    }
+    const parser = new SseParser({
+      onMessage: (message) => {
+        if (current()) this.onFrame(message.data);
+      },
+      onComment: (text) => {
+        const closed = /^closed (\d+) ?(.*)$/.exec(text);
+        if (closed && current()) this.streamClose = { code: Number(closed[1]), reason: closed[2] ?? "" };
+      },
+    });
+    const ended = (reason: string) => {
+      if (current()) this.handleDrop(this.streamClose ?? { code: 1006, reason });
+    };
+    readEventStream(response.body, parser, () => {
+      if (current()) this.streamAlive();
+    }).then(
+      () => ended("stream ended"),
+      () => ended("stream failed"),
+    );
+  }
+
+  /** Bytes arrived on the stream: it is alive (the hub writes a comment every heartbeat). */
+  private streamAlive(): void {
+    if (this.welcome === null) return;
+    if (this.streamTimer !== null) clearTimeout(this.streamTimer);
+    const heartbeatMs = this.welcome.heartbeat_ms > 0 ? this.welcome.heartbeat_ms : 15_000;
+    const timeoutMs = (this.options.pingIntervalMs ?? heartbeatMs) + (this.options.pongTimeoutMs ?? 10_000);
+    this.streamTimer = setTimeout(() => {
+      this.streamTimer = null;
+      this.handleDrop({ code: 1006, reason: "stream silent" });
+    }, timeoutMs);
+  }
+
+  /** On SSE, rooms changed: replace the stream once this tick's changes are all in. */
+  private roomsChanged(): void {
+    // Waiting out a backoff delay: the next attempt reads the rooms anyway.
+    if (this.stream === null || this.reopenTimer !== null) return;
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      if (this.stream !== null && this.mode === "sse") this.restartStream();
+    }, 0);
+  }
+
+  /**
+   * Replaces the SSE stream without leaving `open`: every room resumes from
+   * where the client is in it, rooms added since start fresh.
+   */
+  private restartStream(): void {
+    this.teardown(new NotConnectedError("stream replaced"));
+    void this.openConnection("reopen");
   }
 
   /** The connection is gone (or must be given up): clean up and maybe schedule a retry. */
@@ -344,9 +524,15 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     const state = this.machine.state;
     if (state === "closed") return;
     const socket = this.socket;
+    const reachedWelcome = this.welcome !== null;
     this.teardown(new NotConnectedError(`connection lost (${close.code} ${close.reason})`.trim()));
     if (socket) safeClose(socket, 4000, "abandoned");
+    this.setTransport(null);
 
+    if (!reachedWelcome) {
+      this.attemptFailures += 1;
+      this.maybeSwitchTransport();
+    }
     const wasOpen = state === "open";
     if (!wasOpen) this.failedAttempts += 1;
     const allowed = this.options.shouldReconnect?.(close) ?? true;
@@ -362,8 +548,30 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     this.emitter.emit("reconnect", { attempt: this.backoff.attempts, delayMs });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      void this.openSocket();
+      void this.openConnection("connect");
     }, delayMs);
+  }
+
+  /**
+   * `auto`: WebSocket that cannot reach `welcome` (its upgrade refused, or two
+   * attempts in a row; one when SSE worked before) gives way to SSE; SSE that
+   * cannot either (two attempts) gives way to WebSocket again.
+   */
+  private maybeSwitchTransport(): void {
+    if ((this.options.transport ?? "auto") !== "auto") return;
+    const limit = this.mode === "websocket" && (this.handshakeRefused || this.sseWorked) ? 1 : 2;
+    if (this.attemptFailures < limit) return;
+    this.mode = this.mode === "websocket" ? "sse" : "websocket";
+    this.attemptFailures = 0;
+    this.handshakeRefused = false;
+  }
+
+  private setTransport(to: TransportName | null): void {
+    const from = this.inUse;
+    if (from === to) return;
+    this.inUse = to;
+    if (to === "sse") this.sseSince = Date.now();
+    this.emitter.emit("transport", { from, to });
   }
 
   private enterClosed(reason: string): void {
@@ -371,7 +579,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     this.machine.transition("closed", reason);
   }
 
-  /** Stops timers, forgets the socket and fails everything waiting on it. */
+  /** Stops timers, forgets the socket or stream and fails everything waiting on it. */
   private teardown(reason: Error): void {
     this.socketGeneration += 1;
     if (this.socket) {
@@ -383,11 +591,19 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       this.socket.onopen = noop;
     }
     this.socket = null;
+    this.stream?.abort();
+    this.stream = null;
+    if (this.probe) {
+      const probe = this.probe;
+      this.probe = null;
+      probe.onmessage = probe.onclose = probe.onerror = noop;
+      safeClose(probe, 1000, "not needed");
+    }
     this.welcome = null;
-    for (const timer of [this.reconnectTimer, this.connectTimer, this.pongTimer, this.refreshTimer]) {
+    for (const timer of [this.reconnectTimer, this.connectTimer, this.pongTimer, this.refreshTimer, this.streamTimer, this.reopenTimer, this.probeTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
-    this.refreshTimer = null;
+    this.refreshTimer = this.streamTimer = this.reopenTimer = this.probeTimer = null;
     if (this.pingTimer !== null) clearInterval(this.pingTimer);
     this.reconnectTimer = this.connectTimer = this.pongTimer = this.pingTimer = null;
     for (const pending of this.refs.values()) {
@@ -416,13 +632,88 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     }
     this.welcome = frame;
     this.failedAttempts = 0;
+    this.attemptFailures = 0;
     this.backoff.reset();
+    this.setTransport(this.mode);
     this.machine.transition("open", "welcome");
     this.emitter.emit("open", frame);
-    this.startPing(frame.heartbeat_ms);
     this.scheduleRefresh(this.socketTokenExp);
+    if (this.mode === "sse") {
+      // The rooms were named in the request; their `subscribed` frames follow.
+      this.sseWorked = true;
+      this.streamAlive();
+      this.scheduleProbe();
+      return;
+    }
+    this.sseWorked = false;
+    this.startPing(frame.heartbeat_ms);
     // Failed rooms are retried too: a new session may carry a new token.
     for (const entry of this.rooms.values()) this.sendSubscribe(entry);
+  }
+
+  // --- back to WebSocket ---------------------------------------------------------
+
+  /** `auto` on SSE: try WebSocket again once `websocketRetryMs` have passed on SSE. */
+  private scheduleProbe(): void {
+    if ((this.options.transport ?? "auto") !== "auto" || this.inUse !== "sse") return;
+    const retryMs = this.options.websocketRetryMs ?? 300_000;
+    const generation = this.socketGeneration;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      if (generation === this.socketGeneration) void this.probeWebSocket(generation);
+    }, Math.max(0, this.sseSince + retryMs - Date.now()));
+  }
+
+  /**
+   * Opens a WebSocket beside the stream. If it reaches `welcome`, the stream is
+   * dropped and every room subscribed on the socket from where the client is
+   * (nothing lost, nothing twice: no frame of the stream is handled after the
+   * switch); if not, the stream goes on and the next try is `websocketRetryMs` later.
+   */
+  private async probeWebSocket(generation: number): Promise<void> {
+    let token: string | null | undefined;
+    try {
+      token = typeof this.options.token === "function" ? await this.options.token() : this.options.token;
+    } catch {
+      token = undefined;
+    }
+    const Ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (generation !== this.socketGeneration || !Ctor) return;
+    const retryLater = () => {
+      if (this.probe !== socket) return;
+      this.probe = null;
+      clearTimeout(timer);
+      socket.onmessage = socket.onclose = socket.onerror = noop;
+      safeClose(socket, 1000, "not needed");
+      this.sseSince = Date.now();
+      if (generation === this.socketGeneration) this.scheduleProbe();
+    };
+    let socket: WebSocketLike;
+    try {
+      socket = new Ctor(token ? `${this.urls.wsUrl}?token=${encodeURIComponent(token)}` : this.urls.wsUrl);
+    } catch {
+      this.sseSince = Date.now();
+      this.scheduleProbe();
+      return;
+    }
+    this.probe = socket;
+    const timer = setTimeout(retryLater, this.options.connectTimeoutMs ?? 10_000);
+    socket.onclose = retryLater;
+    socket.onerror = noop;
+    socket.onmessage = (event) => {
+      const parsed = typeof event.data === "string" ? parseFrame(event.data) : null;
+      if (parsed?.kind !== "control" || parsed.frame.type !== "welcome" || generation !== this.socketGeneration) {
+        retryLater();
+        return;
+      }
+      clearTimeout(timer);
+      this.probe = null;
+      this.teardown(new NotConnectedError("moved to websocket"));
+      this.mode = "websocket";
+      this.socketTokenExp = token ? tokenExp(token) : null;
+      this.attachWebSocket(socket, ++this.socketGeneration);
+      this.onWelcome(parsed.frame);
+    };
   }
 
   // --- token refresh -------------------------------------------------------------
@@ -430,6 +721,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   /**
    * With a token function, asks it for a new token shortly before `exp` and sends that
    * over the socket (contract section 14) instead of waiting to be closed with 4001.
+   * On SSE, which cannot send commands, the stream is reopened with the new token instead.
    */
   private scheduleRefresh(exp: number | null): void {
     if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
@@ -440,7 +732,10 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     const generation = this.socketGeneration;
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = null;
-      if (generation === this.socketGeneration) void this.refreshToken(generation);
+      if (generation !== this.socketGeneration) return;
+      // A stream cannot send `refresh`: a new stream with a new token, from where the client is.
+      if (this.inUse === "sse") this.restartStream();
+      else void this.refreshToken(generation);
     }, Math.max(0, leftMs - leadMs));
   }
 
@@ -521,7 +816,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   private onControl(frame: ControlFrame): void {
     switch (frame.type) {
       case "welcome":
-        if (this.machine.state !== "open") this.onWelcome(frame);
+        if (this.welcome === null) this.onWelcome(frame);
         return;
       case "subscribed":
         this.onSubscribed(frame);
@@ -710,7 +1005,8 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
     entry.resyncAbort?.abort();
     entry.cursor.abandonResync();
-    if (this.machine.state === "open" && entry.status !== "failed") {
+    if (this.mode === "sse") this.roomsChanged();
+    else if (this.machine.state === "open" && entry.status !== "failed") {
       this.send({ op: "unsubscribe", room: entry.room, ref: this.takeRef("unsub", { kind: "unsubscribe", room: entry.room }) });
     }
   }
@@ -733,6 +1029,35 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
 }
 
 function noop(): void {}
+
+/** A `receive_only` error: what the socket can do and a stream cannot. */
+function receiveOnly(what: string, room: string): HubError {
+  return new HubError(
+    "receive_only",
+    `cannot ${what} in ${room} over SSE: the SSE transport only receives; use the HTTP API (client.api) instead`,
+    room,
+  );
+}
+
+/** True when a WebSocket error event says the handshake got an HTTP answer (ws: "Unexpected server response: 403"). */
+function handshakeRefusal(event: unknown): boolean {
+  const message = (event as { message?: unknown } | null)?.message;
+  return typeof message === "string" && /unexpected server response/i.test(message);
+}
+
+/** The hub's JSON refusal of a stream (`{"error","message"}`), or what can be said without one. */
+async function readRefusal(response: Response): Promise<{ code: string; message: string }> {
+  let body: { error?: unknown; message?: unknown } = {};
+  try {
+    body = JSON.parse(await response.text()) as typeof body;
+  } catch {
+    // not the hub's JSON (a proxy's page, or no body)
+  }
+  return {
+    code: typeof body.error === "string" ? body.error : response.ok ? "bad_response" : "http_error",
+    message: typeof body.message === "string" ? body.message : `GET /sse answered ${response.status}`,
+  };
+}
 
 function onlineEvents(): OnlineEvents | undefined {
   const g = globalThis as Partial<OnlineEvents> & { navigator?: unknown };

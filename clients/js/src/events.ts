@@ -5,7 +5,7 @@ import type { HubError } from "./errors.js";
 import type { UserMessage, WelcomeFrame } from "./protocol.js";
 import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
 import type { StateChange } from "./state.js";
-import type { CloseInfo } from "./options.js";
+import type { CloseInfo, TransportName } from "./options.js";
 
 /** Payload of the `subscribed` event. */
 export interface SubscribedInfo {
@@ -51,6 +51,8 @@ export interface ResyncInfo<S extends EventSchema = UntypedSchema> {
 export interface HubClientEvents<S extends EventSchema = UntypedSchema> {
   /** The connection state changed. */
   state: StateChange;
+  /** The transport in use changed (null: no session). */
+  transport: { from: TransportName | null; to: TransportName | null };
   /** A session was established (the hub's `welcome`). */
   open: WelcomeFrame;
   /** The connection ended. */

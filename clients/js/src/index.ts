@@ -6,7 +6,16 @@
 
 export { HubClient, type SocketPublishOptions } from "./client.js";
 export type { HubClientEvents, ResyncInfo, RoomHandlers, StateInfo, SubscribeOptions, SubscribedInfo } from "./events.js";
-export type { CloseInfo, HubClientOptions, TokenProvider, WebSocketConstructor, WebSocketLike } from "./options.js";
+export type {
+  CloseInfo,
+  HubClientOptions,
+  TokenProvider,
+  TransportName,
+  TransportOption,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./options.js";
+export { SseParser, encodeSseCursor, type SseMessage, type SseParserHandlers } from "./sse.js";
 export type { Subscription } from "./subscription.js";
 export { readRoomHistory, type ReadHistoryOptions, type RoomHistory } from "./history.js";
 export { Backoff, backoffDelay, resolveBackoff, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";

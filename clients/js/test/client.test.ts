@@ -72,7 +72,8 @@ describe("HubClient connection", () => {
   });
 
   it("reconnects with exponential backoff while attempts fail, then resets after success", async () => {
-    const client = makeClient();
+    // WebSocket only: `auto` would move to SSE after two failed attempts (tested below).
+    const client = makeClient({ transport: "websocket" });
     const delays: number[] = [];
     client.on("reconnect", (r) => delays.push(r.delayMs));
     const states = recordStates(client);
