@@ -15,7 +15,9 @@ import {
   type KeyedRoomState,
   type RoomState,
 } from "../src/react/index.js";
+import { FakeSse, sseFrame, sseWelcome } from "./support/fake-sse.js";
 import { FakeWebSocket } from "./support/fake-websocket.js";
+import { eventually } from "./support/wait.js";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -90,9 +92,12 @@ describe("ConnectionStatus / useConnectionState", () => {
     expect(badge().textContent).toBe("Connecting…");
     const socket = await openSocket();
     expect(badge().getAttribute("data-state")).toBe("open");
-    expect(badge().getAttribute("aria-label")).toBe("Connection: Live");
+    expect(badge().getAttribute("aria-label")).toBe("Connection: Live (WebSocket)");
+    expect(badge().getAttribute("data-transport")).toBe("websocket");
+    expect(badge().querySelector(".rh-badge__transport")?.textContent).toBe("WebSocket");
     await hub(() => socket.drop());
     expect(badge().textContent).toBe("Reconnecting…");
+    expect(badge().getAttribute("data-transport")).toBe("none");
     await hub(() => client.close());
     expect(badge().textContent).toBe("Gone");
   });
@@ -377,5 +382,51 @@ describe("HubProvider", () => {
     }
     const orphanRoot = createRoot(document.createElement("div"));
     await expect(act(async () => orphanRoot.render(<Orphan />))).rejects.toThrow(/inside <HubProvider>/);
+  });
+});
+
+describe("on the SSE transport", () => {
+  it("ConnectionStatus shows SSE and useRoom gets the room's events, resumed after a dropped stream", async () => {
+    const fake = new FakeSse();
+    const client = new HubClient({
+      url: "http://hub.test",
+      transport: "sse",
+      fetch: fake.fetch,
+      backoff: { initialDelayMs: 10, jitter: 0 },
+    });
+    let seen: RoomState | null = null;
+    function Probe(): ReactNode {
+      seen = useRoom("alerts");
+      return <ConnectionStatus />;
+    }
+    await render(
+      <HubProvider client={client}>
+        <Probe />
+      </HubProvider>,
+    );
+    const first = await fake.requests.first("stream", () => true);
+    await hub(() => {
+      first.write(sseWelcome + sseFrame({ type: "subscribed", room: "alerts", epoch: "e1", seq: 0, recovered: false }));
+    });
+    await act(() => eventually("welcome handled", () => client.state === "open"));
+    const badge = () => container.querySelector(".rh-badge")!;
+    expect(badge().getAttribute("data-transport")).toBe("sse");
+    expect(badge().querySelector(".rh-badge__transport")?.textContent).toBe("SSE");
+    expect(badge().getAttribute("aria-label")).toBe("Connection: Live (SSE)");
+    await hub(() => {
+      for (const seq of [1, 2]) first.write(sseFrame({ type: "alert_raised", room: "alerts", seq, data: { n: seq } }));
+    });
+    await act(() => eventually("2 events", () => seen!.events.length === 2));
+    await hub(() => first.end());
+    const second = await act(() => fake.requests.first("second stream", (r) => r !== first));
+    expect(second.url.searchParams.get("last_event_id")).toBe("v1;alerts/e1/2");
+    await hub(() => {
+      second.write(sseWelcome + sseFrame({ type: "subscribed", room: "alerts", epoch: "e1", seq: 3, recovered: true }));
+      second.write(sseFrame({ type: "alert_raised", room: "alerts", seq: 3, data: { n: 3 } }));
+    });
+    await act(() => eventually("3 events", () => seen!.events.length === 3));
+    expect(seen!.events.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(seen!.subscription).toMatchObject({ outcome: "resumed" });
+    client.close();
   });
 });

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { HubClient, type HubClientOptions } from "../src/index.js";
 import { SseParser, encodeSseCursor, roomNamedIn, type SseMessage } from "../src/sse.js";
+import { FakeSse, sseFrame as frame, sseWelcome as welcome } from "./support/fake-sse.js";
 import { FakeWebSocket } from "./support/fake-websocket.js";
-import { Recorder } from "./support/wait.js";
+import { Recorder, eventually } from "./support/wait.js";
 
 function parse(chunks: string[]) {
   const messages: SseMessage[] = [];
@@ -97,43 +98,6 @@ describe("roomNamedIn", () => {
   });
 });
 
-/** A fake hub behind `fetch`: each GET /sse gets a stream the test writes to. */
-class FakeSse {
-  readonly requests = new Recorder<{ url: URL; write: (text: string) => void; end: () => void }>();
-  refuse: { status: number; body: unknown } | null = null;
-
-  fetch = async (input: string, init?: RequestInit): Promise<Response> => {
-    const url = new URL(input);
-    if (this.refuse) {
-      const { status, body } = this.refuse;
-      this.refuse = null;
-      this.requests.push({ url, write: () => {}, end: () => {} });
-      return new Response(JSON.stringify(body), { status });
-    }
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
-    init?.signal?.addEventListener("abort", () => {
-      try {
-        controller.error(new Error("aborted"));
-      } catch {
-        // already closed
-      }
-    });
-    const encoder = new TextEncoder();
-    this.requests.push({
-      url,
-      write: (text) => controller.enqueue(encoder.encode(text)),
-      end: () => controller.close(),
-    });
-    return new Response(body, { status: 200, headers: { "content-type": "text/event-stream" } });
-  };
-}
-
-function frame(value: unknown): string {
-  return `data: ${JSON.stringify(value)}\n\n`;
-}
-const welcome = frame({ type: "welcome", session: "s1", node: "n", protocol: 1, heartbeat_ms: 15_000 });
-
 function sseClient(fake: FakeSse, options: Partial<HubClientOptions> = {}): HubClient {
   return new HubClient({
     url: "http://hub.test:8080",
@@ -182,14 +146,14 @@ describe("HubClient on SSE (fake hub)", () => {
     const client = sseClient(fake);
     client.subscribe("alerts");
     client.connect();
-    await waitUntil(() => FakeWebSocket.instances.length === 1);
+    await eventually("first socket", () => FakeWebSocket.instances.length === 1);
     FakeWebSocket.last.drop();
-    await waitUntil(() => FakeWebSocket.instances.length === 2);
+    await eventually("second socket", () => FakeWebSocket.instances.length === 2);
     FakeWebSocket.last.drop();
     const stream = await fake.requests.first("the SSE fallback", () => true);
     expect(FakeWebSocket.instances).toHaveLength(2);
     stream.write(welcome);
-    await waitUntil(() => client.state === "open");
+    await eventually("open", () => client.state === "open");
     expect(client.transport).toBe("sse");
     client.close();
   });
@@ -208,11 +172,3 @@ describe("HubClient on SSE (fake hub)", () => {
     client.close();
   });
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

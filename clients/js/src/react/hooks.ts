@@ -2,6 +2,7 @@ import { useEffect, useReducer, useRef, useSyncExternalStore } from "react";
 import type { ResyncInfo, StateInfo, SubscribedInfo } from "../events.js";
 import type { ResyncReason } from "../cursor.js";
 import type { HubError } from "../errors.js";
+import type { TransportName } from "../options.js";
 import { STATUS_ROOM, type SocketStatus } from "../protocol.js";
 import type { AnyEventOf, EventOf, EventSchema, UntypedSchema } from "../schema.js";
 import type { ConnectionState } from "../state.js";
@@ -14,6 +15,16 @@ export function useConnectionState(): ConnectionState {
     (onChange) => client.on("state", onChange),
     () => client.state,
     () => client.state,
+  );
+}
+
+/** The transport of the provider's client's session (`websocket`, `sse`), null without one. */
+export function useTransport(): TransportName | null {
+  const client = useHubClient();
+  return useSyncExternalStore(
+    (onChange) => client.on("transport", onChange),
+    () => client.transport,
+    () => client.transport,
   );
 }
 

@@ -10,13 +10,20 @@ export {
   useRoom,
   useRoomState,
   useSocketStatus,
+  useTransport,
   type KeyedRoomState,
   type KeyedRoomStatus,
   type RoomState,
   type SocketStatusState,
   type UseRoomOptions,
 } from "./hooks.js";
-export { ConnectionStatus, DEFAULT_CONNECTION_LABELS, type ConnectionStatusProps, type Theme } from "./ConnectionStatus.js";
+export {
+  ConnectionStatus,
+  DEFAULT_CONNECTION_LABELS,
+  DEFAULT_TRANSPORT_LABELS,
+  type ConnectionStatusProps,
+  type Theme,
+} from "./ConnectionStatus.js";
 export {
   SocketStatusIndicator,
   formatDuration,

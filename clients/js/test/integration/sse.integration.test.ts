@@ -13,7 +13,7 @@ import type { RoomEvent, SocketStatus } from "../../src/protocol.js";
 import type { ConnectionState } from "../../src/state.js";
 import { HubProcess } from "../support/hub.js";
 import { HttpProxy, streamIds } from "../support/http-proxy.js";
-import { Recorder } from "../support/wait.js";
+import { Recorder, eventually } from "../support/wait.js";
 
 const clients: HubClient[] = [];
 const proxies: HttpProxy[] = [];
@@ -170,7 +170,7 @@ describe("transport sse against a running hub", () => {
 
     // Leaving a room: the next stream names only the others, and a keeps going.
     wb.sub.unsubscribe();
-    await waitStreams(proxy, 3);
+    await eventually("3 streams", () => proxy.streams.length >= 3);
     expect(roomsOf(proxy.streams[2]!.path)?.split(",")).toEqual([a, c.sub.room]);
     await wa.subscribed.until("a resumed again", (s) => s.length >= 3);
     await publishMany(hub, a, 1, "a");
@@ -272,7 +272,7 @@ describe("auto behind a proxy that refuses WebSocket upgrades", () => {
 
     // The retry after websocketRetryMs fails while upgrades are refused: SSE goes on.
     const refusedBefore = proxy.upgrades.length;
-    await waitFor(() => proxy.upgrades.length > refusedBefore, 4_000, "a WebSocket retry");
+    await eventually("a WebSocket retry", () => proxy.upgrades.length > refusedBefore, 4_000);
     expect(client.transport).toBe("sse");
     await publishMany(hub, room, 1, "still sse");
     await w.events.until("3 events", (e) => e.length >= 3);
@@ -288,16 +288,3 @@ describe("auto behind a proxy that refuses WebSocket upgrades", () => {
     expect(transports.items).toEqual(["sse", "websocket"]);
   });
 });
-
-async function waitStreams(proxy: HttpProxy, n: number): Promise<void> {
-  await waitFor(() => proxy.streams.length >= n, 5_000, `${n} streams`);
-}
-
-/** Polls `condition` (for state outside the client, e.g. the proxy's log) until it holds or `timeoutMs` passes. */
-async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -63,3 +63,16 @@ export class Recorder<T> {
     return this.items.find(predicate)!;
   }
 }
+
+/**
+ * Polls `condition` every few milliseconds until it holds, for state that
+ * reports no change (a proxy's log, a stream read in the background);
+ * rejects after `timeoutMs`.
+ */
+export async function eventually(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
