@@ -25,6 +25,8 @@ export default defineConfig({
     fs: { allow: [searchForWorkspaceRoot(process.cwd()), clientSrc] },
     proxy: {
       "/ws": { target: hubTarget, ws: true, changeOrigin: true },
+      // The SSE fallback (where WebSocket does not get through).
+      "/sse": { target: hubTarget, changeOrigin: true },
       "/api": { target: hubTarget, changeOrigin: true },
     },
   },

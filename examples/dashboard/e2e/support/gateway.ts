@@ -3,9 +3,11 @@
  * built dashboard and forwards the hub's paths (HTTP and WebSocket upgrades) to
  * the hub, like the Vite dev server's proxy or a production reverse proxy.
  *
- * The test controls it: `cut()` drops every open WebSocket and refuses hub
- * traffic until `restore()`; every request is logged, so the test can prove what
- * the page did (and did not) ask for.
+ * The test controls it: `cut()` drops every open WebSocket and SSE stream and
+ * refuses hub traffic until `restore()`; `dropStreams()` kills the open SSE
+ * streams only; with `refuseUpgrades` it answers every WebSocket upgrade 403, as
+ * proxies that do not pass WebSockets do. Every request is logged, so the test
+ * can prove what the page did (and did not) ask for.
  */
 
 import { createReadStream, existsSync, statSync } from "node:fs";
@@ -13,7 +15,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import { connect, type Socket } from "node:net";
 import { extname, join, normalize, resolve } from "node:path";
 
-const HUB_PATHS = [/^\/ws(\/|$|\?)/, /^\/api\//, /^\/socket-status/, /^\/healthz/, /^\/readyz/, /^\/metrics/];
+const HUB_PATHS = [/^\/ws(\/|$|\?)/, /^\/sse(\/|$|\?)/, /^\/api\//, /^\/socket-status/, /^\/healthz/, /^\/readyz/, /^\/metrics/];
 
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -34,8 +36,12 @@ export interface LoggedRequest {
 
 export class Gateway {
   readonly requests: LoggedRequest[] = [];
+  /** Answer WebSocket upgrades 403 instead of passing them to the hub. */
+  refuseUpgrades = false;
   private cutOff = false;
   private readonly tunnels = new Set<[Socket, Socket]>();
+  /** Forwarded HTTP requests still answering (SSE streams, mostly): how to kill each. */
+  private readonly inFlight = new Set<() => void>();
 
   private constructor(
     private readonly server: Server,
@@ -71,7 +77,12 @@ export class Gateway {
     return this.tunnels.size;
   }
 
-  /** Drops every WebSocket and refuses hub traffic (the page's network to the hub is down). */
+  /** Open SSE streams (forwarded `/sse` requests still answering). */
+  get openStreams(): number {
+    return this.inFlight.size;
+  }
+
+  /** Drops every WebSocket and SSE stream and refuses hub traffic (the page's network to the hub is down). */
   cut(): void {
     this.cutOff = true;
     for (const [client, upstream] of this.tunnels) {
@@ -79,6 +90,12 @@ export class Gateway {
       upstream.destroy();
     }
     this.tunnels.clear();
+    this.dropStreams();
+  }
+
+  /** Kills the connections of the HTTP requests still being answered (SSE streams), mid-stream. */
+  dropStreams(): void {
+    for (const kill of [...this.inFlight]) kill();
   }
 
   restore(): void {
@@ -110,13 +127,24 @@ export class Gateway {
       req.socket.destroy();
       return;
     }
+    const streaming = /^\/sse(\/|$|\?)/.test(req.url ?? "");
+    const kill = () => {
+      this.inFlight.delete(kill);
+      upstream.destroy();
+      req.socket.resetAndDestroy();
+    };
     const upstream = request(
       { host: "127.0.0.1", port: this.hubPort(), method: req.method, path: req.url, headers: req.headers },
       (hubRes) => {
         res.writeHead(hubRes.statusCode ?? 502, hubRes.headers);
         hubRes.pipe(res);
+        hubRes.on("end", () => this.inFlight.delete(kill));
       },
     );
+    if (streaming) {
+      this.inFlight.add(kill);
+      res.on("close", () => this.inFlight.delete(kill));
+    }
     upstream.on("error", () => {
       if (!res.headersSent) res.writeHead(502, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: "bad_gateway", message: "hub unreachable" }));
@@ -129,6 +157,13 @@ export class Gateway {
     this.requests.push({ method: req.method ?? "GET", path, upgrade: true });
     if (this.cutOff || !this.isHubPath(path)) {
       client.destroy();
+      return;
+    }
+    if (this.refuseUpgrades) {
+      const body = JSON.stringify({ error: "forbidden", message: "WebSocket is not allowed through this gateway" });
+      client.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     const upstream = connect(this.hubPort(), "127.0.0.1");
