@@ -24,6 +24,8 @@ import { HubError, NotConnectedError, TimeoutError } from "./errors.js";
 import type { CompletedState } from "./cursor.js";
 import type {
   HubClientEvents,
+  PresenceChange,
+  PresenceInfo,
   ResyncInfo,
   RoomHandlers,
   StateInfo,
@@ -31,7 +33,7 @@ import type {
   SubscribedInfo,
 } from "./events.js";
 import { readRoomHistory } from "./history.js";
-import { HubHttp } from "./http.js";
+import { HubHttp, HubHttpError } from "./http.js";
 import type { FetchLike } from "./http.js";
 import type { HubClientOptions, TransportName, WebSocketConstructor, WebSocketLike } from "./options.js";
 import {
@@ -81,7 +83,14 @@ type PendingRef =
   | { kind: "unsubscribe"; room: string }
   | { kind: "publish"; room: string; pending: PendingPublish }
   | { kind: "ping" }
-  | { kind: "refresh" };
+  | { kind: "refresh" }
+  | { kind: "presence"; room: string; pending: PendingPresence };
+
+interface PendingPresence {
+  resolve: (info: PresenceInfo) => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
 
 /** Options of {@link HubClient.publish}. */
 export interface SocketPublishOptions {
@@ -331,6 +340,52 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       const keyed = options.key === undefined ? {} : { key: options.key, ...(options.delete ? { delete: true } : {}) };
       this.send({ op: "publish", room, type, data, ...keyed, ref });
     });
+  }
+
+  /**
+   * Who is in a presence room (contract section 13) the client is subscribed to:
+   * every user (the token's `sub`) with its number of sessions, and the sessions
+   * without a token. Rejects with `forbidden` when not subscribed, `bad_request`
+   * for a room without presence.
+   *
+   * On SSE, which cannot send the `presence` command, it asks
+   * `GET /api/rooms/{room}/presence` instead. That endpoint is the hub's admin
+   * API (an API key, or loopback when the hub has none), which a browser is
+   * normally not given: then it rejects with `receive_only`, saying so.
+   */
+  presence(room: string): Promise<PresenceInfo> {
+    if (this.inUse === "sse") return this.presenceOverHttp(room);
+    if (this.machine.state !== "open" || !this.socket) return Promise.reject(new NotConnectedError());
+    const ref = this.takeRef("presence");
+    return new Promise((resolve, reject) => {
+      const timeoutMs = this.options.commandTimeoutMs ?? 10_000;
+      const timer = setTimeout(() => {
+        this.refs.delete(ref);
+        reject(new TimeoutError(`presence of ${room} not answered within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.refs.set(ref, { kind: "presence", room, pending: { resolve, reject, timer } });
+      this.send({ op: "presence", room, ref });
+    });
+  }
+
+  private async presenceOverHttp(room: string): Promise<PresenceInfo> {
+    try {
+      const body = await this.api.presence(room);
+      return { users: body.users, anonymous: body.anonymous };
+    } catch (error) {
+      if (error instanceof HubHttpError && (error.status === 401 || error.status === 403)) {
+        throw new HubError(
+          "receive_only",
+          `cannot ask the presence of ${room} over SSE: the stream cannot send the presence command, ` +
+            `and GET /api/rooms/${room}/presence is admin-only (${error.status} ${error.code})`,
+          room,
+          undefined,
+          { cause: error },
+        );
+      }
+      if (error instanceof HubHttpError) throw new HubError(error.code, error.message, room, undefined, { cause: error });
+      throw error;
+    }
   }
 
   // --- connection lifecycle -------------------------------------------------
@@ -607,7 +662,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     if (this.pingTimer !== null) clearInterval(this.pingTimer);
     this.reconnectTimer = this.connectTimer = this.pongTimer = this.pingTimer = null;
     for (const pending of this.refs.values()) {
-      if (pending.kind === "publish") {
+      if (pending.kind === "publish" || pending.kind === "presence") {
         clearTimeout(pending.pending.timer);
         pending.pending.reject(reason);
       }
@@ -843,10 +898,29 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
         pending.pending.resolve({ room: frame.room, seq: frame.seq });
         return;
       }
+      case "presence": {
+        const pending = frame.ref !== undefined ? this.refs.get(frame.ref) : undefined;
+        if (pending?.kind !== "presence") return;
+        this.refs.delete(frame.ref!);
+        clearTimeout(pending.pending.timer);
+        pending.pending.resolve({ users: frame.users, anonymous: frame.anonymous });
+        return;
+      }
+      case "presence_join":
+      case "presence_leave":
+        this.onPresenceChange({ room: frame.room, user: frame.user, change: frame.type === "presence_join" ? "join" : "leave" });
+        return;
       case "error":
         this.onErrorFrame(frame);
         return;
     }
+  }
+
+  private onPresenceChange(change: PresenceChange): void {
+    const entry = this.rooms.get(change.room);
+    if (!entry) return;
+    this.emitter.emit("presence", change);
+    for (const sub of entry.subs) sub.deliverPresence(change);
   }
 
   private onSubscribed(frame: SubscribedFrame): void {
@@ -915,7 +989,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     if (frame.ref !== undefined) this.refs.delete(frame.ref);
     const room = pending && "room" in pending ? pending.room : undefined;
     const error = new HubError(frame.code, frame.message, room, frame.ref);
-    if (pending?.kind === "publish") {
+    if (pending?.kind === "publish" || pending?.kind === "presence") {
       clearTimeout(pending.pending.timer);
       pending.pending.reject(error);
       return;

@@ -2,7 +2,7 @@
 
 import type { ResyncReason, StateReason } from "./cursor.js";
 import type { HubError } from "./errors.js";
-import type { UserMessage, WelcomeFrame } from "./protocol.js";
+import type { PresenceUser, UserMessage, WelcomeFrame } from "./protocol.js";
 import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
 import type { StateChange } from "./state.js";
 import type { CloseInfo, TransportName } from "./options.js";
@@ -47,6 +47,19 @@ export interface ResyncInfo<S extends EventSchema = UntypedSchema> {
   source: "history" | "snapshot";
 }
 
+/** A user joined (first session) or left (last session) a presence room. */
+export interface PresenceChange {
+  room: string;
+  user: string;
+  change: "join" | "leave";
+}
+
+/** Who is in a presence room: users (by `sub`) with their session counts, and anonymous sessions. */
+export interface PresenceInfo {
+  users: PresenceUser[];
+  anonymous: number;
+}
+
 /** Events emitted by `HubClient.on`. */
 export interface HubClientEvents<S extends EventSchema = UntypedSchema> {
   /** The connection state changed. */
@@ -67,6 +80,8 @@ export interface HubClientEvents<S extends EventSchema = UntypedSchema> {
   resync: ResyncInfo<S>;
   /** A keyed room's state arrived (first subscription, or a resume that could not replay). */
   roomState: StateInfo<S>;
+  /** Presence rooms: a user's first session joined, or its last one left. */
+  presence: PresenceChange;
   /** A message addressed to the user (`POST /api/users/{user}/events`). */
   message: UserMessage;
   /** An error frame, a failed subscription or a failed resync. */
@@ -87,6 +102,8 @@ export interface RoomHandlers<S extends EventSchema = UntypedSchema> {
   onState?: (info: StateInfo<S>) => void;
   /** The hub confirmed the subscription (again after each reconnect). */
   onSubscribed?: (info: SubscribedInfo) => void;
+  /** Presence rooms: a user joined (its first session) or left (its last one). Not a room event. */
+  onPresence?: (change: PresenceChange) => void;
   /** The subscription failed (e.g. `unknown_room`, `forbidden`). */
   onError?: (error: HubError) => void;
 }

@@ -7,7 +7,15 @@
  * deployments publish through their own backend.
  */
 
-import type { HistoryResponse, Json, PublishResult, RoomInfo, SocketStatus, StateResponse } from "./protocol.js";
+import type {
+  HistoryResponse,
+  Json,
+  PresenceResponse,
+  PublishResult,
+  RoomInfo,
+  SocketStatus,
+  StateResponse,
+} from "./protocol.js";
 
 /** A `fetch` implementation (the global one by default). */
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -106,6 +114,15 @@ export class HubHttp {
       signal: options.signal,
       idempotencyKey: options.idempotencyKey,
     });
+  }
+
+  /**
+   * `GET /api/rooms/{room}/presence` (admin, like the socket list): who is
+   * subscribed to a presence room. Needs an API key, or (with no keys
+   * configured) a loopback caller; 400 for a room without presence.
+   */
+  presence(room: string, signal?: AbortSignal): Promise<PresenceResponse> {
+    return this.request<PresenceResponse>("GET", `/api/rooms/${encodeURIComponent(room)}/presence`, { auth: true, signal });
   }
 
   /** `GET /socket-status`. Dashboards should prefer the `$status` room instead of polling this. */

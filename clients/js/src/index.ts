@@ -5,7 +5,7 @@
  */
 
 export { HubClient, type SocketPublishOptions } from "./client.js";
-export type { HubClientEvents, ResyncInfo, RoomHandlers, StateInfo, SubscribeOptions, SubscribedInfo } from "./events.js";
+export type { HubClientEvents, PresenceChange, PresenceInfo, ResyncInfo, RoomHandlers, StateInfo, SubscribeOptions, SubscribedInfo } from "./events.js";
 export type {
   CloseInfo,
   HubClientOptions,
@@ -46,6 +46,8 @@ export {
   type ErrorCode,
   type HistoryResponse,
   type Json,
+  type PresenceResponse,
+  type PresenceUser,
   type PublishResult,
   type RoomEvent,
   type RoomInfo,

@@ -64,6 +64,45 @@ export interface RefreshedFrame {
   ref?: Ref;
 }
 
+/** One user in a presence room: the token's `sub` and how many of its sessions are subscribed. */
+export interface PresenceUser {
+  user: string;
+  sessions: number;
+}
+
+/**
+ * Answer to `presence` (contract section 13, a presence room): every user with
+ * its session count (sorted by user), and the sessions without a token.
+ */
+export interface PresenceFrame {
+  type: "presence";
+  room: string;
+  users: PresenceUser[];
+  anonymous: number;
+  ref?: Ref;
+}
+
+/** A user's first session subscribed to a presence room (not per session, never for anonymous ones). */
+export interface PresenceJoinFrame {
+  type: "presence_join";
+  room: string;
+  user: string;
+}
+
+/** A user's last session left a presence room. */
+export interface PresenceLeaveFrame {
+  type: "presence_leave";
+  room: string;
+  user: string;
+}
+
+/** Body of `GET /api/rooms/{room}/presence` (admin): the `presence` answer's lists. */
+export interface PresenceResponse {
+  room: string;
+  users: PresenceUser[];
+  anonymous: number;
+}
+
 export interface PublishedFrame {
   type: "published";
   room: string;
@@ -146,6 +185,9 @@ export type ControlFrame =
   | PublishedFrame
   | PongFrame
   | RefreshedFrame
+  | PresenceFrame
+  | PresenceJoinFrame
+  | PresenceLeaveFrame
   | ErrorFrame;
 
 /** Client to server commands. */
@@ -154,7 +196,8 @@ export type Command =
   | { op: "unsubscribe"; room: string; ref?: Ref }
   | { op: "publish"; room: string; type: string; data?: unknown; key?: string; delete?: boolean; ref?: Ref }
   | { op: "ping"; ref?: Ref }
-  | { op: "refresh"; token: string; ref?: Ref };
+  | { op: "refresh"; token: string; ref?: Ref }
+  | { op: "presence"; room: string; ref?: Ref };
 
 /** Body of `GET /socket-status`, also the `data` of `$status` `status_update` events. */
 export interface SocketStatus {
@@ -234,15 +277,13 @@ export function isSystemRoom(room: string): boolean {
   return SYSTEM_ROOM.test(room);
 }
 
-const CONTROL_TYPES: ReadonlySet<string> = new Set([
-  "welcome",
-  "subscribed",
-  "unsubscribed",
-  "published",
-  "pong",
-  "refreshed",
-  "error",
-]);
+/**
+ * Frames that are not room events even though some carry a `room`: every
+ * reserved type except `status_update`, which is the `$status` room's event.
+ * Presence frames have a room but no seq and are not in history: delivered as
+ * room events they would reach `onEvent` and break the room's order.
+ */
+const CONTROL_TYPES: ReadonlySet<string> = new Set(RESERVED_TYPES.filter((type) => type !== "status_update"));
 
 /** Parsed server frame, tagged by what the client has to do with it. */
 export type IncomingFrame =

@@ -2,7 +2,7 @@
 
 import { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
 import type { HubError } from "./errors.js";
-import type { ResyncInfo, RoomHandlers, StateInfo, SubscribedInfo } from "./events.js";
+import type { PresenceChange, ResyncInfo, RoomHandlers, StateInfo, SubscribedInfo } from "./events.js";
 import type { AnyEventOf, EventOf, EventSchema, UntypedSchema } from "./schema.js";
 
 /** A handle on one subscription to a room. */
@@ -55,6 +55,10 @@ export class SubscriptionImpl<S extends EventSchema> implements Subscription<S> 
 
   deliverSubscribed(info: SubscribedInfo): void {
     if (this.active) this.handlers.onSubscribed?.(info);
+  }
+
+  deliverPresence(change: PresenceChange): void {
+    if (this.active) this.handlers.onPresence?.(change);
   }
 
   deliverError(error: HubError): void {

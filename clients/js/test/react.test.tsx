@@ -10,9 +10,11 @@ import {
   useConnectionState,
   useHubClient,
   useHubEvent,
+  usePresence,
   useRoom,
   useRoomState,
   type KeyedRoomState,
+  type PresenceState,
   type RoomState,
 } from "../src/react/index.js";
 import { FakeSse, sseFrame, sseWelcome } from "./support/fake-sse.js";
@@ -428,5 +430,80 @@ describe("on the SSE transport", () => {
     expect(seen!.events.map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(seen!.subscription).toMatchObject({ outcome: "resumed" });
     client.close();
+  });
+});
+
+describe("usePresence", () => {
+  it("asks once per subscription, then follows joins and leaves; after a reconnect it asks again", async () => {
+    const client = newClient();
+    let seen: PresenceState | null = null;
+    function Probe(): ReactNode {
+      seen = usePresence("ops");
+      return null;
+    }
+    await render(
+      <HubProvider client={client}>
+        <Probe />
+      </HubProvider>,
+    );
+    const socket = await openSocket();
+    expect(socket.commands("presence")).toHaveLength(0); // not before the subscription is confirmed
+    await hub(() => socket.confirm("ops", "e1", 0, false));
+    const [ask] = socket.commands("presence");
+    expect(ask).toMatchObject({ op: "presence", room: "ops" });
+    expect(seen!.loaded).toBe(false);
+    await hub(() =>
+      socket.frame({ type: "presence", room: "ops", users: [{ user: "alice", sessions: 2 }], anonymous: 1, ref: ask!.ref }),
+    );
+    expect(seen).toMatchObject({ users: [{ user: "alice", sessions: 2 }], anonymous: 1, loaded: true, error: null });
+    await hub(() => socket.frame({ type: "presence_join", room: "ops", user: "bob" }));
+    expect(seen!.users).toEqual([
+      { user: "alice", sessions: 2 },
+      { user: "bob", sessions: 1 },
+    ]);
+    await hub(() => socket.frame({ type: "presence_leave", room: "ops", user: "alice" }));
+    expect(seen!.users).toEqual([{ user: "bob", sessions: 1 }]);
+
+    // Reconnect: a new ask; a join that arrives before its answer is kept even if the answer predates it.
+    await hub(() => socket.drop());
+    await hub(() => client.reconnectNow());
+    const second = FakeWebSocket.last;
+    expect(second).not.toBe(socket);
+    await hub(() => second.accept());
+    await hub(() => second.confirm("ops", "e1", 0, true));
+    const [again] = second.commands("presence");
+    expect(again).toBeDefined();
+    await hub(() => second.frame({ type: "presence_join", room: "ops", user: "carol" }));
+    await hub(() =>
+      second.frame({ type: "presence", room: "ops", users: [{ user: "bob", sessions: 3 }], anonymous: 0, ref: again!.ref }),
+    );
+    expect(seen).toMatchObject({
+      users: [
+        { user: "bob", sessions: 3 },
+        { user: "carol", sessions: 1 },
+      ],
+      anonymous: 0,
+      loaded: true,
+    });
+  });
+
+  it("reports a room without presence as an error", async () => {
+    const client = newClient();
+    let seen: PresenceState | null = null;
+    function Probe(): ReactNode {
+      seen = usePresence("alerts");
+      return null;
+    }
+    await render(
+      <HubProvider client={client}>
+        <Probe />
+      </HubProvider>,
+    );
+    const socket = await openSocket();
+    await hub(() => socket.confirm("alerts", "e1", 0, false));
+    const [ask] = socket.commands("presence");
+    await hub(() => socket.frame({ type: "error", code: "bad_request", message: "no presence", ref: ask!.ref }));
+    expect(seen!.error?.code).toBe("bad_request");
+    expect(seen!.loaded).toBe(false);
   });
 });

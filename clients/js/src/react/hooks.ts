@@ -1,9 +1,9 @@
 import { useEffect, useReducer, useRef, useSyncExternalStore } from "react";
-import type { ResyncInfo, StateInfo, SubscribedInfo } from "../events.js";
+import type { PresenceChange, PresenceInfo, ResyncInfo, StateInfo, SubscribedInfo } from "../events.js";
 import type { ResyncReason } from "../cursor.js";
-import type { HubError } from "../errors.js";
+import { HubError } from "../errors.js";
 import type { TransportName } from "../options.js";
-import { STATUS_ROOM, type SocketStatus } from "../protocol.js";
+import { STATUS_ROOM, type PresenceUser, type SocketStatus } from "../protocol.js";
 import type { AnyEventOf, EventOf, EventSchema, UntypedSchema } from "../schema.js";
 import type { ConnectionState } from "../state.js";
 import { useHubClient } from "./context.js";
@@ -286,4 +286,119 @@ export function useSocketStatus(): SocketStatusState {
   }, [client]);
   const state = useConnectionState();
   return { status, live: state === "open" && current };
+}
+
+/** What {@link usePresence} returns. */
+export interface PresenceState {
+  /** Users subscribed to the room, sorted by user, each with its session count. */
+  users: readonly PresenceUser[];
+  /** Subscribed sessions without a token. */
+  anonymous: number;
+  /** An answer arrived for the current subscription (false again after each resubscribe until the next one). */
+  loaded: boolean;
+  /** Why the last ask failed (e.g. `bad_request`: not a presence room; `receive_only` on SSE), cleared by the next answer. */
+  error: HubError | null;
+}
+
+interface PresenceView {
+  users: readonly PresenceUser[];
+  anonymous: number;
+  loaded: boolean;
+  error: HubError | null;
+  /** Joins and leaves since the outstanding ask, replayed on its answer; null when none is outstanding. */
+  since: PresenceChange[] | null;
+}
+
+type PresenceAction =
+  | { kind: "reset" }
+  | { kind: "asking" }
+  | { kind: "answer"; info: PresenceInfo }
+  | { kind: "change"; change: PresenceChange }
+  | { kind: "error"; error: HubError };
+
+function emptyPresence(): PresenceView {
+  return { users: [], anonymous: 0, loaded: false, error: null, since: null };
+}
+
+/**
+ * A join adds a user with one session (a join is its first one), a leave
+ * removes it. Both are idempotent and a user's last change is its truth, so
+ * replaying the changes seen since an ask on top of its answer is right
+ * whichever of them the answer already counted.
+ */
+function applyPresence(users: readonly PresenceUser[], change: PresenceChange): readonly PresenceUser[] {
+  const present = users.some((u) => u.user === change.user);
+  if (change.change === "leave") return present ? users.filter((u) => u.user !== change.user) : users;
+  if (present) return users;
+  return [...users, { user: change.user, sessions: 1 }].sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));
+}
+
+function presenceReducer(view: PresenceView, action: PresenceAction): PresenceView {
+  switch (action.kind) {
+    case "reset":
+      return emptyPresence();
+    case "asking":
+      return { ...view, loaded: false, since: [] };
+    case "answer": {
+      let users: readonly PresenceUser[] = [...action.info.users];
+      for (const change of view.since ?? []) users = applyPresence(users, change);
+      return { users, anonymous: action.info.anonymous, loaded: true, error: null, since: null };
+    }
+    case "change":
+      return {
+        ...view,
+        users: applyPresence(view.users, action.change),
+        since: view.since === null ? null : [...view.since, action.change],
+      };
+    case "error":
+      return { ...view, error: action.error, since: null };
+  }
+}
+
+/**
+ * Who is in a presence room (contract section 13) while the component is
+ * mounted: subscribes to `room`, asks the hub once per (re)subscription
+ * (`client.presence`), then keeps the list from `presence_join` /
+ * `presence_leave`. Joins and leaves carry only the user: a joining user counts
+ * one session, and other users' session counts are those of the last answer.
+ * On SSE the ask goes to `GET /api/rooms/{room}/presence`, which only an admin
+ * caller may read; elsewhere `error` says so (`receive_only`) and the list is
+ * built from joins and leaves alone.
+ */
+export function usePresence(room: string): PresenceState {
+  const client = useHubClient();
+  const [view, dispatch] = useReducer(presenceReducer, undefined, emptyPresence);
+  useEffect(() => {
+    dispatch({ kind: "reset" });
+    let active = true;
+    let asked = 0;
+    const ask = () => {
+      const mine = ++asked;
+      dispatch({ kind: "asking" });
+      client.presence(room).then(
+        (info) => {
+          if (active && mine === asked) dispatch({ kind: "answer", info });
+        },
+        (error: unknown) => {
+          if (active && mine === asked && error instanceof Error) {
+            dispatch({ kind: "error", error: toHubError(error, room) });
+          }
+        },
+      );
+    };
+    const sub = client.subscribe(room, {
+      onSubscribed: ask,
+      onPresence: (change) => dispatch({ kind: "change", change }),
+      onError: (error) => dispatch({ kind: "error", error }),
+    });
+    return () => {
+      active = false;
+      sub.unsubscribe();
+    };
+  }, [client, room]);
+  return { users: view.users, anonymous: view.anonymous, loaded: view.loaded, error: view.error };
+}
+
+function toHubError(error: Error, room: string): HubError {
+  return error instanceof HubError ? error : new HubError("presence_failed", error.message, room, undefined, { cause: error });
 }
