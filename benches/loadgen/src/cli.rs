@@ -9,6 +9,7 @@ use hub_bench::endpoint::Endpoint;
 use hub_bench::hub::{HubProcess, Storage, BENCH_ROOM};
 use hub_bench::report::{cluster_table, markdown_table, Report};
 use hub_bench::scenario::cluster::Topology;
+use hub_bench::transport::Transport;
 use hub_bench::worker::{self, WorkerParams};
 
 use crate::plan::{self, Scenario};
@@ -64,6 +65,26 @@ impl Cli {
         match self.storage {
             StorageMode::Memory => Storage::Memory,
             StorageMode::Durable => Storage::Durable { fsync: self.fsync },
+        }
+    }
+}
+
+/// `--transport`: how subscribers (or idle clients) connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum TransportArg {
+    /// WebSocket (`/ws`, `/ws/{room}`).
+    #[default]
+    Websocket,
+    /// Server-Sent Events (`/sse?rooms={room}`), read by the harness's own
+    /// client on raw TCP.
+    Sse,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Websocket => Transport::Websocket,
+            TransportArg::Sse => Transport::Sse,
         }
     }
 }
@@ -134,6 +155,14 @@ pub struct ConnsArgs {
     /// Seconds of that fan-out.
     #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub fanout_duration_s: f64,
+    /// How the idle clients connect: WebSocket on `/ws`, or SSE streams on
+    /// `/sse?rooms=ROOM` (each subscribed to --room).
+    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
+    pub transport: TransportArg,
+    /// WebSocket clients subscribe to --room (`/ws/ROOM`, waiting for
+    /// `subscribed`), like an SSE stream, instead of connecting to `/ws`.
+    #[arg(long)]
+    pub subscribe: bool,
 }
 
 /// Options of `fanout`.
@@ -160,6 +189,9 @@ pub struct FanoutArgs {
     /// Target: publish round trip p50 at most this (ms).
     #[arg(long)]
     pub target_publish_p50_ms: Option<f64>,
+    /// How subscribers connect: WebSocket (`/ws/ROOM`) or SSE (`/sse?rooms=ROOM`).
+    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
+    pub transport: TransportArg,
 }
 
 /// Options of `fanout-max`.
@@ -184,6 +216,9 @@ pub struct FanoutMaxArgs {
     /// With --keyed: distinct keys the publishes cycle over (the state's size).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub keys: u64,
+    /// How subscribers connect: WebSocket (`/ws/ROOM`) or SSE (`/sse?rooms=ROOM`).
+    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
+    pub transport: TransportArg,
 }
 
 /// Options of `keyed-replay`.
@@ -377,6 +412,12 @@ pub struct WorkerArgs {
     /// Seconds after which the worker exits by itself.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     max_life_s: u64,
+    /// How the clients connect.
+    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
+    transport: TransportArg,
+    /// WebSocket clients subscribe to --room.
+    #[arg(long)]
+    subscribe: bool,
 }
 
 /// Runs the parsed command within `--max-run-s`, stopping early on Ctrl-C.
@@ -413,6 +454,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 sources: w.sources,
                 concurrency: w.concurrency,
                 max_life_s: w.max_life_s,
+                transport: w.transport.into(),
+                room: cli.room.clone(),
+                subscribe: w.subscribe,
             })
             .await;
         }

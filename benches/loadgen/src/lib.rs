@@ -16,6 +16,9 @@
 //!   in cluster mode, and several hubs in cluster mode on a private Redis
 //!   ([`redis`]).
 //!
+//! Subscribers connect over WebSocket ([`ws`]) or Server-Sent Events
+//! ([`sse`], a reader of its own on raw TCP); [`transport`] hides which.
+//!
 //! [`hub`] starts a hub for a run, [`report`] turns results into JSON lines and
 //! a markdown table.
 
@@ -30,5 +33,7 @@ pub mod procfs;
 pub mod redis;
 pub mod report;
 pub mod scenario;
+pub mod sse;
+pub mod transport;
 pub mod worker;
 pub mod ws;

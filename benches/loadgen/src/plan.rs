@@ -15,7 +15,7 @@ use hub_bench::scenario::restart::{self, RestartParams};
 
 use crate::cli::{
     ChurnArgs, ClusterArgs, ConnsArgs, FanoutArgs, FanoutMaxArgs, KeyedReplayArgs,
-    KeyedVsPlainArgs, PublishRateArgs, PublishRttArgs, RestartArgs,
+    KeyedVsPlainArgs, PublishRateArgs, PublishRttArgs, RestartArgs, TransportArg,
 };
 
 /// `publish-rate` meets its target when at least this share of the rate was
@@ -238,6 +238,9 @@ pub fn conns(a: &ConnsArgs, room: &str, exe: PathBuf) -> Scenario {
         hold_s: a.hold_s,
         status_interval_ms: a.status_interval_ms,
         fanout,
+        transport: a.transport.into(),
+        room: room.to_owned(),
+        subscribe: a.subscribe,
         worker_exe: exe,
     })
 }
@@ -246,6 +249,7 @@ pub fn conns(a: &ConnsArgs, room: &str, exe: PathBuf) -> Scenario {
 pub fn fanout(a: &FanoutArgs, room: &str) -> Scenario {
     let mut p = FanoutParams::new(room, a.subs as usize, Some(a.rate), a.duration_s);
     p.publishers = a.publishers as usize;
+    p.transport = a.transport.into();
     let targets = FanoutTargets {
         p99_ms: a.target_p99_ms,
         p50_ms: a.target_p50_ms,
@@ -259,6 +263,7 @@ pub fn fanout(a: &FanoutArgs, room: &str) -> Scenario {
 pub fn fanout_max(a: &FanoutMaxArgs, room: &str) -> Scenario {
     let mut p = FanoutParams::new(room, a.subs as usize, None, a.duration_s);
     p.publishers = a.publishers as usize;
+    p.transport = a.transport.into();
     if a.keyed {
         p.keys = Some(a.keys as usize);
     }
@@ -292,6 +297,7 @@ pub fn keyed_vs_plain(a: &KeyedVsPlainArgs, room: &str) -> Vec<Scenario> {
             target_deliveries_per_s: None,
             keyed,
             keys: a.keys,
+            transport: TransportArg::Websocket,
         };
         fanout_max(&args, room)
     };
@@ -486,6 +492,8 @@ pub fn all(
         fanout_subs: Some(n(200.0)),
         fanout_rate: 100.0,
         fanout_duration_s: secs(10.0),
+        transport: TransportArg::Websocket,
+        subscribe: false,
     };
     let fanout_small = FanoutArgs {
         subs: n(200.0),
@@ -495,6 +503,7 @@ pub fn all(
         target_p99_ms: Some(8.0),
         target_p50_ms: None,
         target_publish_p50_ms: Some(3.0),
+        transport: TransportArg::Websocket,
     };
     let fanout_large = FanoutArgs {
         subs: n(2_000.0),
@@ -504,6 +513,7 @@ pub fn all(
         target_p99_ms: None,
         target_p50_ms: Some(40.0),
         target_publish_p50_ms: Some(2.0),
+        transport: TransportArg::Websocket,
     };
     let fanout_max_args = FanoutMaxArgs {
         subs: n(1_000.0),
@@ -512,6 +522,7 @@ pub fn all(
         target_deliveries_per_s: Some(125_000.0),
         keyed: false,
         keys: 1_000,
+        transport: TransportArg::Websocket,
     };
     let fanout_max_keyed_args = FanoutMaxArgs {
         keyed: true,

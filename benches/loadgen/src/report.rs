@@ -120,8 +120,24 @@ impl Report {
         serde_json::to_string(self).context("serialising the report")
     }
 
-    /// A label for the table: the scenario and its size.
+    /// A label for the table: the scenario and its size, and the transport
+    /// when it is not WebSocket (`… over SSE`).
     pub fn label(&self) -> String {
+        let label = self.base_label();
+        let p = &self.params;
+        let mut label = match p.get("transport").and_then(Value::as_str) {
+            Some("sse") => format!("{label} over SSE"),
+            _ => label,
+        };
+        if p.get("subscribe").and_then(Value::as_bool) == Some(true)
+            && p.get("transport").and_then(Value::as_str) != Some("sse")
+        {
+            label.push_str(" subscribed");
+        }
+        label
+    }
+
+    fn base_label(&self) -> String {
         let p = &self.params;
         let num = |k: &str| p.get(k).and_then(Value::as_f64).map(|v| v.to_string());
         match self.scenario.as_str() {

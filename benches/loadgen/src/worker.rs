@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -27,7 +26,8 @@ use tokio::task::JoinSet;
 
 use crate::endpoint::{source_ip, Endpoint};
 use crate::procfs::{cpu_ticks, TICKS_PER_S};
-use crate::ws::{self, IDLE_READ_BUFFER};
+use crate::transport::{Conn, Incoming, Transport};
+use crate::ws::IDLE_READ_BUFFER;
 
 /// How long one socket has to connect and receive `welcome`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +47,21 @@ pub struct WorkerParams {
     pub concurrency: usize,
     /// The worker exits by itself after this many seconds.
     pub max_life_s: u64,
+    /// How the clients connect.
+    pub transport: Transport,
+    /// The room subscribed clients subscribe to.
+    pub room: String,
+    /// WebSocket clients subscribe to `room` (SSE streams always do).
+    pub subscribe: bool,
+}
+
+/// What one idle client connects to and waits for.
+#[derive(Debug, Clone)]
+struct Target {
+    endpoint: Endpoint,
+    transport: Transport,
+    /// `Some(room)`: subscribe and wait for `subscribed`; `None`: `/ws`, `welcome`.
+    room: Option<String>,
 }
 
 /// A line a worker writes to its coordinator.
@@ -78,6 +93,12 @@ pub enum WorkerMessage {
 /// Runs a worker until released; see the module docs for the protocol.
 pub async fn run(params: WorkerParams) -> Result<()> {
     let endpoint = Endpoint::new(&params.url, None)?;
+    let subscribed = params.subscribe || params.transport == Transport::Sse;
+    let target = Target {
+        endpoint,
+        transport: params.transport,
+        room: subscribed.then(|| params.room.clone()),
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(params.max_life_s);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     emit(&WorkerMessage::Ready)?;
@@ -96,7 +117,7 @@ pub async fn run(params: WorkerParams) -> Result<()> {
     for i in 0..params.count {
         let source = source_ip(params.first_source + i % params.sources.max(1))?;
         sockets.spawn(hold_one(
-            endpoint.clone(),
+            target.clone(),
             source,
             gate.clone(),
             done_tx.clone(),
@@ -141,9 +162,9 @@ pub async fn run(params: WorkerParams) -> Result<()> {
     })
 }
 
-/// Connects one socket, reports the handshake, then holds it until stopped.
+/// Connects one client, reports the handshake, then holds it until stopped.
 async fn hold_one(
-    endpoint: Endpoint,
+    target: Target,
     source: std::net::Ipv4Addr,
     gate: Arc<Semaphore>,
     done: mpsc::Sender<Result<(), String>>,
@@ -152,12 +173,38 @@ async fn hold_one(
 ) {
     let handshake = async {
         let _permit = gate.acquire().await?;
-        let mut ws = ws::connect(&endpoint, "/ws", Some(source), IDLE_READ_BUFFER).await?;
-        ws::wait_welcome(&mut ws, HANDSHAKE_TIMEOUT).await?;
-        anyhow::Ok(ws)
+        let Target {
+            endpoint,
+            transport,
+            room,
+        } = &target;
+        let conn = match room {
+            Some(room) => {
+                Conn::subscribe(
+                    *transport,
+                    endpoint,
+                    room,
+                    Some(source),
+                    IDLE_READ_BUFFER,
+                    HANDSHAKE_TIMEOUT,
+                )
+                .await?
+                .0
+            }
+            None => {
+                Conn::websocket_welcomed(
+                    endpoint,
+                    Some(source),
+                    IDLE_READ_BUFFER,
+                    HANDSHAKE_TIMEOUT,
+                )
+                .await?
+            }
+        };
+        anyhow::Ok(conn)
     };
-    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(ws)) => ws,
+    let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             let _ = done.send(Err(format!("{e:#}"))).await;
             return;
@@ -168,17 +215,14 @@ async fn hold_one(
         }
     };
     let _ = done.send(Ok(())).await;
-    // Keep reading so the hub's pings are answered.
+    // Keep reading so the hub's pings are answered (and SSE keep-alives read).
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => return,
-            message = ws.next() => match message {
-                Some(Ok(_)) => {}
-                _ => {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+            incoming = conn.next() => if let Incoming::Ended(_) = incoming {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                return;
             },
         }
     }

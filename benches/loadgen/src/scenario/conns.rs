@@ -1,4 +1,7 @@
-//! `conns`: N idle WebSocket connections held across worker processes.
+//! `conns`: N idle connections held across worker processes: WebSockets on
+//! `/ws` (or, with `subscribe`, each subscribed to the room on `/ws/{room}`),
+//! or Server-Sent Events streams on `/sse?rooms={room}` (a stream always has a
+//! room).
 //!
 //! The coordinator starts one [`crate::worker`] process per `per_worker`
 //! sockets, each with its own loopback source addresses, tells them all to
@@ -21,6 +24,7 @@ use crate::latency::{round3, LatencySummary, SharedHistogram};
 use crate::procfs::{vm_rss_kib, CpuMeter, CpuUse};
 use crate::report::Check;
 use crate::scenario::fanout::{self, FanoutParams, FanoutResult};
+use crate::transport::Transport;
 use crate::worker::WorkerMessage;
 
 /// How long workers have to start.
@@ -52,9 +56,23 @@ pub struct ConnsParams {
     pub status_interval_ms: u64,
     /// A fan-out to run while the sockets are held, if any.
     pub fanout: Option<FanoutParams>,
+    /// How the idle clients connect.
+    pub transport: Transport,
+    /// The room idle clients subscribe to (SSE always; WebSocket with `subscribe`).
+    pub room: String,
+    /// WebSocket clients subscribe to `room` (`/ws/{room}`, waiting for
+    /// `subscribed`) instead of connecting to `/ws` (waiting for `welcome`).
+    pub subscribe: bool,
     /// The binary to run workers from (this one).
     #[serde(skip)]
     pub worker_exe: PathBuf,
+}
+
+impl ConnsParams {
+    /// True when every idle client is subscribed to [`ConnsParams::room`].
+    pub fn subscribed(&self) -> bool {
+        self.subscribe || self.transport == Transport::Sse
+    }
 }
 
 /// What an idle-connections run measured.
@@ -62,7 +80,7 @@ pub struct ConnsParams {
 pub struct ConnsResult {
     /// Worker processes used.
     pub workers: usize,
-    /// Sockets that received `welcome`.
+    /// Clients that received `welcome` (`subscribed` when subscribed).
     pub connected: u64,
     /// Sockets that did not.
     pub failed: u64,
@@ -163,6 +181,11 @@ impl Worker {
             .arg(params.connect_concurrency.to_string())
             .arg("--max-life-s")
             .arg(max_life_s(params).to_string())
+            .arg("--transport")
+            .arg(params.transport.to_string())
+            .arg("--room")
+            .arg(&params.room)
+            .args(params.subscribe.then_some("--subscribe"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -209,6 +232,13 @@ fn max_life_s(params: &ConnsParams) -> u64 {
 pub async fn run(endpoint: &Endpoint, params: &ConnsParams) -> Result<ConnsResult> {
     if params.count == 0 || params.per_worker == 0 {
         bail!("conns needs a positive count and per-worker count");
+    }
+    if params.fanout.is_some() && params.subscribed() {
+        bail!(
+            "a fan-out on top of idle clients subscribed to `{}` would be delivered to them \
+             too: use WebSocket clients without --subscribe",
+            params.room
+        );
     }
     let n_workers = params.count.div_ceil(params.per_worker);
     if n_workers * params.sources_per_worker.max(1) > 253 {

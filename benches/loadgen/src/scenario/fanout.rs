@@ -1,7 +1,8 @@
 //! `fanout` and `fanout-max`: S subscribers on one room, HTTP publishes into it.
 //!
-//! Every subscriber connects to `/ws/{room}` and notes the head seq from its
-//! `subscribed` frame. The publisher then posts events whose `data` carries the
+//! Every subscriber connects to `/ws/{room}` (or, with [`Transport::Sse`],
+//! opens `/sse?rooms={room}`) and notes the head seq from its `subscribed`
+//! frame; both transports carry the same JSON frames, read by the same code. The publisher then posts events whose `data` carries the
 //! send time on the process clock ([`crate::clock`]), either at a fixed rate
 //! for a fixed time (`fanout`) or as fast as the hub answers (`fanout-max`).
 //! The seqs the hub answers with are the expected deliveries; every
@@ -22,12 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::accounting::{sorted_unique, Arrival, SeqCounts, SeqTracker};
 use crate::clock::now_ns;
@@ -40,7 +39,8 @@ use crate::payload::{
 };
 use crate::procfs::{vm_rss_kib, CpuMeter, CpuUse};
 use crate::report::Check;
-use crate::ws::{self, WsStream, BUSY_READ_BUFFER};
+use crate::transport::{Conn, Incoming, Transport};
+use crate::ws::BUSY_READ_BUFFER;
 
 /// How long one subscriber has to connect and be subscribed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -76,6 +76,8 @@ pub struct FanoutParams {
     /// must hold the room keyed with `max_keys` at least this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<usize>,
+    /// How subscribers connect: WebSocket or Server-Sent Events.
+    pub transport: Transport,
 }
 
 impl FanoutParams {
@@ -94,6 +96,7 @@ impl FanoutParams {
             drain_idle_ms: 2_000,
             drain_max_ms: 30_000,
             keys: None,
+            transport: Transport::Websocket,
         }
     }
 }
@@ -472,7 +475,7 @@ fn per_second(count: u64, secs: f64) -> f64 {
 /// A subscribed socket, with the node it is connected to and its starting seq.
 #[derive(Debug)]
 struct Subscribed {
-    ws: WsStream,
+    conn: Conn,
     node: usize,
     base: u64,
 }
@@ -483,19 +486,25 @@ async fn connect_all(
     endpoints: &[Endpoint],
     params: &FanoutParams,
 ) -> (Vec<Subscribed>, usize, Option<String>) {
-    let path = format!("/ws/{}", params.room);
     let gate = Arc::new(Semaphore::new(params.connect_concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for i in 0..params.subscribers {
         let node = i % endpoints.len();
-        let (endpoint, path, gate) = (endpoints[node].clone(), path.clone(), gate.clone());
-        let ips = params.source_ips.max(1);
+        let (endpoint, room, gate) = (endpoints[node].clone(), params.room.clone(), gate.clone());
+        let (ips, transport) = (params.source_ips.max(1), params.transport);
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await?;
             let source = source_ip(i % ips)?;
-            let mut ws = ws::connect(&endpoint, &path, Some(source), BUSY_READ_BUFFER).await?;
-            let base = ws::wait_subscribed(&mut ws, SUBSCRIBE_TIMEOUT).await?;
-            anyhow::Ok(Subscribed { ws, node, base })
+            let (conn, base) = Conn::subscribe(
+                transport,
+                &endpoint,
+                &room,
+                Some(source),
+                BUSY_READ_BUFFER,
+                SUBSCRIBE_TIMEOUT,
+            )
+            .await?;
+            anyhow::Ok(Subscribed { conn, node, base })
         });
     }
     let mut sockets = Vec::with_capacity(params.subscribers);
@@ -520,46 +529,50 @@ async fn subscriber(
     latency: Latencies,
     mut stop: watch::Receiver<bool>,
 ) -> SubOutcome {
-    let Subscribed { mut ws, node, base } = socket;
+    let Subscribed {
+        mut conn,
+        node,
+        base,
+    } = socket;
     let mut tracker = SeqTracker::new(base);
     let mut recorder = latency.all.recorder();
     let mut same = latency.same.as_ref().map(SharedHistogram::recorder);
     let mut cross = latency.cross.as_ref().map(SharedHistogram::recorder);
     let mut bad_frames = 0;
     let ended_early = loop {
-        let message = tokio::select! {
+        let incoming = tokio::select! {
             biased;
             _ = stop.changed() => break None,
-            message = ws.next() => message,
+            incoming = conn.next() => incoming,
         };
-        match message {
-            Some(Ok(Message::Text(text))) => match parse_frame(text.as_str()) {
-                Ok(Frame::Event { seq, t_ns, origin }) => {
-                    let now = now_ns();
-                    if tracker.record(seq) == Arrival::New {
-                        progress.distinct.fetch_add(1, Ordering::Relaxed);
-                        progress.last_ns.fetch_max(now, Ordering::Relaxed);
-                        if let Some(sent) = t_ns {
-                            let ns = now.saturating_sub(sent);
-                            recorder.record(ns);
-                            let split = match origin {
-                                Some(o) if usize::from(o) == node => same.as_mut(),
-                                Some(_) => cross.as_mut(),
-                                None => None,
-                            };
-                            if let Some(split) = split {
-                                split.record(ns);
-                            }
+        let text = match &incoming {
+            Incoming::Text(t) => t.as_str(),
+            Incoming::Data(d) => d.as_str(),
+            Incoming::Control => continue,
+            Incoming::Ended(reason) => break Some(reason.clone()),
+        };
+        match parse_frame(text) {
+            Ok(Frame::Event { seq, t_ns, origin }) => {
+                let now = now_ns();
+                if tracker.record(seq) == Arrival::New {
+                    progress.distinct.fetch_add(1, Ordering::Relaxed);
+                    progress.last_ns.fetch_max(now, Ordering::Relaxed);
+                    if let Some(sent) = t_ns {
+                        let ns = now.saturating_sub(sent);
+                        recorder.record(ns);
+                        let split = match origin {
+                            Some(o) if usize::from(o) == node => same.as_mut(),
+                            Some(_) => cross.as_mut(),
+                            None => None,
+                        };
+                        if let Some(split) = split {
+                            split.record(ns);
                         }
                     }
                 }
-                Ok(_) => {}
-                Err(_) => bad_frames += 1,
-            },
-            Some(Ok(close @ Message::Close(_))) => break Some(ws::close_reason(Some(&close))),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => break Some(format!("error: {e}")),
-            None => break Some(ws::close_reason(None)),
+            }
+            Ok(_) => {}
+            Err(_) => bad_frames += 1,
         }
     };
     recorder.flush();
@@ -567,7 +580,7 @@ async fn subscriber(
         split.flush();
     }
     if ended_early.is_none() {
-        let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+        conn.close(Duration::from_millis(500)).await;
     }
     SubOutcome {
         tracker,
