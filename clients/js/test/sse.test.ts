@@ -172,3 +172,67 @@ describe("HubClient on SSE (fake hub)", () => {
     client.close();
   });
 });
+
+describe("HubClient on SSE: liveness and endings (fake hub)", () => {
+  it("replaces a stream that stays silent past heartbeat + pongTimeout, and names $status when no room is subscribed", async () => {
+    const fake = new FakeSse();
+    const client = sseClient(fake, { transport: "sse", pingIntervalMs: 150, pongTimeoutMs: 100 });
+    const closes = new Recorder<string>();
+    client.on("close", (c) => closes.push(c.reason));
+    client.connect();
+    const first = await fake.requests.first("stream", () => true);
+    expect(first.url.searchParams.get("rooms")).toBe("$status");
+    first.write(welcome);
+    await eventually("open", () => client.state === "open");
+    // Keep-alive comments hold it open...
+    for (let i = 0; i < 4; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      first.write(":\n\n");
+    }
+    expect(closes.items).toEqual([]);
+    // ...silence does not.
+    expect(await closes.first("stream silent", () => true, 1_000)).toBe("stream silent");
+    await fake.requests.until("a new stream", (r) => r.length >= 2);
+    client.close();
+  });
+
+  it("takes the close code from the hub's closing comment, and shouldReconnect sees it", async () => {
+    const fake = new FakeSse();
+    const seen: number[] = [];
+    const client = sseClient(fake, {
+      transport: "sse",
+      shouldReconnect: (c) => {
+        seen.push(c.code);
+        return false;
+      },
+    });
+    client.connect();
+    const stream = await fake.requests.first("stream", () => true);
+    stream.write(welcome);
+    await eventually("open", () => client.state === "open");
+    stream.write(": closed 4009 disconnected by admin\n\n");
+    stream.end();
+    await eventually("closed", () => client.state === "closed");
+    expect(seen).toEqual([4009]);
+    expect(client.transport).toBeNull();
+  });
+
+  it("auto: an SSE that cannot connect either hands back to WebSocket after two attempts", async () => {
+    FakeWebSocket.reset();
+    const fake = new FakeSse();
+    const client = sseClient(fake);
+    client.connect();
+    for (const n of [1, 2]) {
+      await eventually(`socket ${n}`, () => FakeWebSocket.instances.length === n);
+      FakeWebSocket.last.drop();
+    }
+    for (const n of [1, 2]) {
+      const stream = await fake.requests.until(`stream ${n}`, (r) => r.length >= n);
+      stream[n - 1]!.end(); // ends before welcome
+    }
+    await eventually("back on WebSocket", () => FakeWebSocket.instances.length === 3);
+    FakeWebSocket.last.accept();
+    expect(client.transport).toBe("websocket");
+    client.close();
+  });
+});
