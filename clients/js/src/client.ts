@@ -439,6 +439,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
         "error",
         new HubError("no_websocket", "no WebSocket implementation: pass the `WebSocket` option (e.g. from the `ws` package)"),
       );
+      this.teardown(new NotConnectedError("no WebSocket implementation"));
       this.enterClosed("no WebSocket implementation");
     }
     return Ctor;
@@ -466,6 +467,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     const fetchImpl: FetchLike | undefined = this.options.fetch ?? (globalThis.fetch as FetchLike | undefined)?.bind(globalThis);
     if (!fetchImpl) {
       this.emitter.emit("error", new HubError("no_fetch", "no fetch implementation for the SSE transport: pass the `fetch` option"));
+      this.teardown(new NotConnectedError("no fetch implementation"));
       this.enterClosed("no fetch implementation");
       return;
     }
