@@ -51,7 +51,7 @@ import {
   type WelcomeFrame,
 } from "./protocol.js";
 import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
-import { SseParser, encodeSseCursor, readEventStream, roomNamedIn } from "./sse.js";
+import { encodeSseCursor, openEventStream, roomNamedIn, type SseRefusal } from "./sse.js";
 import { ConnectionStateMachine, type ConnectionState } from "./state.js";
 import { SubscriptionImpl, type Subscription } from "./subscription.js";
 import { resolveHubUrls, type HubUrls } from "./url.js";
@@ -154,8 +154,6 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   private stream: AbortController | null = null;
   /** No byte for this long on an open stream: it counts as dead. */
   private streamTimer: ReturnType<typeof setTimeout> | null = null;
-  /** Close code and reason the hub wrote in its closing comment (`: closed 1001 server draining`). */
-  private streamClose: { code: number; reason: string } | null = null;
   /** Coalesces room changes on SSE into one reopen. */
   private reopenTimer: ReturnType<typeof setTimeout> | null = null;
   /** While on SSE in `auto`: when to try WebSocket again, and the socket of that try. */
@@ -490,59 +488,48 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     if (cursor !== null) params.set("last_event_id", cursor);
     const abort = new AbortController();
     this.stream = abort;
-    this.streamClose = null;
     const path = this.options.ssePath ?? "/sse";
     const url = `${this.urls.httpBase}${path.startsWith("/") ? path : `/${path}`}?${params.toString()}`;
 
-    let response: Response;
-    try {
-      response = await fetchImpl(url, { headers: { accept: "text/event-stream" }, signal: abort.signal, cache: "no-store" });
-    } catch (error) {
-      if (!current()) return;
-      this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, undefined, undefined, { cause: error }));
-      this.handleDrop({ code: 1006, reason: "cannot open stream" });
-      return;
-    }
-    if (!current()) {
-      abort.abort();
-      return;
-    }
-    if (!response.ok || !response.body) {
-      const refusal = await readRefusal(response);
-      if (!current()) return;
-      const named = refusal.code === "unknown_room" || refusal.code === "forbidden" ? roomNamedIn(refusal.message, rooms) : undefined;
-      const entry = named === undefined ? undefined : this.rooms.get(named);
-      if (entry) {
-        // One room refused: that subscription fails, as on a socket; the others go on without it.
-        this.onSubscribeFailed(entry, new HubError(refusal.code, refusal.message, entry.room));
-        entry.status = "failed";
-        if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
-        entry.retryTimer = null;
-        this.restartStream();
-        return;
-      }
-      this.emitter.emit("error", new HubError(refusal.code, refusal.message));
-      this.handleDrop({ code: 1006, reason: `stream refused: ${response.status} ${refusal.code}` });
-      return;
-    }
-    const parser = new SseParser({
-      onMessage: (message) => {
-        if (current()) this.onFrame(message.data);
+    await openEventStream(fetchImpl, url, abort.signal, {
+      onFailed: (error) => {
+        if (!current()) return;
+        this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, undefined, undefined, { cause: error }));
+        this.handleDrop({ code: 1006, reason: "cannot open stream" });
       },
-      onComment: (text) => {
-        const closed = /^closed (\d+) ?(.*)$/.exec(text);
-        if (closed && current()) this.streamClose = { code: Number(closed[1]), reason: closed[2] ?? "" };
+      onRefused: (refusal) => {
+        if (current()) this.onStreamRefused(refusal, rooms);
+      },
+      onBytes: () => {
+        if (current()) this.streamAlive();
+      },
+      onMessage: (data) => {
+        if (current()) this.onFrame(data);
+      },
+      onEnd: (close) => {
+        if (current()) this.handleDrop(close);
       },
     });
-    const ended = (reason: string) => {
-      if (current()) this.handleDrop(this.streamClose ?? { code: 1006, reason });
-    };
-    readEventStream(response.body, parser, () => {
-      if (current()) this.streamAlive();
-    }).then(
-      () => ended("stream ended"),
-      () => ended("stream failed"),
-    );
+  }
+
+  /**
+   * The hub refused the stream. One room refused (`unknown_room`, `forbidden`:
+   * a stream is admitted as a whole) fails alone, as its subscribe would on a
+   * socket, and the stream reopens without it; anything else is a failed attempt.
+   */
+  private onStreamRefused(refusal: SseRefusal, rooms: readonly string[]): void {
+    const named = refusal.code === "unknown_room" || refusal.code === "forbidden" ? roomNamedIn(refusal.message, rooms) : undefined;
+    const entry = named === undefined ? undefined : this.rooms.get(named);
+    if (entry) {
+      this.onSubscribeFailed(entry, new HubError(refusal.code, refusal.message, entry.room));
+      entry.status = "failed";
+      if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
+      entry.retryTimer = null;
+      this.restartStream();
+      return;
+    }
+    this.emitter.emit("error", new HubError(refusal.code, refusal.message));
+    this.handleDrop({ code: 1006, reason: `stream refused: ${refusal.status} ${refusal.code}` });
   }
 
   /** Bytes arrived on the stream: it is alive (the hub writes a comment every heartbeat). */
@@ -1119,20 +1106,6 @@ function receiveOnly(what: string, room: string): HubError {
 function handshakeRefusal(event: unknown): boolean {
   const message = (event as { message?: unknown } | null)?.message;
   return typeof message === "string" && /unexpected server response/i.test(message);
-}
-
-/** The hub's JSON refusal of a stream (`{"error","message"}`), or what can be said without one. */
-async function readRefusal(response: Response): Promise<{ code: string; message: string }> {
-  let body: { error?: unknown; message?: unknown } = {};
-  try {
-    body = JSON.parse(await response.text()) as typeof body;
-  } catch {
-    // not the hub's JSON (a proxy's page, or no body)
-  }
-  return {
-    code: typeof body.error === "string" ? body.error : response.ok ? "bad_response" : "http_error",
-    message: typeof body.message === "string" ? body.message : `GET /sse answered ${response.status}`,
-  };
 }
 
 function onlineEvents(): OnlineEvents | undefined {

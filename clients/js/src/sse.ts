@@ -148,6 +148,79 @@ export async function readEventStream(
   }
 }
 
+/** The hub's answer when it refuses a stream: HTTP status and its JSON `{"error","message"}`. */
+export interface SseRefusal {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/** What {@link openEventStream} reports, each at most once except `onBytes` and `onMessage`. */
+export interface EventStreamCallbacks {
+  /** The request failed before any answer (network, abort). */
+  onFailed(error: unknown): void;
+  /** The hub (or a proxy) answered with an error instead of a stream. */
+  onRefused(refusal: SseRefusal): void;
+  /** A chunk arrived: the stream is alive. */
+  onBytes(): void;
+  /** One message's `data`. */
+  onMessage(data: string): void;
+  /**
+   * The stream ended (or broke). The close code is the one the hub named in its
+   * closing comment (`: closed 1001 server draining`), else 1006.
+   */
+  onEnd(close: { code: number; reason: string }): void;
+}
+
+/**
+ * `GET url` as `text/event-stream` and reads it to its end. Resolves once the
+ * answer's head is in (a refusal read, or the stream's reading started).
+ */
+export async function openEventStream(
+  fetchImpl: (input: string, init?: RequestInit) => Promise<Response>,
+  url: string,
+  signal: AbortSignal,
+  callbacks: EventStreamCallbacks,
+): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetchImpl(url, { headers: { accept: "text/event-stream" }, signal, cache: "no-store" });
+  } catch (error) {
+    callbacks.onFailed(error);
+    return;
+  }
+  if (!response.ok || !response.body) {
+    callbacks.onRefused(await readRefusal(response));
+    return;
+  }
+  let closed: { code: number; reason: string } | null = null;
+  const parser = new SseParser({
+    onMessage: (message) => callbacks.onMessage(message.data),
+    onComment: (text) => {
+      const named = /^closed (\d+) ?(.*)$/.exec(text);
+      if (named) closed = { code: Number(named[1]), reason: named[2] ?? "" };
+    },
+  });
+  readEventStream(response.body, parser, callbacks.onBytes).then(
+    () => callbacks.onEnd(closed ?? { code: 1006, reason: "stream ended" }),
+    () => callbacks.onEnd(closed ?? { code: 1006, reason: "stream failed" }),
+  );
+}
+
+async function readRefusal(response: Response): Promise<SseRefusal> {
+  let body: { error?: unknown; message?: unknown } = {};
+  try {
+    body = JSON.parse(await response.text()) as typeof body;
+  } catch {
+    // not the hub's JSON (a proxy's page, or no body)
+  }
+  return {
+    status: response.status,
+    code: typeof body.error === "string" ? body.error : response.ok ? "bad_response" : "http_error",
+    message: typeof body.message === "string" ? body.message : `GET /sse answered ${response.status}`,
+  };
+}
+
 /**
  * The `last_event_id` that resumes `rooms` where the client is in each: the
  * hub's `v1;ROOM/EPOCH/SEQ;...` cursor (rooms sorted, the epoch
