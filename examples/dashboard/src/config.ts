@@ -16,3 +16,11 @@ export const HUB_URL = resolveHubUrl(
   import.meta.env.VITE_HUB_URL as string | undefined,
   window.location.origin,
 );
+
+/** `?transport=websocket|sse` forces one transport (e.g. to try the SSE fallback by hand); else `auto`. */
+export function resolveTransport(search: string): "auto" | "websocket" | "sse" {
+  const value = new URLSearchParams(search).get("transport");
+  return value === "websocket" || value === "sse" ? value : "auto";
+}
+
+export const TRANSPORT = resolveTransport(window.location.search);

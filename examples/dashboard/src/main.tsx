@@ -3,7 +3,7 @@ import { createRoot } from "react-dom/client";
 import { HubProvider } from "@realtime-hub/client/react";
 import "@realtime-hub/client/styles.css";
 import { App } from "./App.tsx";
-import { HUB_URL } from "./config.ts";
+import { HUB_URL, TRANSPORT } from "./config.ts";
 import "./app.css";
 
 const root = document.getElementById("root");
@@ -11,7 +11,7 @@ if (!root) throw new Error("#root missing from index.html");
 
 createRoot(root).render(
   <StrictMode>
-    <HubProvider options={{ url: HUB_URL }}>
+    <HubProvider options={{ url: HUB_URL, transport: TRANSPORT }}>
       <App hubUrl={HUB_URL} />
     </HubProvider>
   </StrictMode>,
