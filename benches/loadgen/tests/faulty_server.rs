@@ -2,7 +2,9 @@
 //! faulty hub.
 //!
 //! The server below speaks just enough of the contract for `fanout`: `welcome`
-//! and `subscribed` on `/ws/{room}`, `POST /api/rooms/{room}/events` answering
+//! and `subscribed` on `/ws/{room}` and on `/sse?rooms={room}` (an event
+//! stream, chunked and split like the hub's: `id:`/`data: ` prefix, frame and
+//! blank line in separate chunks, with `:` keep-alives in between), `POST /api/rooms/{room}/events` answering
 //! the seq it assigned, and `GET /socket-status`. Its fan-out breaks the
 //! contract in a known pattern, per subscriber, for seq `n`:
 //!
@@ -25,6 +27,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hub_bench::endpoint::Endpoint;
 use hub_bench::scenario::fanout::{self, FanoutParams};
+use hub_bench::transport::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -114,6 +117,10 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Head> {
 async fn serve_connection(mut stream: TcpStream, hub: Shared) {
     let mut buf = Vec::new();
     while let Some(head) = read_head(&mut stream, &mut buf).await {
+        if let Some(room) = head.path.strip_prefix("/sse?rooms=") {
+            serve_stream(stream, room.to_owned(), hub).await;
+            return;
+        }
         if let (Some(room), Some(key)) = (
             head.path.strip_prefix("/ws/"),
             head.headers.get("sec-websocket-key"),
@@ -225,10 +232,11 @@ fn publish(hub: &Shared, room: &str, data: &serde_json::Value) -> u64 {
     seq
 }
 
-async fn serve_socket(mut ws: WebSocketStream<TcpStream>, room: String, hub: Shared) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+/// Registers a subscriber of `room`, queueing its `welcome` and `subscribed`.
+fn register(hub: &Shared, room: &str) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
     {
-        let mut hub = lock(&hub);
+        let mut hub = lock(hub);
         let index = hub.next_index;
         hub.next_index += 1;
         let head = hub.seq;
@@ -245,6 +253,47 @@ async fn serve_socket(mut ws: WebSocketStream<TcpStream>, room: String, hub: Sha
             held: None,
         });
     }
+    rx
+}
+
+/// One SSE stream: every frame as `[id: N\n]data: ` + frame + `\n\n`, each
+/// part its own chunk, a `:` keep-alive after every third message.
+async fn serve_stream(mut stream: TcpStream, room: String, hub: Shared) {
+    let mut rx = register(&hub, &room);
+    let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
+                content-type: text/event-stream\r\ncache-control: no-cache\r\n\r\n";
+    let chunk = |part: &str| format!("{:X}\r\n{part}\r\n", part.len());
+    if stream
+        .write_all(format!("{head}{}", chunk("retry: 2000\n\n")).as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut sent = 0u64;
+    while let Some(frame) = rx.recv().await {
+        let seq = serde_json::from_str::<serde_json::Value>(&frame)
+            .ok()
+            .and_then(|v| v["seq"].as_u64());
+        let prefix = match seq {
+            Some(seq) if !frame.contains(r#""type":"subscribed""#) => {
+                format!("id: v1;{room}/e1/{seq}\ndata: ")
+            }
+            _ => "data: ".to_owned(),
+        };
+        sent += 1;
+        let mut out = chunk(&prefix) + &chunk(&frame) + &chunk("\n\n");
+        if sent.is_multiple_of(3) {
+            out.push_str(&chunk(":\n\n"));
+        }
+        if stream.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_socket(mut ws: WebSocketStream<TcpStream>, room: String, hub: Shared) {
+    let mut rx = register(&hub, &room);
     loop {
         tokio::select! {
             frame = rx.recv() => match frame {
@@ -289,6 +338,29 @@ async fn faulty_server_counts_are_exact() {
     assert_eq!(r.counts.delivered, subs * EVENTS - (2 * subs + 1));
     // One latency sample per first arrival of a seq, the unexpected one included.
     assert_eq!(r.latency.count, r.counts.delivered + r.counts.unexpected);
+    assert!(r.closed_early.is_empty(), "{:?}", r.closed_early);
+}
+
+/// The same faulty fan-out read over SSE: the stream reader hands every
+/// event's data to the same accounting, so the counts are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_server_counts_are_exact_over_sse() {
+    let url = start_server(true).await;
+    let endpoint = Endpoint::new(&url, None).expect("endpoint");
+    let mut p = params();
+    p.transport = Transport::Sse;
+    let r = fanout::run(&endpoint, &p).await.expect("fanout run");
+
+    let subs = SUBSCRIBERS as u64;
+    assert_eq!(r.subscribers_connected, SUBSCRIBERS, "{r:?}");
+    assert_eq!(r.published, EVENTS);
+    assert_eq!(r.counts.expected, subs * EVENTS);
+    assert_eq!(r.counts.lost, 2 * subs + 1, "{r:?}");
+    assert_eq!(r.counts.duplicates, 2 * subs, "{r:?}");
+    assert_eq!(r.counts.out_of_order, 2 * subs, "{r:?}");
+    assert_eq!(r.counts.unexpected, 1, "{r:?}");
+    assert_eq!(r.latency.count, r.counts.delivered + r.counts.unexpected);
+    assert_eq!(r.bad_frames, 0);
     assert!(r.closed_early.is_empty(), "{:?}", r.closed_early);
 }
 

@@ -36,8 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long workers have to drop their sockets and exit.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long to wait for the hub to count the released sockets as gone.
-const GONE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the hub to count the released sockets as gone. An
+/// SSE stream whose reader went away is only noticed by a failing write: the
+/// keep-alives of `heartbeat_interval_s` (15 s) are those writes.
+const GONE_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// What an idle-connections run does.
 #[derive(Debug, Clone, Serialize)]
@@ -114,6 +116,10 @@ pub struct ConnsResult {
     pub dropped_while_held: u64,
     /// `/socket-status` total minus the starting total, after release.
     pub sockets_left_after_release: u64,
+    /// Seconds from the workers' exit (every client socket closed) until
+    /// `/socket-status` was back to its starting total; `None` if it was not
+    /// within the wait (50 s).
+    pub release_to_gone_s: Option<f64>,
 }
 
 impl ConnsResult {
@@ -324,9 +330,12 @@ pub async fn run(endpoint: &Endpoint, params: &ConnsParams) -> Result<ConnsResul
     };
 
     let dropped_while_held = release(&mut workers).await?;
+    let released = Instant::now();
     let left = http
         .wait_sockets_at_most(status_total_before, GONE_TIMEOUT)
         .await?;
+    let release_to_gone_s =
+        (left <= status_total_before).then(|| round3(released.elapsed().as_secs_f64()));
 
     Ok(ConnsResult {
         workers: n_workers,
@@ -352,6 +361,7 @@ pub async fn run(endpoint: &Endpoint, params: &ConnsParams) -> Result<ConnsResul
         fanout,
         dropped_while_held,
         sockets_left_after_release: left.saturating_sub(status_total_before),
+        release_to_gone_s,
     })
 }
 
