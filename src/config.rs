@@ -596,14 +596,6 @@ impl Config {
         if c.redis_url.is_empty() {
             return Ok(());
         }
-        // Presence is kept per node so far: across nodes it would be wrong
-        // (a user on another node not listed), so it is refused, not served.
-        if self.rooms.presence || self.rooms.declare.iter().any(|d| d.presence == Some(true)) {
-            return Err(ConfigError::key(
-                "rooms.presence",
-                "presence works on a single node only for now: cluster-wide presence is not built yet",
-            ));
-        }
         let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
             .iter()
             .any(|s| c.redis_url.starts_with(s));
@@ -953,21 +945,16 @@ mod tests {
     }
 
     #[test]
-    fn presence_is_per_room_and_refused_in_cluster_mode() {
-        let c = Config::from_toml(
-            "t",
-            "[[rooms.declare]]\nname = \"ops\"\npresence = true\n[[rooms.declare]]\nname = \"p\"\n",
-            no_env(),
-        )
-        .expect("valid");
-        assert!(c.room_settings("ops").is_some_and(|s| s.presence));
-        assert!(c.room_settings("p").is_some_and(|s| !s.presence));
-        for cluster in [
-            "[cluster]\nredis_url = \"redis://127.0.0.1:1\"\n[rooms]\npresence = true\n",
-            "[cluster]\nredis_url = \"redis://127.0.0.1:1\"\n[[rooms.declare]]\nname = \"ops\"\npresence = true\n",
-        ] {
-            let key = key_of(Config::from_toml("t", cluster, no_env()).unwrap_err());
-            assert_eq!(key, "rooms.presence");
+    fn presence_is_per_room_in_both_modes() {
+        for cluster in ["", "[cluster]\nredis_url = \"redis://127.0.0.1:1\"\n"] {
+            let c = Config::from_toml(
+                "t",
+                &format!("{cluster}[[rooms.declare]]\nname = \"ops\"\npresence = true\n[[rooms.declare]]\nname = \"p\"\n"),
+                no_env(),
+            )
+            .expect("valid");
+            assert!(c.room_settings("ops").is_some_and(|s| s.presence));
+            assert!(c.room_settings("p").is_some_and(|s| !s.presence));
         }
     }
 

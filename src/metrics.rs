@@ -24,6 +24,9 @@ pub const CONNECTIONS: &str = "hub_connections";
 pub const ROOMS: &str = "hub_rooms";
 /// Subscribers, by room.
 pub const ROOM_SUBSCRIBERS: &str = "hub_room_subscribers";
+/// Users present in presence rooms (every node's, as this node counts
+/// them), by room.
+pub const PRESENCE_USERS: &str = "hub_presence_users";
 /// Events accepted, by room.
 pub const EVENTS_PUBLISHED: &str = "hub_events_published_total";
 /// Event frames queued for sockets, by room.
@@ -105,6 +108,10 @@ fn describe() {
         "Cluster mode: rooms resynced (subscribers told recovered:false), by reason."
     );
     describe_gauge!(ROOM_SUBSCRIBERS, "Subscribers, by room.");
+    describe_gauge!(
+        PRESENCE_USERS,
+        "Users present in presence rooms (cluster-wide), by room."
+    );
     describe_counter!(EVENTS_PUBLISHED, "Events accepted, by room.");
     describe_counter!(DELIVERIES, "Event frames queued for sockets, by room.");
     describe_counter!(DISCONNECTS, "Sessions ended, by reason.");
@@ -152,6 +159,8 @@ pub struct RoomMetrics {
     pub delivered: Counter,
     /// [`ROOM_SUBSCRIBERS`].
     pub subscribers: Gauge,
+    /// [`PRESENCE_USERS`].
+    pub presence_users: Gauge,
 }
 
 impl RoomMetrics {
@@ -165,7 +174,8 @@ impl RoomMetrics {
         RoomMetrics {
             published: metrics::counter!(EVENTS_PUBLISHED, "room" => label.clone()),
             delivered: metrics::counter!(DELIVERIES, "room" => label.clone()),
-            subscribers: metrics::gauge!(ROOM_SUBSCRIBERS, "room" => label),
+            subscribers: metrics::gauge!(ROOM_SUBSCRIBERS, "room" => label.clone()),
+            presence_users: metrics::gauge!(PRESENCE_USERS, "room" => label),
         }
     }
 }

@@ -364,7 +364,7 @@ pub struct Revoked<'a> {
 /// `presence_join` / `presence_leave`: a user's first session in a room
 /// subscribed, or its last one left (contract section 13).
 #[derive(Debug, Serialize)]
-pub struct PresenceChange<'a> {
+pub struct PresenceFrame<'a> {
     #[serde(rename = "type")]
     /// `presence_join` or `presence_leave`.
     pub kind: &'static str,

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::presence::{self, ask, session_at};
 use common::*;
 use realtime_hub::config::RoomDecl;
 use serde_json::{json, Value};
@@ -22,20 +23,11 @@ fn presence_hub(auth: bool) -> realtime_hub::SpawnedHub {
 }
 
 async fn session(hub: &realtime_hub::SpawnedHub, sub: &str) -> (Client, String) {
-    let token = token_for(sub, json!({}));
-    let (c, welcome) = Client::connect_welcomed(&hub.ws(&format!("/ws?token={token}"))).await;
-    let id = welcome["session"].as_str().expect("session id").to_string();
-    (c, id)
-}
-
-async fn ask(c: &mut Client, room: &str, reference: u64) -> Value {
-    c.send(json!({"op": "presence", "room": room, "ref": reference}))
-        .await;
-    c.recv_until(|f| f["ref"] == reference).await.0
+    session_at(&hub.ws("/ws"), sub).await
 }
 
 fn change(kind: &str, user: &str) -> Value {
-    json!({"type": kind, "room": "ops", "user": user})
+    presence::change(kind, "ops", user)
 }
 
 #[tokio::test]

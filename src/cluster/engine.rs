@@ -7,6 +7,7 @@ use super::RedisBroker;
 use crate::config::RoomSettings;
 use crate::engine::{Committed, ControlOp, Engine, Gathered, PublishJob, RoomState};
 use crate::error::HubError;
+use crate::presence::Change;
 
 /// See the module docs.
 pub struct RedisEngine {
@@ -57,5 +58,10 @@ impl Engine for RedisEngine {
     fn ask_all(&mut self, op: ControlOp, reply: Gathered) -> Result<(), Gathered> {
         self.broker.scatter(op, reply);
         Ok(())
+    }
+
+    fn presence(&mut self, room: &Arc<str>, change: Change) -> Option<Change> {
+        self.broker.presence(room.clone(), change);
+        None
     }
 }

@@ -37,6 +37,22 @@ impl Keys {
         format!("{}:room:{{{room}}}:idem:{key}", self.prefix)
     }
 
+    /// Hash of one node's share of a presence room (`cluster::presence`);
+    /// expires 3 heartbeats after the node last pushed it back.
+    pub fn presence_share(&self, room: &str, node: &str) -> String {
+        format!("{}:room:{{{room}}}:presence:{node}", self.prefix)
+    }
+
+    /// Set of the nodes that may hold a share of a presence room.
+    pub fn presence_nodes(&self, room: &str) -> String {
+        format!("{}:room:{{{room}}}:presence", self.prefix)
+    }
+
+    /// Pub/sub channel carrying every node's presence writes.
+    pub fn presence_channel(&self) -> String {
+        format!("{}:presence", self.prefix)
+    }
+
     /// Pub/sub channel carrying every room event to every node.
     pub fn events_channel(&self) -> String {
         format!("{}:events", self.prefix)

@@ -27,6 +27,7 @@ mod engine;
 pub mod health;
 pub mod keys;
 mod nodes;
+mod presence;
 mod publisher;
 pub mod scripts;
 mod subscriber;
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{ClusterConfig, RoomSettings};
 use crate::engine::{Committed, ControlOp, Gathered, PublishJob};
 use crate::error::HubError;
+use crate::presence::Change;
 use crate::registry::RegistryHandle;
 
 pub use conn::Timeouts;
@@ -65,6 +67,15 @@ pub enum Command {
         ttl_ms: u64,
         /// It keeps a state, read with its order.
         keyed: bool,
+        /// It tracks presence: every node's share is read and followed.
+        presence: bool,
+    },
+    /// One of this node's sessions joined or left a presence room.
+    Presence {
+        /// Room.
+        room: Arc<str>,
+        /// The change.
+        change: Change,
     },
     /// Stop following this room (its mirror was evicted).
     Untrack(Arc<str>),
@@ -88,6 +99,17 @@ pub struct RedisBroker {
     health: Arc<Health>,
     dynamic_ttl_ms: u64,
     leave: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// What the subscriber and heartbeat tasks of a node work with.
+#[derive(Clone)]
+struct Link {
+    client: redis::Client,
+    keys: Keys,
+    node: String,
+    timeouts: Timeouts,
+    health: Arc<Health>,
+    registry: RegistryHandle,
 }
 
 /// The not yet started tasks behind a [`RedisBroker`].
@@ -203,6 +225,7 @@ impl RedisBroker {
                 history: settings.history,
                 ttl_ms: self.ttl_ms(dynamic),
                 keyed: settings.keyed,
+                presence: settings.presence,
             })
             .map_err(|_| unavailable("too many room syncs waiting"))
     }
@@ -213,6 +236,20 @@ impl RedisBroker {
         self.commands
             .try_send(Command::CatchUp(room))
             .map_err(|_| unavailable("too many room syncs waiting"))
+    }
+
+    /// Orders a change of a presence room's members among every node's; the
+    /// registry counts it when it comes back (`PresenceChanged`).
+    pub fn presence(&self, room: Arc<str>, change: Change) {
+        if self
+            .commands
+            .try_send(Command::Presence { room, change })
+            .is_err()
+        {
+            // The queue is full only when Redis is far behind: the change is
+            // lost to the other nodes until this node's share is rewritten.
+            log::warn!("cluster: presence change dropped, too many commands waiting");
+        }
     }
 
     /// Stops mirroring a room.
@@ -237,6 +274,9 @@ impl BrokerTasks {
     /// own; they live until that arbiter stops.
     pub fn start(self, registry: RegistryHandle) -> actix::Arbiter {
         let arbiter = actix::Arbiter::new();
+        // The nodes counted live for presence, from the heartbeat to the
+        // subscriber.
+        let (live_tx, live_rx) = tokio::sync::watch::channel(None);
         let BrokerTasks {
             client,
             keys,
@@ -258,27 +298,16 @@ impl BrokerTasks {
                 lane,
             ));
         }
-        arbiter.spawn(
-            subscriber::Subscriber::new(
-                client.clone(),
-                keys.clone(),
-                node.clone(),
-                timeouts,
-                health.clone(),
-                registry.clone(),
-                commands,
-            )
-            .run(),
-        );
-        arbiter.spawn(nodes::run(
-            conn::LazyConnection::new(client, timeouts, health.clone()),
+        let link = Link {
+            client,
             keys,
             node,
             timeouts,
             health,
             registry,
-            leave,
-        ));
+        };
+        arbiter.spawn(subscriber::Subscriber::new(link.clone(), commands, live_rx).run());
+        arbiter.spawn(nodes::run(link, leave, live_tx));
         arbiter
     }
 }

@@ -3,16 +3,17 @@
 //! each node can answer `/socket-status` for the whole cluster. A node that
 //! dies stops writing, and its record expires: it drops out within its TTL.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use redis::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
-use super::{scripts, Health};
-use crate::registry::{GetNodeRecord, NodeRecord, NodesView, RegistryHandle};
+use super::presence::LiveNodes;
+use super::{scripts, Link};
+use crate::registry::{GetNodeRecord, NodeRecord, NodesView};
 
 /// A node's record lives this many heartbeats.
 pub const TTL_HEARTBEATS: u32 = 3;
@@ -20,14 +21,19 @@ pub const TTL_HEARTBEATS: u32 = 3;
 /// Writes and reads node records until the registry goes, or until the node
 /// leaves (its record is deleted, so it drops out of `nodes` at once).
 pub async fn run(
-    mut conn: LazyConnection,
-    keys: Keys,
-    node: String,
-    timeouts: Timeouts,
-    health: Arc<Health>,
-    registry: RegistryHandle,
+    link: Link,
     mut leave: mpsc::Receiver<oneshot::Sender<()>>,
+    live: watch::Sender<LiveNodes>,
 ) {
+    let Link {
+        client,
+        keys,
+        node,
+        timeouts,
+        health,
+        registry,
+    } = link;
+    let mut conn = LazyConnection::new(client, timeouts, health.clone());
     let mut tick = tokio::time::interval(timeouts.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -74,6 +80,12 @@ pub async fn run(
                     log::info!("cluster: node heartbeat works again");
                 }
                 health.set_heartbeat(true, None);
+                let counted = live_for_presence(&node, &nodes, timeouts.heartbeat);
+                live.send_if_modified(|was| {
+                    let changed = was.as_ref() != Some(&counted);
+                    *was = Some(counted);
+                    changed
+                });
                 registry.do_send(NodesView { nodes });
             }
             Err(e) => {
@@ -86,6 +98,24 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The nodes whose members presence counts: this one, and every node whose
+/// record has more than one heartbeat to live, i.e. that missed at most one
+/// write. A node killed just after a write is counted out when a read finds
+/// two of its writes missing: within three heartbeats of its death, where its
+/// record takes three to expire and a read one more.
+fn live_for_presence(
+    node: &str,
+    nodes: &[(String, NodeRecord, Duration)],
+    heartbeat: Duration,
+) -> HashSet<String> {
+    nodes
+        .iter()
+        .filter(|(_, _, left)| *left > heartbeat)
+        .map(|(id, _, _)| id.clone())
+        .chain(std::iter::once(node.to_string()))
+        .collect()
 }
 
 /// Another process's instance tag in the record under our id, if there is one.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytestring::ByteString;
 use redis::Value;
 
+use super::presence::{self, Share};
 use crate::keyed::KeyChange;
 use crate::room::Event;
 
@@ -159,6 +160,90 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 "#;
+
+/// Writes this node's share of a presence room and broadcasts the write, in
+/// one step (see `cluster::presence`). KEYS: the share hash, the room's
+/// presence node set. ARGV: room, node, instance, version, ttl ms, channel,
+/// then `=` and `field count …` (the whole share), or `DELTA FIELD`.
+pub const PRESENCE_WRITE: &str = r#"
+local room, node, instance, version, ttl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local msg
+if ARGV[7] == '=' then
+  redis.call('DEL', KEYS[1])
+  for i = 8, #ARGV, 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+  msg = '='
+else
+  local n = redis.call('HINCRBY', KEYS[1], ARGV[8], ARGV[7])
+  if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[8]) end
+  msg = ARGV[7] .. ' ' .. ARGV[8]
+end
+redis.call('HSET', KEYS[1], 'i', instance, 'v', version)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('SADD', KEYS[2], node)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PUBLISH', channel, room .. ' ' .. node .. ' ' .. instance .. ' ' .. version .. ' ' .. msg)
+return 1
+"#;
+
+/// Pushes back the expiry of this node's share; 0 when it is gone (expired
+/// while this node could not reach Redis: to be written whole).
+/// KEYS: the share hash, the room's presence node set. ARGV: node, ttl ms.
+pub const PRESENCE_KEEP: &str = r#"
+if redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"#;
+
+/// Every node's share of a presence room, in one read (so the versions
+/// match the messages). KEYS: the room's presence node set. ARGV: the share
+/// key prefix. Returns `{node, {field, value, …}, …}`; prunes nodes whose
+/// share expired.
+pub const PRESENCE_READ: &str = r#"
+local out = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local fields = redis.call('HGETALL', ARGV[1] .. node)
+  if #fields > 0 then
+    table.insert(out, node)
+    table.insert(out, fields)
+  else
+    redis.call('SREM', KEYS[1], node)
+  end
+end
+return out
+"#;
+
+/// Decodes [`PRESENCE_READ`]'s answer into each node's share.
+pub fn decode_presence(v: &Value) -> Option<Vec<(String, Share)>> {
+    let Value::Array(items) = v else {
+        return None;
+    };
+    items
+        .chunks(2)
+        .map(|c| {
+            let [node, Value::Array(fields)] = c else {
+                return None;
+            };
+            let mut share = Share::default();
+            for pair in fields.chunks(2) {
+                let [name, value] = pair else { return None };
+                let (name, value) = (text(name)?, text(value)?);
+                match name.as_str() {
+                    "i" => share.instance = value,
+                    "v" => share.version = value.parse().ok()?,
+                    _ => {
+                        if let Some(field) = presence::parse_field(&name) {
+                            share.counts.insert(field, value.parse().ok()?);
+                        }
+                    }
+                }
+            }
+            Some((text(node)?, share))
+        })
+        .collect()
+}
 
 /// What [`READ`] found: the room's order, the events asked for and (when
 /// asked) its state.

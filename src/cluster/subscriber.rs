@@ -15,17 +15,18 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::{Client, Msg, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
+use super::presence::{self, LiveNodes, Outcome, Write};
 use super::scripts::{self, RoomRead};
 use super::wire::{self, ControlOp, ControlRequest, EventMessage};
-use super::{unavailable, Command, Gathered, Health};
+use super::{unavailable, Command, Gathered, Health, Link};
 use crate::keyed::KeyChange;
 use crate::registry::{
-    RegistryHandle, RemoteDisconnect, RemoteListSockets, RemoteUserEvent, RoomCaughtUp, RoomEvents,
-    RoomSynced, SyncFailed,
+    PresenceChanged, RegistryHandle, RemoteDisconnect, RemoteListSockets, RemoteUserEvent,
+    RoomCaughtUp, RoomEvents, RoomSynced, SyncFailed,
 };
 use crate::room::Event;
 
@@ -69,20 +70,30 @@ pub struct Subscriber {
     tracked: HashMap<Arc<str>, Tracked>,
     gathering: HashMap<u64, Gathering>,
     next_request: u64,
+    /// Presence rooms: this node's and every node's shares.
+    presence: presence::Rooms,
+    /// The nodes presence counts as live (from the heartbeat task).
+    live: watch::Receiver<LiveNodes>,
 }
 
 impl Subscriber {
     /// A task not yet connected.
     pub fn new(
-        client: Client,
-        keys: Keys,
-        node: String,
-        timeouts: Timeouts,
-        health: Arc<Health>,
-        registry: RegistryHandle,
+        link: Link,
         commands: mpsc::Receiver<Command>,
+        live: watch::Receiver<LiveNodes>,
     ) -> Self {
+        let Link {
+            client,
+            keys,
+            node,
+            timeouts,
+            health,
+            registry,
+        } = link;
         Subscriber {
+            presence: presence::Rooms::new(&node),
+            live,
             reader: LazyConnection::new(client.clone(), timeouts, health.clone()),
             client,
             keys,
@@ -136,6 +147,7 @@ impl Subscriber {
             self.keys.events_channel(),
             self.keys.control_channel(),
             self.keys.reply_channel(&self.node),
+            self.keys.presence_channel(),
         ];
         within(t.command, pubsub.subscribe(&channels)).await?;
         let (mut sink, mut stream) = pubsub.split();
@@ -145,6 +157,15 @@ impl Subscriber {
         for room in rooms {
             self.catch_up(&room).await?;
         }
+        // Writes made while Redis was away are lost, and so are the other
+        // nodes' messages: this node's shares are written whole, every
+        // room's are read again.
+        for room in self.presence.to_rewrite(true) {
+            self.write_share(&room, None).await?;
+        }
+        for room in self.presence.names() {
+            self.read_presence(&room).await?;
+        }
         self.health.set_subscribed(true, None);
         log::info!(
             "cluster: subscribed to redis, {} rooms caught up",
@@ -153,8 +174,13 @@ impl Subscriber {
         *backoff = FIRST_BACKOFF;
         let mut tick = tokio::time::interval(TICK);
         let mut last_ping = Instant::now();
+        let mut heartbeat_alive = true;
         loop {
             tokio::select! {
+                changed = self.live.changed(), if heartbeat_alive => match changed {
+                    Ok(()) => self.live_changed().await?,
+                    Err(_) => heartbeat_alive = false,
+                },
                 msg = stream.next() => match msg {
                     Some(msg) => self.on_message(msg).await?,
                     None => return Err("subscription connection closed".into()),
@@ -168,6 +194,7 @@ impl Subscriber {
                     if last_ping.elapsed() >= t.heartbeat {
                         last_ping = Instant::now();
                         within(t.command, sink.ping::<Value>()).await?;
+                        self.keep_shares().await?;
                     }
                 }
             }
@@ -175,7 +202,16 @@ impl Subscriber {
     }
 
     /// Starts following a room, not read yet.
-    fn remember(&mut self, room: Arc<str>, history: usize, ttl_ms: u64, keyed: bool) {
+    fn remember(
+        &mut self,
+        room: Arc<str>,
+        history: usize,
+        ttl_ms: u64,
+        (keyed, presence): (bool, bool),
+    ) {
+        if presence {
+            self.presence.track(room.clone());
+        }
         let fresh = Tracked {
             epoch: None,
             seq: 0,
@@ -205,8 +241,9 @@ impl Subscriber {
                 history,
                 ttl_ms,
                 keyed,
+                presence,
             } => {
-                self.remember(room.clone(), history, ttl_ms, keyed);
+                self.remember(room.clone(), history, ttl_ms, (keyed, presence));
                 self.registry.do_send(SyncFailed {
                     room,
                     error: "redis unreachable".into(),
@@ -214,6 +251,13 @@ impl Subscriber {
             }
             Command::Untrack(room) => {
                 self.tracked.remove(&room);
+                self.presence.untrack(&room);
+            }
+            Command::Presence { room, change } => {
+                // Written whole once Redis is back.
+                if self.presence.local(&room, change).is_some() {
+                    self.presence.failed(&room);
+                }
             }
             Command::CatchUp(room) => {
                 // Nothing newer can be had now: the mirror is what there is.
@@ -229,8 +273,9 @@ impl Subscriber {
                 history,
                 ttl_ms,
                 keyed,
+                presence,
             } => {
-                self.remember(room.clone(), history, ttl_ms, keyed);
+                self.remember(room.clone(), history, ttl_ms, (keyed, presence));
                 if let Err(e) = self.sync(&room, false).await {
                     self.registry.do_send(SyncFailed {
                         room,
@@ -238,9 +283,18 @@ impl Subscriber {
                     });
                     return Err(e);
                 }
+                if presence {
+                    self.read_presence(&room).await?;
+                }
             }
             Command::Untrack(room) => {
                 self.tracked.remove(&room);
+                self.presence.untrack(&room);
+            }
+            Command::Presence { room, change } => {
+                if let Some(write) = self.presence.local(&room, change) {
+                    self.write_share(&room, Some(write)).await?;
+                }
             }
             Command::CatchUp(room) => {
                 let result = self.catch_up(&room).await;
@@ -305,6 +359,9 @@ impl Subscriber {
         let channel = msg.get_channel_name();
         if channel == self.keys.events_channel() {
             return self.on_event(payload).await;
+        }
+        if channel == self.keys.presence_channel() {
+            return self.on_presence(payload).await;
         }
         if channel == self.keys.control_channel() {
             match serde_json::from_str::<ControlRequest>(payload) {
@@ -548,5 +605,161 @@ impl Subscriber {
                 g.reply.finish(&g.answers);
             }
         }
+    }
+}
+
+/// Presence (see `cluster::presence`): this node's writes, every node's
+/// messages, reads of a room's shares, and the live nodes.
+impl Subscriber {
+    /// Writes `write` of this node's share of `room` (`None`: the whole share,
+    /// from what this node holds). A failure leaves the share to be written
+    /// whole after the reconnect it causes.
+    async fn write_share(&mut self, room: &Arc<str>, write: Option<Write>) -> Result<(), String> {
+        let Some(write) = write.or_else(|| self.presence.whole(room)) else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::PRESENCE_WRITE)
+            .arg(2)
+            .arg(self.keys.presence_share(room, &self.node))
+            .arg(self.keys.presence_nodes(room))
+            .arg(&**room)
+            .arg(&self.node)
+            .arg(crate::ids::instance());
+        match &write {
+            Write::Delta {
+                version,
+                field,
+                delta,
+            } => {
+                cmd.arg(version)
+                    .arg(self.share_ttl_ms())
+                    .arg(self.keys.presence_channel())
+                    .arg(delta)
+                    .arg(presence::field_name(field));
+            }
+            Write::Whole { version, counts } => {
+                cmd.arg(version)
+                    .arg(self.share_ttl_ms())
+                    .arg(self.keys.presence_channel())
+                    .arg("=");
+                for (field, n) in counts {
+                    cmd.arg(presence::field_name(field)).arg(n);
+                }
+            }
+        }
+        let result = match self.reader.get().await {
+            Ok(mut c) => within(self.timeouts.command, cmd.query_async::<i64>(&mut c))
+                .await
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.presence.failed(room);
+        }
+        result
+    }
+
+    /// A share lives three heartbeats after its node last pushed it back.
+    fn share_ttl_ms(&self) -> u64 {
+        let ttl = self.timeouts.heartbeat * super::nodes::TTL_HEARTBEATS;
+        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Every heartbeat: pushes back the expiry of this node's shares; one
+    /// that expired meanwhile (or whose write failed) is written whole.
+    async fn keep_shares(&mut self) -> Result<(), String> {
+        let occupied = self.presence.occupied();
+        if !occupied.is_empty() {
+            let mut pipe = redis::pipe();
+            for room in &occupied {
+                pipe.cmd("EVAL")
+                    .arg(scripts::PRESENCE_KEEP)
+                    .arg(2)
+                    .arg(self.keys.presence_share(room, &self.node))
+                    .arg(self.keys.presence_nodes(room))
+                    .arg(&self.node)
+                    .arg(self.share_ttl_ms());
+            }
+            let mut c = self.reader.get().await?;
+            let kept: Vec<i64> = within(self.timeouts.command, pipe.query_async(&mut c)).await?;
+            for (room, kept) in occupied.iter().zip(kept) {
+                if kept == 0 {
+                    log::warn!(
+                        "cluster: this node's presence in {room} had expired; writing it again"
+                    );
+                    self.presence.failed(room);
+                }
+            }
+        }
+        for room in self.presence.to_rewrite(false) {
+            self.write_share(&room, None).await?;
+        }
+        Ok(())
+    }
+
+    /// A node's write, heard on the presence channel.
+    async fn on_presence(&mut self, payload: &str) -> Result<(), String> {
+        let Some((room, heard)) = wire::parse_presence(payload) else {
+            log::warn!("cluster: malformed presence message");
+            return Ok(());
+        };
+        match self.presence.heard(room, heard) {
+            None => Ok(()),
+            Some(Outcome::Count(changes)) => {
+                self.registry.do_send(PresenceChanged {
+                    room: Arc::from(room),
+                    changes,
+                });
+                Ok(())
+            }
+            Some(Outcome::Reread) => self.read_presence(&Arc::from(room)).await,
+        }
+    }
+
+    /// Reads every node's share of `room`; the registry counts the difference.
+    async fn read_presence(&mut self, room: &Arc<str>) -> Result<(), String> {
+        if !self.presence.tracks(room) {
+            return Ok(());
+        }
+        let mut c = self.reader.get().await?;
+        let v: Value = within(
+            self.timeouts.command,
+            redis::cmd("EVAL")
+                .arg(scripts::PRESENCE_READ)
+                .arg(1)
+                .arg(self.keys.presence_nodes(room))
+                .arg(self.keys.presence_share(room, ""))
+                .query_async(&mut c),
+        )
+        .await?;
+        let shares =
+            scripts::decode_presence(&v).ok_or("unexpected presence read answer".to_string())?;
+        let changes = self.presence.read(room, shares);
+        if !changes.is_empty() {
+            self.registry.do_send(PresenceChanged {
+                room: room.clone(),
+                changes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The live nodes changed: the users of nodes gone leave, and every room
+    /// is read again when a node came (back).
+    async fn live_changed(&mut self) -> Result<(), String> {
+        let Some(nodes) = self.live.borrow_and_update().clone() else {
+            return Ok(());
+        };
+        let (gone, came) = self.presence.set_live(nodes);
+        for (room, changes) in gone {
+            self.registry.do_send(PresenceChanged { room, changes });
+        }
+        if came {
+            for room in self.presence.names() {
+                self.read_presence(&room).await?;
+            }
+        }
+        Ok(())
     }
 }

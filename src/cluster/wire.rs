@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::presence::{self, Heard};
+
 pub use crate::engine::ControlOp;
 
 /// A room event as the publish script broadcasts it: `ROOM EPOCH SEQ FRAME`,
@@ -51,6 +53,34 @@ impl<'a> EventMessage<'a> {
             frame,
         })
     }
+}
+
+/// A presence write as the presence script broadcasts it (see
+/// `cluster::presence`): `ROOM NODE INSTANCE VERSION =` for a whole share,
+/// `ROOM NODE INSTANCE VERSION DELTA FIELD` for one field, FIELD (`u<user>`
+/// or `a`) being the rest of the line, so a user may hold spaces.
+pub fn parse_presence(payload: &str) -> Option<(&str, Heard)> {
+    let mut it = payload.splitn(6, ' ');
+    let room = it.next()?;
+    let node = it.next()?;
+    let instance = it.next()?;
+    let version = it.next()?.parse().ok()?;
+    let change = match it.next()? {
+        "=" => None,
+        delta => {
+            let delta: i64 = delta.parse().ok()?;
+            Some((presence::parse_field(it.next()?)?, delta))
+        }
+    };
+    Some((
+        room,
+        Heard {
+            node: node.to_string(),
+            instance: instance.to_string(),
+            version,
+            change,
+        },
+    ))
 }
 
 /// A request every node answers, on the control channel.
@@ -115,6 +145,29 @@ mod tests {
             "recs e1 7 d1 é {}",
         ] {
             assert!(EventMessage::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn presence_messages_carry_users_with_spaces() {
+        let (room, h) = parse_presence("ops n1 ab12 7 -1 uann lee").expect("parses");
+        assert_eq!(room, "ops");
+        assert_eq!(
+            (h.node.as_str(), h.instance.as_str(), h.version),
+            ("n1", "ab12", 7)
+        );
+        assert_eq!(h.change, Some((Some(std::sync::Arc::from("ann lee")), -1)));
+        let (_, h) = parse_presence("ops n1 ab12 8 1 a").expect("anonymous");
+        assert_eq!(h.change, Some((None, 1)));
+        let (_, h) = parse_presence("ops n1 ab12 9 =").expect("whole");
+        assert_eq!(h.change, None);
+        for bad in [
+            "ops n1 ab12 x =",
+            "ops n1 ab12 7 1",
+            "ops n1 ab12 7 1 v",
+            "ops n1 ab12 7 z ua",
+        ] {
+            assert!(parse_presence(bad).is_none(), "{bad}");
         }
     }
 

@@ -36,6 +36,7 @@ use crate::config::RoomSettings;
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::keyed::StateWrite;
+use crate::presence;
 use crate::protocol::{EventFrameParts, Ref};
 use crate::registry::{PublishAck, PublishReply, SocketInfo};
 use crate::room::Event;
@@ -257,4 +258,12 @@ pub trait Engine: Send {
     /// Asks the other nodes; `Err(reply)` back when there are none, so this
     /// node's own answer is the whole answer.
     fn ask_all(&mut self, op: ControlOp, reply: Gathered) -> Result<(), Gathered>;
+
+    /// One of this node's sessions joined or left a presence room: the change
+    /// back to be counted now, or `None` when the engine orders it among every
+    /// node's changes first (`PresenceChanged` brings it back, in that order).
+    fn presence(&mut self, room: &Arc<str>, change: presence::Change) -> Option<presence::Change> {
+        let _ = room;
+        Some(change)
+    }
 }

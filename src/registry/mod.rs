@@ -63,7 +63,7 @@ pub use engine_events::{
 };
 pub use handle::{Busy, Enqueued, Handles, RegistryHandle};
 pub use history::{GetHistory, HistoryPage, Read};
-pub use presence::{AskPresence, GetPresence};
+pub use presence::{AskPresence, GetPresence, PresenceChanged};
 pub use publish::{Publish, PublishAck, PublishBatch, PublishOrigin, PublishReply, PublishUser};
 pub use sessions::{Register, Unregister};
 pub use status::{GetStatus, ListRooms, NodeRecord, RoomInfo, Status, StatusCounts};
@@ -251,7 +251,12 @@ impl RegistryActor {
                 break candidate;
             }
         };
-        self.rooms.remove(&victim);
+        if let Some(gone) = self.rooms.remove(&victim) {
+            // Its members (other nodes' users) are no longer counted here.
+            if let Some(p) = &gone.presence {
+                gone.metrics.presence_users.decrement(p.users() as f64);
+            }
+        }
         self.changes += 1;
         self.release_replies(&victim, None);
         self.engine.close(&victim, true);

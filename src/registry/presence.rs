@@ -3,6 +3,8 @@
 //! a presence room gets. Membership itself is [`crate::presence::Presence`],
 //! kept in the room and changed where sessions join and leave it.
 
+use std::sync::Arc;
+
 use actix::{Context, Message};
 use bytestring::ByteString;
 
@@ -10,7 +12,8 @@ use super::handle::Handles;
 use super::RegistryActor;
 use crate::error::HubError;
 use crate::ids::SessionId;
-use crate::protocol::{encode, PresenceChange, Ref};
+use crate::presence::{Change, Transition};
+use crate::protocol::{encode, PresenceFrame, Ref};
 
 /// `presence` from a session subscribed to `room`; the answer goes to its queue.
 #[derive(Message)]
@@ -22,6 +25,17 @@ pub struct AskPresence {
     pub room: String,
     /// Echoed in the answer.
     pub reference: Option<Ref>,
+}
+
+/// Changes to a presence room's members in the order the cluster's nodes
+/// made them (the Redis engine's, every node's own included).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PresenceChanged {
+    /// Room.
+    pub room: Arc<str>,
+    /// The changes, in order.
+    pub changes: Vec<Change>,
 }
 
 /// `GET /api/rooms/{room}/presence`: the encoded body.
@@ -86,10 +100,45 @@ fn not_a_presence_room(room: &str) -> HubError {
 }
 
 impl RegistryActor {
-    /// Tells every subscriber of `room` that `user` joined or left
-    /// (`kind`: `presence_join` or `presence_leave`).
-    pub(super) fn presence_change(&mut self, room: &str, kind: &'static str, user: &str) {
-        let frame = encode(&PresenceChange { kind, room, user });
-        self.fan_out(room, &frame);
+    /// One of this node's sessions joined or left presence room `room`: the
+    /// engine orders the change, which is counted now (one node) or when it
+    /// comes back as [`PresenceChanged`] (cluster), the same way.
+    pub(super) fn presence_changed(&mut self, room: &Arc<str>, change: Change) {
+        if let Some(change) = self.engine.presence(room, change) {
+            self.count_presence(room, &[change]);
+        }
+    }
+
+    /// Counts changes to `room`'s members and tells every subscriber here of
+    /// each user's first join and last leave.
+    fn count_presence(&mut self, room: &str, changes: &[Change]) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return; // not mirrored here (any more): nobody to tell
+        };
+        let Some(p) = r.presence.as_mut() else {
+            return;
+        };
+        let transitions: Vec<Transition> = changes.iter().filter_map(|c| p.count(c)).collect();
+        let gauge = r.metrics.presence_users.clone();
+        for t in transitions {
+            let (kind, user) = match &t {
+                Transition::Joined(user) => {
+                    gauge.increment(1.0);
+                    ("presence_join", user)
+                }
+                Transition::Left(user) => {
+                    gauge.decrement(1.0);
+                    ("presence_leave", user)
+                }
+            };
+            let frame = encode(&PresenceFrame { kind, room, user });
+            self.fan_out(room, &frame);
+        }
+    }
+}
+
+impl Handles<PresenceChanged> for RegistryActor {
+    fn on(&mut self, msg: PresenceChanged, _: &mut Context<RegistryActor>) {
+        self.count_presence(&msg.room, &msg.changes);
     }
 }

@@ -187,10 +187,13 @@ impl RegistryActor {
             return Ok(()); // the session is closing; nothing to join
         }
         room.subscribe(msg.id, queue);
-        let joined = room.presence.as_mut().and_then(|p| p.join(msg.id, user));
+        let joined = room
+            .presence
+            .as_mut()
+            .and_then(|p| p.add_session(msg.id, user));
         let (name, dynamic) = (room.name.clone(), room.dynamic);
-        if let Some(user) = joined {
-            self.presence_change(&name, "presence_join", &user);
+        if let Some(change) = joined {
+            self.presence_changed(&name, change);
         }
         self.idle.remove(&name);
         if let (true, Some(ip)) = (dynamic, ip) {
@@ -305,10 +308,10 @@ impl RegistryActor {
         if !r.unsubscribe(id) {
             return false;
         }
-        let left = r.presence.as_mut().and_then(|p| p.leave(id));
-        if let Some(user) = left {
+        let left = r.presence.as_mut().and_then(|p| p.remove_session(id));
+        if let Some(change) = left {
             let name = r.name.clone();
-            self.presence_change(&name, "presence_leave", &user);
+            self.presence_changed(&name, change);
         }
         let Some(r) = self.rooms.get_mut(room) else {
             return true;
