@@ -350,6 +350,27 @@ mod tests {
     }
 
     #[test]
+    fn labels_name_the_transport_unless_websocket() {
+        let label = |params: serde_json::Value, scenario: &str| {
+            Report::new(scenario, &params, &serde_json::json!({}), vec![])
+                .expect("report")
+                .label()
+        };
+        let fanout = serde_json::json!({"subscribers": 2, "rate": 10.0, "duration_s": 1.0,
+                                        "transport": "sse"});
+        assert_eq!(
+            label(fanout, "fanout"),
+            "fanout 2 subs × 10 ev/s × 1 s over SSE"
+        );
+        let ws = serde_json::json!({"subscribers": 3, "duration_s": 2.0, "transport": "websocket"});
+        assert_eq!(label(ws, "fanout-max"), "fanout-max 3 subs × 2 s");
+        let sub = serde_json::json!({"count": 5, "transport": "websocket", "subscribe": true});
+        assert_eq!(label(sub, "conns"), "conns 5 subscribed");
+        let sse = serde_json::json!({"count": 5, "transport": "sse", "subscribe": false});
+        assert_eq!(label(sse, "conns"), "conns 5 over SSE");
+    }
+
+    #[test]
     fn reported_measures_have_no_target_and_storage_is_in_the_line() {
         let params = serde_json::json!({"rooms": 5, "events_per_room": 2});
         let r = Report::new(
