@@ -48,11 +48,24 @@ impl PeerSocket {
     /// the connection's response body is still held, on the connection's own
     /// worker thread: actix cannot have closed the socket then.
     pub fn stop_reading(&self) {
+        self.shut(rustix::net::Shutdown::Read);
+    }
+
+    /// Shuts both sides: the peer gets end-of-file after what it has, and
+    /// actix's next read or write on the connection fails, so it drops the
+    /// connection even while the peer reads nothing (an SSE stream whose
+    /// session ended as a slow consumer). Same rule as [`Self::stop_reading`].
+    pub fn stop(&self) {
+        self.shut(rustix::net::Shutdown::Both);
+    }
+
+    fn shut(&self, how: rustix::net::Shutdown) {
         // SAFETY: the caller holds the connection's response body (the
-        // WebSocket's writing half) and runs on the worker thread that owns
-        // the connection, so actix's dispatcher, which owns this fd, is alive
-        // and cannot close it during this call. The peer check below also
-        // refuses an fd number that was reused for another connection.
+        // WebSocket's writing half, or the SSE stream's body is known to be
+        // alive) and runs on the worker thread that owns the connection, so
+        // actix's dispatcher, which owns this fd, is alive and cannot close it
+        // during this call. The peer check below also refuses an fd number
+        // that was reused for another connection.
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         let same = rustix::net::getpeername(fd)
             .ok()
@@ -60,7 +73,7 @@ impl PeerSocket {
             .and_then(|a| SocketAddr::try_from(a).ok())
             .is_some_and(|peer| peer == self.peer);
         if same {
-            let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Read);
+            let _ = rustix::net::shutdown(fd, how);
         }
     }
 }

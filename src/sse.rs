@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_web::web::Bytes;
 use bytestring::ByteString;
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::protocol::{CloseCode, STATUS_ROOM};
+use crate::socket_end::PeerSocket;
 use crate::writer::{Gone, Sink};
 
 /// Messages the channel between writer and response holds beyond the
@@ -238,6 +241,18 @@ pub struct SseSink {
     tx: mpsc::Sender<Chunk>,
     /// The stream's position, for every event's `id:`.
     cursor: Cursor,
+    /// Ends the connection of a stream whose reader stopped; see [`Drop`].
+    end: Option<HardEnd>,
+}
+
+/// What a stream's end needs to cut a stalled connection.
+struct HardEnd {
+    /// The connection's socket (plain TCP only).
+    socket: PeerSocket,
+    /// Alive while actix holds the response body.
+    body: Weak<()>,
+    /// How long the body may take to drain once the writer is done.
+    grace: Duration,
 }
 
 /// The response body of one SSE stream: what the writer sent, in order.
@@ -246,20 +261,60 @@ pub struct SseBody {
     rx: mpsc::Receiver<Chunk>,
     /// The rest of a message being handed to actix, one part per poll.
     pending: [Option<Bytes>; 2],
+    /// Tells the sink the body is still held.
+    _held: Arc<()>,
 }
 
 /// A stream that opens with `retry: retry_ms` and resumes from `cursor`.
-pub fn stream(retry_ms: u64, cursor: Cursor) -> (SseSink, SseBody) {
+/// With the connection's `socket`, a stream whose reader stopped is cut
+/// `grace` after its session ended (see [`SseSink`]'s `Drop`).
+pub fn stream(
+    retry_ms: u64,
+    cursor: Cursor,
+    socket: Option<PeerSocket>,
+    grace: Duration,
+) -> (SseSink, SseBody) {
     let (tx, rx) = mpsc::channel(CHANNEL);
     // The channel is empty: the first message always fits.
     let _ = tx.try_send(Chunk::Raw(Bytes::from(format!("retry: {retry_ms}\n\n"))));
+    let held = Arc::new(());
+    let end = socket.map(|socket| HardEnd {
+        socket,
+        body: Arc::downgrade(&held),
+        grace,
+    });
     (
-        SseSink { tx, cursor },
+        SseSink { tx, cursor, end },
         SseBody {
             rx,
             pending: [None, None],
+            _held: held,
         },
     )
+}
+
+/// The session is over. A reader that keeps up gets the rest and the body
+/// ends; one that stopped reading would hold its connection (and what actix
+/// buffered for it) for as long as it likes, since actix has no write
+/// timeout. So if the body is still held `grace` later, the socket is shut,
+/// which makes actix drop the connection.
+impl Drop for SseSink {
+    fn drop(&mut self) {
+        let Some(end) = self.end.take() else {
+            return;
+        };
+        if end.body.strong_count() == 0 {
+            return;
+        }
+        // On this worker thread, the one that owns the connection (see
+        // `PeerSocket::stop`).
+        actix_web::rt::spawn(async move {
+            tokio::time::sleep(end.grace).await;
+            if end.body.strong_count() > 0 {
+                end.socket.stop();
+            }
+        });
+    }
 }
 
 impl SseSink {

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::sse::{open_small_buffer, refused, stream, SseStream};
 use common::*;
@@ -591,6 +591,71 @@ async fn a_stalled_stream_under_50_mib_keeps_the_hub_memory_bounded() {
     eprintln!(
         "stalled SSE stream under 50 MiB: RSS +{} KiB",
         growth / 1024
+    );
+    drop(stalled);
+}
+
+/// Whether a process holds the hub side of the TCP connection between
+/// `hub` and `client`: its line in /proc/net/tcp has a socket inode (an
+/// orphaned socket, closed by the process but still sending, has 0).
+fn hub_holds_connection(hub: std::net::SocketAddr, client: std::net::SocketAddr) -> bool {
+    let port = |a: &str| {
+        a.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.len() > 9
+            && port(cols[1]) == Some(hub.port())
+            && port(cols[2]) == Some(client.port())
+            && cols[9] != "0"
+    })
+}
+
+#[tokio::test]
+async fn a_stalled_streams_connection_is_cut_once_its_session_ended() {
+    // A reader that never reads again would otherwise hold its connection,
+    // and what actix buffered for it, for as long as it stays connected.
+    let hub = ChildHub::spawn(&[
+        ("HUB_WEBSOCKET__OUTBOUND_QUEUE", "16"),
+        ("HUB_WEBSOCKET__WRITE_TIMEOUT_S", "1"),
+        ("HUB_WEBSOCKET__SOCKET_SEND_BUFFER", "4096"),
+    ]);
+    let addr: std::net::SocketAddr = hub.addr.parse().expect("addr");
+    let mut stalled = open_small_buffer(addr, "/sse?rooms=alerts", 4096).await;
+    welcomed(&mut stalled, 1).await;
+    let local = stalled.tcp.local_addr().expect("local addr");
+    assert!(hub_holds_connection(addr, local), "the stream is open");
+    let body = json!({"type": "big", "data": "z".repeat(8 * 1024)}).to_string();
+    let client = http();
+    let url = hub.http("/api/rooms/alerts/events");
+    for _ in 0..200 {
+        let r = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(r.status(), 200);
+    }
+    hub.wait_status(|s| s["sockets_by_type"]["sse"] == 0).await;
+    let ended = Instant::now();
+    // write_timeout (1 s) after the session ended, the hub lets go.
+    let deadline = ended + Duration::from_secs(5);
+    while hub_holds_connection(addr, local) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !hub_holds_connection(addr, local),
+        "the hub still holds the stalled stream's connection {:?} after its session ended",
+        ended.elapsed()
+    );
+    eprintln!(
+        "stalled stream cut {:?} after its session ended",
+        ended.elapsed()
     );
     drop(stalled);
 }

@@ -117,7 +117,12 @@ pub async fn sse(
         })
         .collect();
     let retry = sse::jittered_retry(state.config.websocket.sse_retry_ms);
-    let (sink, body) = sse::stream(retry, cursor);
+    let (sink, body) = sse::stream(
+        retry,
+        cursor,
+        req.conn_data::<crate::socket_end::PeerSocket>().copied(),
+        state.session_settings.write_timeout,
+    );
     let remote = req
         .peer_addr()
         .map_or_else(|| Arc::from("unknown"), |a| Arc::from(a.to_string()));
