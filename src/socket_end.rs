@@ -59,7 +59,26 @@ impl PeerSocket {
         self.shut(rustix::net::Shutdown::Both);
     }
 
+    /// Whether the peer closed its side or reset the connection (a peek
+    /// that reads end-of-file or an error). Same rule as [`Self::stop_reading`].
+    pub fn peer_closed(&self) -> bool {
+        self.with_fd(|fd| {
+            let mut byte = [0u8; 1];
+            let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+            match rustix::net::recv(fd, &mut byte[..], flags) {
+                Ok((_, n)) => n == 0,
+                Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
+            }
+        })
+        .unwrap_or(false)
+    }
+
     fn shut(&self, how: rustix::net::Shutdown) {
+        let _ = self.with_fd(|fd| rustix::net::shutdown(fd, how));
+    }
+
+    /// Runs `f` on the socket, if its fd is still this connection's.
+    fn with_fd<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> T) -> Option<T> {
         // SAFETY: the caller holds the connection's response body (the
         // WebSocket's writing half, or the SSE stream's body is known to be
         // alive) and runs on the worker thread that owns the connection, so
@@ -72,8 +91,6 @@ impl PeerSocket {
             .flatten()
             .and_then(|a| SocketAddr::try_from(a).ok())
             .is_some_and(|peer| peer == self.peer);
-        if same {
-            let _ = rustix::net::shutdown(fd, how);
-        }
+        same.then(|| f(fd))
     }
 }

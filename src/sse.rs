@@ -31,6 +31,11 @@ use crate::writer::{Gone, Sink};
 /// reader pins almost nothing (they are shared bytes anyway).
 const CHANNEL: usize = 8;
 
+/// How often an SSE stream looks whether its reader left (one non-blocking
+/// peek): a client that goes leaves the registry, its rooms' presence and its
+/// connection slot within this long, not at the second failed heartbeat.
+const PEER_CHECK: Duration = Duration::from_secs(1);
+
 /// The keep-alive: an SSE comment, ignored by every client.
 const KEEP_ALIVE: &[u8] = b":\n\n";
 
@@ -253,6 +258,8 @@ struct HardEnd {
     body: Weak<()>,
     /// How long the body may take to drain once the writer is done.
     grace: Duration,
+    /// When to look whether the peer left.
+    check: tokio::time::Interval,
 }
 
 /// The response body of one SSE stream: what the writer sent, in order.
@@ -278,10 +285,15 @@ pub fn stream(
     // The channel is empty: the first message always fits.
     let _ = tx.try_send(Chunk::Raw(Bytes::from(format!("retry: {retry_ms}\n\n"))));
     let held = Arc::new(());
-    let end = socket.map(|socket| HardEnd {
-        socket,
-        body: Arc::downgrade(&held),
-        grace,
+    let end = socket.map(|socket| {
+        let mut check = tokio::time::interval(PEER_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        HardEnd {
+            socket,
+            body: Arc::downgrade(&held),
+            grace,
+            check,
+        }
     });
     (
         SseSink { tx, cursor, end },
@@ -340,6 +352,20 @@ impl Sink for SseSink {
     async fn pong(&mut self, _: &[u8]) -> Result<(), Gone> {
         // An SSE client sends nothing, so there is no ping to answer.
         Ok(())
+    }
+
+    async fn peer_gone(&mut self) {
+        let Some(end) = &mut self.end else {
+            return std::future::pending().await; // over TLS: the writes tell
+        };
+        loop {
+            end.check.tick().await;
+            // The body is held, and this runs on the connection's worker
+            // thread (see `PeerSocket::peer_closed`).
+            if end.body.strong_count() == 0 || end.socket.peer_closed() {
+                return;
+            }
+        }
     }
 
     async fn close(mut self, code: CloseCode) {

@@ -50,6 +50,11 @@ pub trait Sink {
     /// Ends the transport telling the peer `code` (a close frame, or a final
     /// SSE comment before the stream ends).
     fn close(self, code: CloseCode) -> impl Future<Output = ()>;
+    /// Resolves when the peer is known to be gone although nothing was
+    /// written: an SSE client reads only, so its leaving would otherwise be
+    /// noticed at the second or third failed write (heartbeats, 30-45 s in an
+    /// idle room). A WebSocket's reader sees it; that sink never resolves.
+    fn peer_gone(&mut self) -> impl Future<Output = ()>;
 }
 
 /// A WebSocket as the writer's [`Sink`]: actix-ws's writing half, and the
@@ -74,6 +79,10 @@ impl Sink for WebSocketSink {
 
     async fn pong(&mut self, payload: &[u8]) -> Result<(), Gone> {
         self.ws.pong(payload).await.map_err(|_| Gone)
+    }
+
+    async fn peer_gone(&mut self) {
+        std::future::pending().await
     }
 
     async fn close(self, code: CloseCode) {
@@ -113,7 +122,15 @@ pub async fn run<S: Sink>(
 ) {
     let mut spare = VecDeque::new();
     let code = loop {
-        match queue.next(std::mem::take(&mut spare)).await {
+        let next = tokio::select! {
+            biased;
+            next = queue.next(std::mem::take(&mut spare)) => next,
+            () = ws.peer_gone() => {
+                queue.close(CloseCode::Normal, false);
+                return on_end(WriterEnd::SocketGone);
+            }
+        };
+        match next {
             Next::Items(mut items) => {
                 // Boxed: the write path's futures (the socket write, its timer and
                 // the abort watch) are most of this task's size. Inline, every idle

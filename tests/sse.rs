@@ -661,6 +661,28 @@ async fn a_stalled_streams_connection_is_cut_once_its_session_ended() {
 }
 
 #[tokio::test]
+async fn a_reader_that_leaves_an_idle_stream_is_noticed_within_seconds() {
+    // An SSE client only reads: with nothing to write but 15-second
+    // keep-alives, its leaving used to be noticed at the second or third
+    // failed write, 30-45 s later, holding its slot and its presence.
+    let hub = ChildHub::spawn(&[("HUB_WEBSOCKET__HEARTBEAT_INTERVAL_S", "15")]);
+    let addr: std::net::SocketAddr = hub.addr.parse().expect("addr");
+    for _ in 0..3 {
+        let mut s = stream(addr, "/sse?rooms=alerts", &[]).await;
+        welcomed(&mut s, 1).await;
+        hub.wait_status(|st| st["sockets_by_type"]["sse"] == 1)
+            .await;
+        let left = Instant::now();
+        drop(s);
+        hub.wait_status(|st| st["sockets_by_type"]["sse"] == 0)
+            .await;
+        let took = left.elapsed();
+        eprintln!("a reader that left was noticed after {took:?}");
+        assert!(took < Duration::from_secs(3), "noticed after {took:?}");
+    }
+}
+
+#[tokio::test]
 async fn openapi_documents_sse_as_an_event_stream() {
     let hub = start(|_| {});
     let (_, doc) = get(&hub.http("/openapi.json")).await;
