@@ -29,6 +29,7 @@ pub mod keys;
 mod nodes;
 mod publisher;
 pub mod scripts;
+pub mod sentinel;
 mod subscriber;
 pub mod wire;
 
@@ -92,7 +93,7 @@ pub struct RedisBroker {
 
 /// The not yet started tasks behind a [`RedisBroker`].
 pub struct BrokerTasks {
-    client: redis::Client,
+    endpoint: Arc<sentinel::Endpoint>,
     keys: Keys,
     node: String,
     timeouts: Timeouts,
@@ -114,7 +115,7 @@ impl RedisBroker {
         idempotency_ttl_s: u64,
         node: &str,
     ) -> Result<(RedisBroker, BrokerTasks), String> {
-        let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| e.to_string())?;
+        let endpoint = Arc::new(sentinel::Endpoint::new(config).map_err(|e| e.to_string())?);
         let health = Arc::new(Health::default());
         // Down until the links are up: scrapes see the gauge from the start.
         metrics::gauge!(crate::metrics::CLUSTER_REDIS_UP).set(0.0);
@@ -131,7 +132,7 @@ impl RedisBroker {
             leave,
         };
         let tasks = BrokerTasks {
-            client,
+            endpoint,
             keys: Keys::new(&config.key_prefix),
             node: node.to_string(),
             timeouts: Timeouts::new(config),
@@ -142,6 +143,7 @@ impl RedisBroker {
             lane: publisher::Lane {
                 dynamic_ttl_ms: config.dynamic_room_ttl_s.saturating_mul(1000),
                 idempotency_ttl_ms: idempotency_ttl_s.saturating_mul(1000),
+                replicas: config.replicas_to_wait(),
             },
         };
         Ok((broker, tasks))
@@ -238,7 +240,7 @@ impl BrokerTasks {
     pub fn start(self, registry: RegistryHandle) -> actix::Arbiter {
         let arbiter = actix::Arbiter::new();
         let BrokerTasks {
-            client,
+            endpoint,
             keys,
             node,
             timeouts,
@@ -251,16 +253,17 @@ impl BrokerTasks {
         for jobs in publishers {
             arbiter.spawn(publisher::run(
                 jobs,
-                conn::LazyConnection::new(client.clone(), timeouts, health.clone()),
+                conn::LazyConnection::new(endpoint.clone(), timeouts, health.clone()),
                 keys.clone(),
                 timeouts,
                 registry.clone(),
                 lane,
+                health.clone(),
             ));
         }
         arbiter.spawn(
             subscriber::Subscriber::new(
-                client.clone(),
+                endpoint.clone(),
                 keys.clone(),
                 node.clone(),
                 timeouts,
@@ -270,8 +273,9 @@ impl BrokerTasks {
             )
             .run(),
         );
+        arbiter.spawn(sentinel::watch(endpoint.clone()));
         arbiter.spawn(nodes::run(
-            conn::LazyConnection::new(client, timeouts, health.clone()),
+            conn::LazyConnection::new(endpoint, timeouts, health.clone()),
             keys,
             node,
             timeouts,

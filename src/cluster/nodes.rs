@@ -81,7 +81,7 @@ pub async fn run(
                 if !std::mem::replace(&mut failing, true) {
                     log::warn!("cluster: node heartbeat failed: {e}");
                 }
-                conn.failed();
+                conn.failed(&e);
                 health.set_heartbeat(false, Some(e));
             }
         }

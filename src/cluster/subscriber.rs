@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::{Client, Msg, Value};
+use redis::{Msg, Value};
 use tokio::sync::mpsc;
 
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
 use super::scripts::{self, RoomRead};
+use super::sentinel::Endpoint;
 use super::wire::{self, ControlOp, ControlRequest, EventMessage};
 use super::{unavailable, Command, Gathered, Health};
 use crate::keyed::KeyChange;
@@ -58,7 +59,8 @@ struct Gathering {
 
 /// The task's state; see the module docs.
 pub struct Subscriber {
-    client: Client,
+    /// Where the primary is; its `changes` make the subscription move.
+    endpoint: Arc<Endpoint>,
     keys: Keys,
     node: String,
     timeouts: Timeouts,
@@ -74,7 +76,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// A task not yet connected.
     pub fn new(
-        client: Client,
+        endpoint: Arc<Endpoint>,
         keys: Keys,
         node: String,
         timeouts: Timeouts,
@@ -83,8 +85,8 @@ impl Subscriber {
         commands: mpsc::Receiver<Command>,
     ) -> Self {
         Subscriber {
-            reader: LazyConnection::new(client.clone(), timeouts, health.clone()),
-            client,
+            reader: LazyConnection::new(endpoint.clone(), timeouts, health.clone()),
+            endpoint,
             keys,
             node,
             timeouts,
@@ -105,7 +107,10 @@ impl Subscriber {
                 Ok(()) => return,
                 Err(e) => {
                     log::warn!("cluster: redis subscription lost: {e}; reconnecting");
-                    self.reader.failed();
+                    // With Sentinel, a lost link may be a failover: ask again
+                    // where the primary is.
+                    self.endpoint.lost(&e);
+                    self.reader.failed(&e);
                     self.health.set_subscribed(false, Some(e));
                     for (_, g) in self.gathering.drain() {
                         g.reply.fail(unavailable("redis connection lost"));
@@ -131,7 +136,9 @@ impl Subscriber {
     /// the registry is gone.
     async fn connected(&mut self, backoff: &mut Duration) -> Result<(), String> {
         let t = self.timeouts;
-        let mut pubsub = within(t.connect, self.client.get_async_pubsub()).await?;
+        let primary = self.endpoint.changes();
+        let client = self.endpoint.client().await?;
+        let mut pubsub = within(t.connect, client.get_async_pubsub()).await?;
         let channels = [
             self.keys.events_channel(),
             self.keys.control_channel(),
@@ -165,6 +172,9 @@ impl Subscriber {
                 },
                 _ = tick.tick() => {
                     self.expire_requests();
+                    if self.endpoint.changes() != primary {
+                        return Err("the primary changed (failover)".into());
+                    }
                     if last_ping.elapsed() >= t.heartbeat {
                         last_ping = Instant::now();
                         within(t.command, sink.ping::<Value>()).await?;
