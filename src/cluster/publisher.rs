@@ -4,7 +4,10 @@
 //!
 //! With `cluster.min_replicas_acked` > 0 the pipeline ends with `WAIT`: a
 //! publish is acknowledged only once that many replicas hold it, so a failover
-//! cannot take an acknowledged event back. Fewer acks within
+//! cannot take an acknowledged event back. Before that, the script itself
+//! refuses (writing and delivering nothing) on a primary with fewer online
+//! replicas: a primary that lost its replicas, or one a Sentinel failover has
+//! already replaced but not yet demoted, would deliver events it cannot keep. Fewer acks within
 //! `command_timeout_ms`: every publish of the pipeline answers 503 (the event
 //! may still be in Redis; a retry with its idempotency key is answered with
 //! its first seq).
@@ -124,7 +127,8 @@ async fn send(
             .arg(idem_ttl)
             .arg(state_key)
             .arg(delete)
-            .arg(max_keys);
+            .arg(max_keys)
+            .arg(lane.replicas);
     }
     let mut limit = timeouts.command;
     if lane.replicas > 0 {
@@ -202,6 +206,12 @@ fn answer(job: PublishJob, results: Vec<Result<Landed, String>>, registry: &Regi
                     &item.room,
                     item.state.as_ref().map_or(0, |w| w.max_keys),
                 )),
+                Landed::TooFewReplicas(online) => {
+                    metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(1);
+                    Err(unavailable(&format!(
+                        "{online} replicas online at the primary, fewer than cluster.min_replicas_acked; nothing was published"
+                    )))
+                }
             }
         })
         .collect();
