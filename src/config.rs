@@ -294,8 +294,22 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// Redis URL (`redis://`, `rediss://`, `unix://`); empty = single node.
+    /// Redis URL (`redis://`, `rediss://`, `unix://`); empty = single node
+    /// (unless `sentinels` is set).
     pub redis_url: String,
+    /// Redis Sentinels (`host:port`) to ask for the primary instead of one
+    /// fixed `redis_url`; set = cluster mode with failover.
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor NAME`).
+    pub sentinel_master: String,
+    /// Password of the Sentinels, and of the primary and replicas they name
+    /// (`requirepass` / `sentinel auth-pass`); empty = none.
+    pub sentinel_password: String,
+    /// TLS to the Sentinels and the data nodes they name.
+    pub sentinel_tls: bool,
+    /// Replicas that must hold a publish before it is acknowledged (Redis
+    /// `WAIT`); -1 = 1 with `sentinels`, else 0.
+    pub min_replicas_acked: i64,
     /// This node's id; empty = hostname-pid.
     pub node_id: String,
     /// Prefix of every Redis key and channel, so several hubs can share a Redis.
@@ -314,10 +328,30 @@ pub struct ClusterConfig {
     pub dynamic_room_ttl_s: u64,
 }
 
+impl ClusterConfig {
+    /// Cluster mode: a Redis URL or Sentinels are set.
+    pub fn is_on(&self) -> bool {
+        !self.redis_url.is_empty() || !self.sentinels.is_empty()
+    }
+
+    /// Replicas a publish waits for (`min_replicas_acked`, -1 resolved).
+    pub fn replicas_to_wait(&self) -> u32 {
+        match u32::try_from(self.min_replicas_acked) {
+            Ok(n) => n,
+            Err(_) => u32::from(!self.sentinels.is_empty()),
+        }
+    }
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             redis_url: String::new(),
+            sentinels: Vec::new(),
+            sentinel_master: String::new(),
+            sentinel_password: String::new(),
+            sentinel_tls: false,
+            min_replicas_acked: -1,
             node_id: String::new(),
             key_prefix: "rthub".into(),
             heartbeat_ms: 1000,
@@ -593,22 +627,33 @@ impl Config {
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let c = &self.cluster;
-        if c.redis_url.is_empty() {
+        if !c.is_on() {
+            for (key, set) in [
+                ("cluster.sentinel_master", !c.sentinel_master.is_empty()),
+                ("cluster.sentinel_password", !c.sentinel_password.is_empty()),
+                ("cluster.sentinel_tls", c.sentinel_tls),
+            ] {
+                if set {
+                    return Err(ConfigError::key(
+                        key,
+                        "is set but cluster.sentinels is not (list the Sentinels as host:port)",
+                    ));
+                }
+            }
             return Ok(());
         }
-        let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
-            .iter()
-            .any(|s| c.redis_url.starts_with(s));
-        if !scheme_ok {
-            return Err(ConfigError::key(
-                "cluster.redis_url",
-                "must start with redis://, rediss:// or unix://",
-            ));
+        if c.sentinels.is_empty() {
+            check_redis_url(&c.redis_url)?;
+        } else {
+            check_sentinels(c)?;
         }
-        if let Err(e) = redis::Client::open(c.redis_url.as_str()) {
+        if !(-1..=MAX_REPLICAS_ACKED).contains(&c.min_replicas_acked) {
             return Err(ConfigError::key(
-                "cluster.redis_url",
-                format!("not a usable Redis URL: {e}"),
+                "cluster.min_replicas_acked",
+                format!(
+                    "must be -1 (auto: 1 with sentinels, else 0) or 0..={MAX_REPLICAS_ACKED} (got {})",
+                    c.min_replicas_acked
+                ),
             ));
         }
         if c.key_prefix.is_empty()
@@ -739,6 +784,63 @@ impl Config {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
+}
+
+/// Highest `cluster.min_replicas_acked`: more replicas than any deployment runs.
+const MAX_REPLICAS_ACKED: i64 = 16;
+
+fn check_redis_url(url: &str) -> Result<(), ConfigError> {
+    let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if !scheme_ok {
+        return Err(ConfigError::key(
+            "cluster.redis_url",
+            "must start with redis://, rediss:// or unix://",
+        ));
+    }
+    if let Err(e) = redis::Client::open(url) {
+        return Err(ConfigError::key(
+            "cluster.redis_url",
+            format!("not a usable Redis URL: {e}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `cluster.sentinels` and the keys that go with them (`redis_url` is the
+/// other way to name the primary: both is a contradiction, refused).
+fn check_sentinels(c: &ClusterConfig) -> Result<(), ConfigError> {
+    if !c.redis_url.is_empty() {
+        return Err(ConfigError::key(
+            "cluster.sentinels",
+            "both cluster.redis_url and cluster.sentinels are set; choose one (Sentinels find the primary themselves)",
+        ));
+    }
+    if c.sentinel_master.is_empty() {
+        return Err(ConfigError::key(
+            "cluster.sentinel_master",
+            "must be set with cluster.sentinels: the name the Sentinels monitor the primary under",
+        ));
+    }
+    if c.sentinel_master
+        .chars()
+        .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
+        return Err(ConfigError::key(
+            "cluster.sentinel_master",
+            "must not contain whitespace",
+        ));
+    }
+    for (i, addr) in c.sentinels.iter().enumerate() {
+        if crate::cluster::sentinel::parse_addr(addr).is_none() {
+            return Err(ConfigError::key(
+                format!("cluster.sentinels[{i}]"),
+                format!("`{addr}` is not host:port"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
@@ -920,6 +1022,63 @@ mod tests {
             };
             assert_eq!(key_of(err), key, "{var}={bad}");
         }
+    }
+
+    #[test]
+    fn sentinel_keys_turn_cluster_mode_on_and_are_checked() {
+        let check = |text: &str| Config::from_toml("t", text, no_env());
+        let c = check(
+            "[cluster]\nsentinels = [\"s1:26379\", \"[::1]:26380\"]\nsentinel_master = \"mymaster\"\n",
+        )
+        .expect("valid sentinel cluster");
+        assert!(c.cluster.is_on());
+        assert_eq!(c.cluster.replicas_to_wait(), 1, "default 1 with sentinels");
+        let plain = check("[cluster]\nredis_url = \"redis://127.0.0.1:6390/\"\n").expect("valid");
+        assert_eq!(plain.cluster.replicas_to_wait(), 0, "default 0 without");
+        assert!(!Config::default().cluster.is_on());
+        let zero = check(
+            "[cluster]\nsentinels = [\"s1:26379\"]\nsentinel_master = \"m\"\nmin_replicas_acked = 0\n",
+        )
+        .expect("valid");
+        assert_eq!(zero.cluster.replicas_to_wait(), 0);
+        for (text, key) in [
+            (
+                "[cluster]\nredis_url = \"redis://h/\"\nsentinels = [\"s1:26379\"]\nsentinel_master = \"m\"\n",
+                "cluster.sentinels",
+            ),
+            ("[cluster]\nsentinels = [\"s1:26379\"]\n", "cluster.sentinel_master"),
+            (
+                "[cluster]\nsentinels = [\"s1\"]\nsentinel_master = \"m\"\n",
+                "cluster.sentinels[0]",
+            ),
+            ("[cluster]\nsentinel_master = \"m\"\n", "cluster.sentinel_master"),
+            ("[cluster]\nsentinel_tls = true\n", "cluster.sentinel_tls"),
+            (
+                "[cluster]\nsentinels = [\"s1:1\"]\nsentinel_master = \"m\"\nmin_replicas_acked = -2\n",
+                "cluster.min_replicas_acked",
+            ),
+            (
+                "[cluster]\nredis_url = \"redis://h/\"\nmin_replicas_acked = 17\n",
+                "cluster.min_replicas_acked",
+            ),
+        ] {
+            assert_eq!(key_of(check(text).unwrap_err()), key, "{text}");
+        }
+        let both = check(
+            "[cluster]\nredis_url = \"redis://h/\"\nsentinels = [\"s1:26379\"]\nsentinel_master = \"m\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("redis_url") && both.contains("sentinels"),
+            "{both}"
+        );
+        let env = vec![
+            ("HUB_CLUSTER__SENTINELS".to_string(), "a:1, b:2".to_string()),
+            ("HUB_CLUSTER__SENTINEL_MASTER".to_string(), "m".to_string()),
+        ];
+        let c = Config::from_toml("t", "", env).expect("from the environment");
+        assert_eq!(c.cluster.sentinels, ["a:1", "b:2"]);
     }
 
     #[test]

@@ -64,11 +64,14 @@
 //!
 //! ## Cluster mode
 //!
-//! With `cluster.redis_url` set, the engine is [`cluster`]'s `RedisEngine`: a Lua
+//! With `cluster.redis_url` (or `cluster.sentinels`) set, the engine is [`cluster`]'s `RedisEngine`: a Lua
 //! script in Redis assigns `seq`, appends to the room's stream and broadcasts the
 //! frame; every node hands its registry the events strictly in seq order (filling
 //! gaps from the stream), and they take the same `apply_events` → `fan_out` path
-//! as on one node. Sessions never see the difference.
+//! as on one node. Sessions never see the difference. With `cluster.sentinels`
+//! instead, the primary is the one Redis Sentinel names (`cluster::sentinel`),
+//! followed through failovers, and publishes are acknowledged once
+//! `min_replicas_acked` replicas hold them.
 
 #![deny(missing_docs)]
 

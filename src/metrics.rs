@@ -54,6 +54,8 @@ pub const CLUSTER_REDIS_UP: &str = "hub_cluster_redis_up";
 pub const CLUSTER_GAP_FILLED: &str = "hub_cluster_gap_filled_events_total";
 /// Cluster mode: rooms resynced because the missed events were gone, by reason.
 pub const CLUSTER_RESYNCS: &str = "hub_cluster_resyncs_total";
+/// Cluster mode: publishes answered 503 because too few replicas acknowledged.
+pub const CLUSTER_UNREPLICATED: &str = "hub_cluster_unreplicated_total";
 
 /// The label value of rooms (and room socket types) created on demand.
 pub const DYNAMIC: &str = "_dynamic";
@@ -106,6 +108,10 @@ fn describe() {
     describe_counter!(
         CLUSTER_RESYNCS,
         "Cluster mode: rooms resynced (subscribers told recovered:false), by reason."
+    );
+    describe_counter!(
+        CLUSTER_UNREPLICATED,
+        "Cluster mode: publishes answered 503 because fewer than min_replicas_acked replicas acknowledged them in time."
     );
     describe_gauge!(ROOM_SUBSCRIBERS, "Subscribers, by room.");
     describe_gauge!(

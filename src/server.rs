@@ -61,7 +61,7 @@ struct Engines {
 
 impl Engines {
     fn new(config: &Config, node: &str) -> io::Result<Engines> {
-        if !config.cluster.redis_url.is_empty() {
+        if config.cluster.is_on() {
             let (broker, tasks) =
                 RedisBroker::new(&config.cluster, config.rooms.idempotency_ttl_s, node)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisResult};
+use redis::{AsyncConnectionConfig, RedisResult};
 
+use super::sentinel::Endpoint;
 use super::Health;
 use crate::config::ClusterConfig;
 
@@ -53,18 +54,19 @@ pub async fn within<T>(
 /// the next call opens a fresh one: every call either works or fails within
 /// its deadline, and a Redis that comes back is picked up by the next call.
 pub struct LazyConnection {
-    client: Client,
+    endpoint: Arc<Endpoint>,
     timeouts: Timeouts,
     health: Arc<Health>,
-    /// The connection and the link generation it was opened in.
-    conn: Option<(MultiplexedConnection, u64)>,
+    /// The connection and the link generation and primary change it was
+    /// opened in.
+    conn: Option<(MultiplexedConnection, (u64, u64))>,
 }
 
 impl LazyConnection {
     /// Not connected yet.
-    pub fn new(client: Client, timeouts: Timeouts, health: Arc<Health>) -> Self {
+    pub fn new(endpoint: Arc<Endpoint>, timeouts: Timeouts, health: Arc<Health>) -> Self {
         LazyConnection {
-            client,
+            endpoint,
             timeouts,
             health,
             conn: None,
@@ -73,27 +75,38 @@ impl LazyConnection {
 
     /// The connection, opening it if needed.
     pub async fn get(&mut self) -> Result<MultiplexedConnection, String> {
-        let generation = self.health.generation();
+        let generation = (self.health.generation(), self.endpoint.changes());
         match &self.conn {
             Some((c, g)) if *g == generation => return Ok(c.clone()),
             _ => self.conn = None,
         }
         let t = self.timeouts;
+        // Twice the command timeout: a publish's `WAIT` may take one whole
+        // command timeout after its scripts; callers keep their own deadlines.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(t.connect))
-            .set_response_timeout(Some(t.command));
+            .set_response_timeout(Some(t.command * 2));
+        let client = self.endpoint.client().await?;
         let conn = within(
             t.connect,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
+            client.get_multiplexed_async_connection_with_config(&config),
         )
         .await?;
         self.conn = Some((conn.clone(), generation));
         Ok(conn)
     }
 
-    /// A call on the connection failed: the next call opens a new one.
-    pub fn failed(&mut self) {
+    /// A call on the connection failed: the next call opens a new one (at a
+    /// new primary, if the error says this one was demoted).
+    pub fn failed(&mut self, error: &str) {
         self.conn = None;
+        if Endpoint::demoted(error) {
+            self.endpoint.lost(error);
+        }
+    }
+
+    /// The endpoint it connects through.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
     }
 }

@@ -57,6 +57,11 @@ impl Health {
         self.state.lock().heartbeat
     }
 
+    /// Whether the subscription is up and caught up.
+    pub fn subscribed(&self) -> bool {
+        self.state.lock().subscribed
+    }
+
     /// Changes whenever the Redis link was lost.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

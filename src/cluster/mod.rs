@@ -30,6 +30,7 @@ mod nodes;
 mod presence;
 mod publisher;
 pub mod scripts;
+pub mod sentinel;
 mod subscriber;
 pub mod wire;
 
@@ -104,7 +105,8 @@ pub struct RedisBroker {
 /// What the subscriber and heartbeat tasks of a node work with.
 #[derive(Clone)]
 struct Link {
-    client: redis::Client,
+    /// Where the primary is (a URL, or found through Sentinel).
+    endpoint: Arc<sentinel::Endpoint>,
     keys: Keys,
     node: String,
     timeouts: Timeouts,
@@ -114,7 +116,7 @@ struct Link {
 
 /// The not yet started tasks behind a [`RedisBroker`].
 pub struct BrokerTasks {
-    client: redis::Client,
+    endpoint: Arc<sentinel::Endpoint>,
     keys: Keys,
     node: String,
     timeouts: Timeouts,
@@ -136,7 +138,7 @@ impl RedisBroker {
         idempotency_ttl_s: u64,
         node: &str,
     ) -> Result<(RedisBroker, BrokerTasks), String> {
-        let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| e.to_string())?;
+        let endpoint = Arc::new(sentinel::Endpoint::new(config).map_err(|e| e.to_string())?);
         let health = Arc::new(Health::default());
         // Down until the links are up: scrapes see the gauge from the start.
         metrics::gauge!(crate::metrics::CLUSTER_REDIS_UP).set(0.0);
@@ -153,7 +155,7 @@ impl RedisBroker {
             leave,
         };
         let tasks = BrokerTasks {
-            client,
+            endpoint,
             keys: Keys::new(&config.key_prefix),
             node: node.to_string(),
             timeouts: Timeouts::new(config),
@@ -164,6 +166,7 @@ impl RedisBroker {
             lane: publisher::Lane {
                 dynamic_ttl_ms: config.dynamic_room_ttl_s.saturating_mul(1000),
                 idempotency_ttl_ms: idempotency_ttl_s.saturating_mul(1000),
+                replicas: config.replicas_to_wait(),
             },
         };
         Ok((broker, tasks))
@@ -278,7 +281,7 @@ impl BrokerTasks {
         // subscriber.
         let (live_tx, live_rx) = tokio::sync::watch::channel(None);
         let BrokerTasks {
-            client,
+            endpoint,
             keys,
             node,
             timeouts,
@@ -291,15 +294,16 @@ impl BrokerTasks {
         for jobs in publishers {
             arbiter.spawn(publisher::run(
                 jobs,
-                conn::LazyConnection::new(client.clone(), timeouts, health.clone()),
+                conn::LazyConnection::new(endpoint.clone(), timeouts, health.clone()),
                 keys.clone(),
                 timeouts,
                 registry.clone(),
                 lane,
+                health.clone(),
             ));
         }
         let link = Link {
-            client,
+            endpoint: endpoint.clone(),
             keys,
             node,
             timeouts,
@@ -307,6 +311,7 @@ impl BrokerTasks {
             registry,
         };
         arbiter.spawn(subscriber::Subscriber::new(link.clone(), commands, live_rx).run());
+        arbiter.spawn(sentinel::watch(endpoint));
         arbiter.spawn(nodes::run(link, leave, live_tx));
         arbiter
     }

@@ -26,14 +26,14 @@ pub async fn run(
     live: watch::Sender<LiveNodes>,
 ) {
     let Link {
-        client,
+        endpoint,
         keys,
         node,
         timeouts,
         health,
         registry,
     } = link;
-    let mut conn = LazyConnection::new(client, timeouts, health.clone());
+    let mut conn = LazyConnection::new(endpoint, timeouts, health.clone());
     let mut tick = tokio::time::interval(timeouts.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -93,7 +93,7 @@ pub async fn run(
                 if !std::mem::replace(&mut failing, true) {
                     log::warn!("cluster: node heartbeat failed: {e}");
                 }
-                conn.failed();
+                conn.failed(&e);
                 health.set_heartbeat(false, Some(e));
             }
         }

@@ -1,6 +1,18 @@
 //! The publish lane: takes the registry's publish jobs in order, sends whatever
 //! has queued up as one Redis pipeline of publish scripts (one round trip, order
 //! kept), and hands the scripts' results to the registry, which answers.
+//!
+//! With `cluster.min_replicas_acked` > 0 the pipeline ends with `WAIT`: a
+//! publish is acknowledged only once that many replicas hold it, so a failover
+//! cannot take an acknowledged event back. Before that, the script itself
+//! refuses (writing and delivering nothing) on a primary with fewer online
+//! replicas: a primary that lost its replicas, or one a Sentinel failover has
+//! already replaced but not yet demoted, would deliver events it cannot keep. Fewer acks within
+//! `command_timeout_ms`: every publish of the pipeline answers 503 (the event
+//! may still be in Redis; a retry with its idempotency key is answered with
+//! its first seq).
+
+use std::sync::Arc;
 
 use redis::{RedisResult, Value};
 use tokio::sync::mpsc;
@@ -8,7 +20,7 @@ use tokio::sync::mpsc;
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
 use super::scripts::{self, Landed};
-use super::unavailable;
+use super::{unavailable, Health};
 use crate::engine::{Committed, PublishJob};
 use crate::keyed::over_max_keys;
 use crate::registry::{PublishAck, RegistryHandle};
@@ -20,6 +32,8 @@ pub struct Lane {
     pub dynamic_ttl_ms: u64,
     /// How long Redis keeps an idempotency key (ms), 0 = keys are not kept.
     pub idempotency_ttl_ms: u64,
+    /// Replicas that must hold a publish before it is acknowledged (`WAIT`).
+    pub replicas: u32,
 }
 
 /// Most scripts in one pipeline.
@@ -33,6 +47,7 @@ pub async fn run(
     timeouts: Timeouts,
     registry: RegistryHandle,
     lane: Lane,
+    health: Arc<Health>,
 ) {
     let channel = keys.events_channel();
     while let Some(first) = jobs.recv().await {
@@ -47,9 +62,16 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        let mut results = send(&mut conn, &keys, &channel, &batch, timeouts, lane)
-            .await
-            .into_iter();
+        let mut results = if conn.endpoint().is_sentinel() && !health.subscribed() {
+            // After a failover the new primary is first checked against what
+            // this node delivered (the subscription's catch-up): publishing
+            // before that could hand out a seq subscribers already saw.
+            let count = batch.iter().map(|j| j.items.len()).sum();
+            vec![Err("waiting for the subscription to catch up at the primary".into()); count]
+        } else {
+            send(&mut conn, &keys, &channel, &batch, timeouts, lane).await
+        }
+        .into_iter();
         for job in batch {
             let mine = results.by_ref().take(job.items.len()).collect();
             answer(job, mine, &registry);
@@ -105,17 +127,52 @@ async fn send(
             .arg(idem_ttl)
             .arg(state_key)
             .arg(delete)
-            .arg(max_keys);
+            .arg(max_keys)
+            .arg(lane.replicas);
     }
-    let answers: Vec<RedisResult<Value>> =
-        match within(timeouts.command, pipe.query_async(&mut c)).await {
-            Ok(a) => a,
-            Err(e) => {
-                log::warn!("cluster: publishing {count} events failed: {e}");
-                conn.failed();
-                return vec![Err(e); count];
+    let mut limit = timeouts.command;
+    if lane.replicas > 0 {
+        pipe.cmd("WAIT")
+            .arg(lane.replicas)
+            .arg(timeouts.command.as_millis() as u64);
+        limit += timeouts.command;
+    }
+    let mut answers: Vec<RedisResult<Value>> = match within(limit, pipe.query_async(&mut c)).await {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("cluster: publishing {count} events failed: {e}");
+            conn.failed(&e);
+            return vec![Err(e); count];
+        }
+    };
+    if lane.replicas > 0 {
+        let acked = match answers.pop() {
+            Some(Ok(Value::Int(n))) => n,
+            Some(Ok(_)) | None => -1,
+            Some(Err(e)) => {
+                conn.failed(&e.to_string());
+                -1
             }
         };
+        if acked < i64::from(lane.replicas) {
+            let why = format!(
+                "{acked} of {} replicas acknowledged within {} ms",
+                lane.replicas,
+                timeouts.command.as_millis()
+            );
+            log::warn!("cluster: {count} publishes not acknowledged: {why}");
+            metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(count as u64);
+            return vec![Err(why); count];
+        }
+    }
+    // A demoted primary answers each script READONLY: move to the new one.
+    if let Some(e) = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err().map(|e| e.to_string()))
+        .find(|e| super::sentinel::Endpoint::demoted(e))
+    {
+        conn.failed(&e);
+    }
     let mut out: Vec<_> = answers
         .into_iter()
         .map(|r| match r {
@@ -149,6 +206,12 @@ fn answer(job: PublishJob, results: Vec<Result<Landed, String>>, registry: &Regi
                     &item.room,
                     item.state.as_ref().map_or(0, |w| w.max_keys),
                 )),
+                Landed::TooFewReplicas(online) => {
+                    metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(1);
+                    Err(unavailable(&format!(
+                        "{online} replicas online at the primary, fewer than cluster.min_replicas_acked; nothing was published"
+                    )))
+                }
             }
         })
         .collect();

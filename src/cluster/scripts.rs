@@ -27,9 +27,20 @@ use crate::room::Event;
 /// KEYS: meta, log, idempotency key, state. ARGV: candidate epoch, history,
 /// frame head, frame tail, events channel, room, ttl ms (0 = keep),
 /// idempotency key ("" = none), its ttl ms, state key ("" = none), delete
-/// ("1"/"0"), max_keys. Returns `{epoch, seq, outcome}`: 0 published,
-/// 1 duplicate, 2 refused (max_keys).
+/// ("1"/"0"), max_keys, replicas needed (0 = none). Returns `{epoch, seq,
+/// outcome}`: 0 published, 1 duplicate, 2 refused (max_keys), 3 refused
+/// (fewer online replicas than needed: nothing written, nothing delivered —
+/// the primary that lost its replica, or a demoted one still taking writes
+/// during a Sentinel failover, could not keep the event).
 pub const PUBLISH: &str = r#"
+local need = tonumber(ARGV[13])
+if need > 0 then
+  local online = 0
+  for _ in string.gmatch(redis.call('INFO', 'replication'), 'state=online') do
+    online = online + 1
+  end
+  if online < need then return {'', online, 3} end
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -268,6 +279,8 @@ pub enum Landed {
     Duplicate(String, u64),
     /// A new state key past `max_keys`: nothing published, no seq used.
     OverMaxKeys,
+    /// Only this many replicas online, fewer than needed: nothing published.
+    TooFewReplicas(u64),
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -349,6 +362,7 @@ pub fn decode_publish(v: &Value) -> Option<Landed> {
         Some(0) | None => Some(Landed::Published(epoch, seq)),
         Some(1) => Some(Landed::Duplicate(epoch, seq)),
         Some(2) => Some(Landed::OverMaxKeys),
+        Some(3) => Some(Landed::TooFewReplicas(seq)),
         Some(_) => None,
     }
 }
@@ -426,6 +440,8 @@ mod tests {
         assert_eq!(decode_publish(&v), Some(Landed::Duplicate("e1".into(), 2)));
         let v = Value::Array(vec![bulk("e1"), Value::Int(0), Value::Int(2)]);
         assert_eq!(decode_publish(&v), Some(Landed::OverMaxKeys));
+        let v = Value::Array(vec![bulk(""), Value::Int(0), Value::Int(3)]);
+        assert_eq!(decode_publish(&v), Some(Landed::TooFewReplicas(0)));
         let v = Value::Array(vec![bulk("a"), bulk("{}"), Value::Int(250)]);
         assert_eq!(decode_nodes(&v), Some(vec![("a".into(), "{}".into(), 250)]));
     }

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::{Client, Msg, Value};
+use redis::{Msg, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{within, LazyConnection, Timeouts};
 use super::keys::Keys;
 use super::presence::{self, LiveNodes, Outcome, Write};
 use super::scripts::{self, RoomRead};
+use super::sentinel::Endpoint;
 use super::wire::{self, ControlOp, ControlRequest, EventMessage};
 use super::{unavailable, Command, Gathered, Health, Link};
 use crate::keyed::KeyChange;
@@ -59,7 +60,8 @@ struct Gathering {
 
 /// The task's state; see the module docs.
 pub struct Subscriber {
-    client: Client,
+    /// Where the primary is; its `changes` make the subscription move.
+    endpoint: Arc<Endpoint>,
     keys: Keys,
     node: String,
     timeouts: Timeouts,
@@ -84,7 +86,7 @@ impl Subscriber {
         live: watch::Receiver<LiveNodes>,
     ) -> Self {
         let Link {
-            client,
+            endpoint,
             keys,
             node,
             timeouts,
@@ -94,8 +96,8 @@ impl Subscriber {
         Subscriber {
             presence: presence::Rooms::new(&node),
             live,
-            reader: LazyConnection::new(client.clone(), timeouts, health.clone()),
-            client,
+            reader: LazyConnection::new(endpoint.clone(), timeouts, health.clone()),
+            endpoint,
             keys,
             node,
             timeouts,
@@ -116,7 +118,10 @@ impl Subscriber {
                 Ok(()) => return,
                 Err(e) => {
                     log::warn!("cluster: redis subscription lost: {e}; reconnecting");
-                    self.reader.failed();
+                    // With Sentinel, a lost link may be a failover: ask again
+                    // where the primary is.
+                    self.endpoint.lost(&e);
+                    self.reader.failed(&e);
                     self.health.set_subscribed(false, Some(e));
                     for (_, g) in self.gathering.drain() {
                         g.reply.fail(unavailable("redis connection lost"));
@@ -142,7 +147,9 @@ impl Subscriber {
     /// the registry is gone.
     async fn connected(&mut self, backoff: &mut Duration) -> Result<(), String> {
         let t = self.timeouts;
-        let mut pubsub = within(t.connect, self.client.get_async_pubsub()).await?;
+        let primary = self.endpoint.changes();
+        let client = self.endpoint.client().await?;
+        let mut pubsub = within(t.connect, client.get_async_pubsub()).await?;
         let channels = [
             self.keys.events_channel(),
             self.keys.control_channel(),
@@ -191,6 +198,9 @@ impl Subscriber {
                 },
                 _ = tick.tick() => {
                     self.expire_requests();
+                    if self.endpoint.changes() != primary {
+                        return Err("the primary changed (failover)".into());
+                    }
                     if last_ping.elapsed() >= t.heartbeat {
                         last_ping = Instant::now();
                         within(t.command, sink.ping::<Value>()).await?;

@@ -10,8 +10,8 @@
 //! - [`durable::DurableEngine`] (the default): the same order, written to a
 //!   local store (group commit, off the registry thread) before it is
 //!   acknowledged or delivered, so a restart keeps epochs, history and keys;
-//! - `cluster::RedisEngine` (`cluster.redis_url`): Redis assigns seqs and keeps
-//!   history for every node.
+//! - `cluster::RedisEngine` (`cluster.redis_url` or `cluster.sentinels`): Redis
+//!   assigns seqs and keeps history for every node.
 //!
 //! Whatever the engine, a publish takes one road: the registry checks it and
 //! hands the engine a [`PublishJob`]; the engine's outcome comes back as

@@ -30,6 +30,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     persistent: bool,
+    /// Started as a replica of this port (`--replicaof`).
+    replica_of: Option<u16>,
 }
 
 /// A free loopback port: bind port 0, read it, let it go.
@@ -84,12 +86,22 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// A non-persistent replica of the server on `primary`.
+    pub fn start_replica_of(primary: u16) -> RedisServer {
+        Self::start_as(false, Some(primary))
+    }
+
     fn start_with(persistent: bool) -> RedisServer {
+        Self::start_as(persistent, None)
+    }
+
+    fn start_as(persistent: bool, replica_of: Option<u16>) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir: fresh_dir(),
             persistent,
+            replica_of,
         };
         let mut last = String::new();
         for _ in 0..5 {
@@ -117,9 +129,14 @@ impl RedisServer {
             .arg(&log)
             .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
             .args(["--appendfsync", "always"])
+            // A replica's first sync at once (the default waits 5 s for more).
+            .args(["--repl-diskless-sync-delay", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(primary) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -238,6 +255,11 @@ impl RedisServer {
         let text = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Its directory (where `SAVE` writes `dump.rdb`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 }
 
@@ -648,4 +670,331 @@ pub async fn metric_sum(url: &str, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |a, b| a + b)
+}
+
+/// The master name the test Sentinels monitor.
+pub const SENTINEL_MASTER: &str = "hubmaster";
+
+/// A `redis-server --sentinel` on a free port, with its config in its own dir
+/// (Sentinel rewrites it); killed on drop.
+pub struct SentinelProc {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl SentinelProc {
+    /// A Sentinel monitoring the primary on `primary` (quorum 2).
+    fn start(primary: u16, down_after_ms: u64) -> SentinelProc {
+        let dir = fresh_dir();
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.join("sentinel.conf");
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
+                 dir {d}\nlogfile {d}/sentinel.log\n\
+                 sentinel monitor {m} 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds {m} {down_after_ms}\n\
+                 sentinel failover-timeout {m} 10000\n\
+                 sentinel parallel-syncs {m} 2\n",
+                d = dir.display(),
+                m = SENTINEL_MASTER,
+            );
+            std::fs::write(&conf, text).expect("write sentinel.conf");
+            let mut child = Command::new(REDIS_SERVER)
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server --sentinel");
+            let deadline = Instant::now() + REDIS_READY;
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    last = format!("sentinel on {port} exited with {status}");
+                    break;
+                }
+                if ping(port) {
+                    return SentinelProc {
+                        child: Some(child),
+                        port,
+                        dir,
+                    };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = format!("sentinel on {port} did not answer PING");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("redis-server --sentinel did not start: {last}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis-cli -p PORT ARGS...` on this Sentinel, stdout trimmed.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `SENTINEL master NAME` as a map (redis-cli prints field, value lines).
+    fn master_info(&self) -> HashMap<String, String> {
+        let text = self.cmd(&["SENTINEL", "master", SENTINEL_MASTER]);
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .filter_map(|c| match c {
+                [k, v] => Some((k.to_string(), v.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The port this Sentinel names as the primary.
+    pub fn primary_port(&self) -> Option<u16> {
+        let text = self.cmd(&["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER]);
+        text.lines().nth(1)?.trim().parse().ok()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join("sentinel.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for SentinelProc {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary, its replicas and 3 Sentinels, all private processes on free ports.
+pub struct SentinelSet {
+    /// `servers[0]` starts as the primary; a failover moves that role.
+    pub servers: Vec<RedisServer>,
+    pub sentinels: Vec<SentinelProc>,
+}
+
+impl SentinelSet {
+    /// Starts them and waits (bounded) until the replicas are in sync and every
+    /// Sentinel knows the replicas and the other two Sentinels, so a failover
+    /// can be elected.
+    pub fn start(replicas: usize, down_after_ms: u64) -> SentinelSet {
+        let primary = RedisServer::start();
+        let port = primary.port();
+        let mut servers = vec![primary];
+        for _ in 0..replicas {
+            servers.push(RedisServer::start_replica_of(port));
+        }
+        let set = SentinelSet {
+            sentinels: (0..3)
+                .map(|_| SentinelProc::start(port, down_after_ms))
+                .collect(),
+            servers,
+        };
+        set.wait_settled(port, Duration::from_secs(15));
+        set
+    }
+
+    /// Waits until the Sentinels agree `primary` is the primary, see every other
+    /// server as its replica and each other; and every replica's link is up.
+    pub fn wait_settled(&self, primary: u16, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let want_replicas = (self.servers.len() - 1).to_string();
+        loop {
+            let links_up = self
+                .servers
+                .iter()
+                .filter(|s| s.port() != primary && s.answers())
+                .all(|s| {
+                    s.cmd(&["INFO", "replication"])
+                        .contains("master_link_status:up")
+                });
+            let sentinels_agree = self
+                .sentinels
+                .iter()
+                .filter(|s| s.child.is_some())
+                .all(|s| {
+                    let m = s.master_info();
+                    s.primary_port() == Some(primary)
+                        && m.get("num-other-sentinels").map(String::as_str) == Some("2")
+                        && m.get("num-slaves") == Some(&want_replicas)
+                        && m.get("flags").is_some_and(|f| f == "master")
+                });
+            if links_up && sentinels_agree {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "sentinels did not settle on primary {primary} within {wait:?}: {:?}\n{}",
+                    self.sentinels[0].master_info(),
+                    self.sentinels[0].log_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3` (the env form of `cluster.sentinels`).
+    pub fn addrs(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The port a majority of live Sentinels names as the primary.
+    pub fn primary_port(&self) -> Option<u16> {
+        let named: Vec<u16> = self
+            .sentinels
+            .iter()
+            .filter(|s| s.child.is_some())
+            .filter_map(SentinelProc::primary_port)
+            .collect();
+        let first = *named.first()?;
+        (named.iter().filter(|p| **p == first).count() * 2 > named.len()).then_some(first)
+    }
+
+    /// The server on `port`.
+    pub fn server(&self, port: u16) -> usize {
+        self.servers
+            .iter()
+            .position(|s| s.port() == port)
+            .expect("a server of this set")
+    }
+
+    /// Polls until the Sentinels name another primary than `old`, for at most `wait`.
+    pub fn wait_new_primary(&self, old: u16, wait: Duration) -> u16 {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(p) = self.primary_port().filter(|p| *p != old) {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no failover away from {old} within {wait:?}:\n{}",
+                self.sentinels[0].log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Hubs finding their Redis through a [`SentinelSet`]; on a failing test the
+/// tails of every hub's, server's and Sentinel's log are printed.
+pub struct SentinelCluster {
+    pub set: SentinelSet,
+    pub hubs: Vec<ChildHub>,
+    pub ids: Vec<String>,
+}
+
+impl SentinelCluster {
+    /// `replicas` replicas, Sentinels with `down_after_ms`, and one hub per id
+    /// (with `extra` config), each ready.
+    pub async fn start(
+        ids: &[&str],
+        replicas: usize,
+        down_after_ms: u64,
+        extra: &[(&str, &str)],
+    ) -> SentinelCluster {
+        let set = tokio::task::spawn_blocking(move || SentinelSet::start(replicas, down_after_ms))
+            .await
+            .expect("sentinel set");
+        let mut cl = SentinelCluster {
+            set,
+            hubs: Vec::new(),
+            ids: Vec::new(),
+        };
+        for id in ids {
+            cl.add_hub(id, extra);
+        }
+        for i in 0..cl.hubs.len() {
+            cl.wait_ready(i).await;
+        }
+        cl
+    }
+
+    /// Starts one more hub on these Sentinels (not waited for).
+    pub fn add_hub(&mut self, id: &str, extra: &[(&str, &str)]) {
+        let mut envs: Vec<(String, String)> = cluster_envs("", id)
+            .into_iter()
+            .filter(|(k, _)| k != "HUB_CLUSTER__REDIS_URL")
+            .collect();
+        envs.push(("HUB_CLUSTER__SENTINELS".into(), self.set.addrs()));
+        envs.push((
+            "HUB_CLUSTER__SENTINEL_MASTER".into(),
+            SENTINEL_MASTER.into(),
+        ));
+        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        self.hubs.push(ChildHub::spawn(&refs));
+        self.ids.push(id.to_string());
+    }
+
+    /// Polls hub `i`'s `/readyz` until 200 (at most 10 s).
+    pub async fn wait_ready(&self, i: usize) {
+        let (status, body) =
+            poll_http(&self.http(i, "/readyz"), Duration::from_secs(10), |s, _| {
+                s == 200
+            })
+            .await;
+        assert_eq!(
+            status, 200,
+            "node {} never became ready: {body}",
+            self.ids[i]
+        );
+    }
+
+    pub fn http(&self, i: usize, path: &str) -> String {
+        self.hubs[i].http(path)
+    }
+
+    pub fn ws(&self, i: usize, path: &str) -> String {
+        self.hubs[i].ws(path)
+    }
+}
+
+impl Drop for SentinelCluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (hub, id) in self.hubs.iter().zip(&self.ids) {
+            let log = hub.log.lock().map(|l| l.clone()).unwrap_or_default();
+            eprintln!("----- node {id} ({}): last 80 log lines -----", hub.addr);
+            for line in &log[log.len().saturating_sub(80)..] {
+                eprintln!("{line}");
+            }
+        }
+        for s in &self.set.servers {
+            eprintln!("----- redis {} -----\n{}", s.port(), s.log_tail(15));
+        }
+        for s in &self.set.sentinels {
+            eprintln!("----- sentinel {} -----\n{}", s.port(), s.log_tail(25));
+        }
+    }
 }
