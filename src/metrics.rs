@@ -45,6 +45,9 @@ pub const STORE_COMMIT: &str = "hub_store_commit_seconds";
 pub const STORE_BYTES: &str = "hub_store_bytes";
 /// Counter: `refresh` commands, by `result` (`ok`, `refused`).
 pub const TOKEN_REFRESHES: &str = "hub_token_refreshes_total";
+/// Events an engine handed over that did not follow their room's mirror
+/// (the room was read again): always 0 unless there is a bug.
+pub const OUT_OF_ORDER: &str = "hub_engine_out_of_order_total";
 /// Client-driven messages refused because the registry's intake was full.
 pub const REGISTRY_REFUSED: &str = "hub_registry_refused_total";
 
@@ -140,6 +143,10 @@ fn describe() {
     describe_counter!(
         TOKEN_REFRESHES,
         "Token refreshes over an open socket, by result (ok, refused)."
+    );
+    describe_counter!(
+        OUT_OF_ORDER,
+        "Events an engine handed over out of their room's order (the room was read again); 0 unless there is a bug."
     );
     describe_counter!(
         REGISTRY_REFUSED,

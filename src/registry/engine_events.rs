@@ -145,18 +145,24 @@ impl Handles<RoomEvents> for RegistryActor {
         if *room.epoch == *msg.epoch && self.apply_events(&msg.room, msg.events) {
             return;
         }
-        // The engine hands over in order, so this is a bug somewhere; reading
-        // the room again repairs it rather than delivering out of order.
-        log::error!(
-            "room {} got events that do not follow its head; resyncing",
-            msg.room
-        );
-        if let Some(settings) = self.config.room_settings(&msg.room) {
-            let dynamic = !self.is_declared(&msg.room);
+        self.out_of_order(&msg.room);
+    }
+}
+
+impl RegistryActor {
+    /// An engine handed over events that do not follow the room's mirror
+    /// (another epoch, or a gap). Engines hand over in order, so this is a bug
+    /// somewhere; the room is read again and its subscribers start over
+    /// rather than get events out of order or miss some unnoticed.
+    pub(super) fn out_of_order(&mut self, room: &Arc<str>) {
+        log::error!("room {room} got events that do not follow its head; resyncing");
+        metrics::counter!(crate::metrics::OUT_OF_ORDER).increment(1);
+        if let Some(settings) = self.config.room_settings(room) {
+            let dynamic = !self.is_declared(room);
             // An engine that reads rooms later answers with `RoomSynced`.
-            if let Ok(Some(state)) = self.engine.open(&msg.room, &settings, dynamic) {
+            if let Ok(Some(state)) = self.engine.open(room, &settings, dynamic) {
                 self.synced(RoomSynced {
-                    room: msg.room,
+                    room: room.clone(),
                     epoch: state.epoch.to_string(),
                     seq: state.seq,
                     events: state.events,

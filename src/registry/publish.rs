@@ -333,7 +333,10 @@ impl RegistryActor {
                 return;
             }
         }
-        self.apply_events(&room, vec![event]);
+        let follows = self.rooms.get(&*room).is_some_and(|r| r.epoch == *epoch);
+        if !follows || !self.apply_events(&room, vec![event]) {
+            self.out_of_order(&room);
+        }
     }
 
     /// Answers publishers with their outcomes.
