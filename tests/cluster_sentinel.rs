@@ -53,25 +53,8 @@ struct Acked {
 
 /// POSTs `{"n": n}` into `alerts` with `Idempotency-Key: k-n`; (status, body).
 async fn post_keyed(client: &reqwest::Client, url: &str, n: u64) -> (u16, Value) {
-    let body = json!({"type": "alert_raised", "data": {"n": n}}).to_string();
-    match client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", format!("k-{n}"))
-        .body(body)
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap_or_default();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        }
-        Err(e) => (0, Value::String(e.to_string())),
-    }
+    let key = format!("k-{n}");
+    post_event_keyed(client, url, "alert_raised", &json!({"n": n}), Some(&key)).await
 }
 
 /// Publishers that retry each event (same idempotency key, round robin over
@@ -536,24 +519,7 @@ async fn primary_restored_from_an_old_snapshot_means_a_new_epoch() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for (who, c) in [("subscriber on a", &mut s), ("subscriber on b", &mut t)] {
         let frames = read_to_seq(c, "alerts", head, deadline, who).await;
-        let at = frames
-            .iter()
-            .rposition(|f| f["type"] == "subscribed")
-            .unwrap_or_else(|| panic!("{who}: never told: {}", brief(&frames)));
-        assert!(
-            events(&frames[..at], "alerts").is_empty(),
-            "{who}: old-epoch events after the restore: {}",
-            brief(&frames)
-        );
-        assert_eq!(
-            (
-                frames[at]["epoch"].as_str(),
-                frames[at]["recovered"].as_bool()
-            ),
-            (Some(&new_epoch[..]), Some(false)),
-            "{who}: {}",
-            frames[at]
-        );
+        let at = told_new_epoch(&frames, "alerts", &new_epoch, who);
         let live: Vec<(u64, Value)> = events(&frames[at + 1..], "alerts")
             .into_iter()
             .filter(|e| e.0 > frames[at]["seq"].as_u64().unwrap_or(0))

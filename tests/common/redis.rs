@@ -347,15 +347,43 @@ impl Cluster {
         );
         body
     }
+}
+
+/// Hubs of a test cluster, by index.
+pub trait Nodes {
+    /// The hubs.
+    fn hubs(&self) -> &[ChildHub];
 
     /// `http://ADDR{path}` of hub `i`.
-    pub fn http(&self, i: usize, path: &str) -> String {
-        self.hubs[i].http(path)
+    fn http(&self, i: usize, path: &str) -> String {
+        self.hubs()[i].http(path)
     }
 
     /// `ws://ADDR{path}` of hub `i`.
-    pub fn ws(&self, i: usize, path: &str) -> String {
-        self.hubs[i].ws(path)
+    fn ws(&self, i: usize, path: &str) -> String {
+        self.hubs()[i].ws(path)
+    }
+}
+
+impl Nodes for Cluster {
+    fn hubs(&self) -> &[ChildHub] {
+        &self.hubs
+    }
+}
+
+/// On a failing test: the last `lines` log lines of every hub.
+fn print_node_logs(hubs: &[ChildHub], ids: &[String], lines: usize) {
+    for (hub, id) in hubs.iter().zip(ids) {
+        let log = hub.log.lock().map(|l| l.clone()).unwrap_or_default();
+        eprintln!(
+            "----- node {id} ({}): last {} of {} log lines -----",
+            hub.addr,
+            log.len().min(lines),
+            log.len()
+        );
+        for line in &log[log.len().saturating_sub(lines)..] {
+            eprintln!("{line}");
+        }
     }
 }
 
@@ -364,18 +392,7 @@ impl Drop for Cluster {
         if !std::thread::panicking() {
             return;
         }
-        for (hub, id) in self.hubs.iter().zip(&self.ids) {
-            let log = hub.log.lock().map(|l| l.clone()).unwrap_or_default();
-            eprintln!(
-                "----- node {id} ({}): last {} of {} log lines -----",
-                hub.addr,
-                log.len().min(120),
-                log.len()
-            );
-            for line in &log[log.len().saturating_sub(120)..] {
-                eprintln!("{line}");
-            }
-        }
+        print_node_logs(&self.hubs, &self.ids, 120);
         eprintln!(
             "----- redis on port {} -----\n{}",
             self.redis.port(),
@@ -507,6 +524,28 @@ pub fn assert_consecutive(seqs: &[u64], from: u64, to: u64, what: &str) {
     );
 }
 
+/// Where in `frames` a subscriber was told that `room` moved to `epoch`:
+/// the last `subscribed`, with that epoch and `recovered:false`, and no event
+/// of the old epoch after the restore before it. Its index.
+pub fn told_new_epoch(frames: &[Value], room: &str, epoch: &str, who: &str) -> usize {
+    let at = frames
+        .iter()
+        .rposition(|f| f["type"] == "subscribed")
+        .unwrap_or_else(|| panic!("{who}: never told: {}", brief(frames)));
+    assert!(
+        events(&frames[..at], room).is_empty(),
+        "{who}: events between the restore and the new subscribed: {}",
+        brief(frames)
+    );
+    let sub = &frames[at];
+    assert_eq!(
+        (sub["epoch"].as_str(), sub["recovered"].as_bool()),
+        (Some(epoch), Some(false)),
+        "{who}: {sub}"
+    );
+    at
+}
+
 /// POSTs one event to `url` with `client`; (status, body), status 0 when no
 /// answer came within the client's timeout.
 pub async fn post_event(
@@ -515,14 +554,23 @@ pub async fn post_event(
     kind: &str,
     data: &Value,
 ) -> (u16, Value) {
+    post_event_keyed(client, url, kind, data, None).await
+}
+
+/// [`post_event`] with an `Idempotency-Key` header when `key` is given.
+pub async fn post_event_keyed(
+    client: &reqwest::Client,
+    url: &str,
+    kind: &str,
+    data: &Value,
+    key: Option<&str>,
+) -> (u16, Value) {
     let body = json!({"type": kind, "data": data}).to_string();
-    match client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-    {
+    let mut request = client.post(url).header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    match request.body(body).send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             let text = r.text().await.unwrap_or_default();
@@ -968,13 +1016,11 @@ impl SentinelCluster {
             self.ids[i]
         );
     }
+}
 
-    pub fn http(&self, i: usize, path: &str) -> String {
-        self.hubs[i].http(path)
-    }
-
-    pub fn ws(&self, i: usize, path: &str) -> String {
-        self.hubs[i].ws(path)
+impl Nodes for SentinelCluster {
+    fn hubs(&self) -> &[ChildHub] {
+        &self.hubs
     }
 }
 
@@ -983,13 +1029,7 @@ impl Drop for SentinelCluster {
         if !std::thread::panicking() {
             return;
         }
-        for (hub, id) in self.hubs.iter().zip(&self.ids) {
-            let log = hub.log.lock().map(|l| l.clone()).unwrap_or_default();
-            eprintln!("----- node {id} ({}): last 80 log lines -----", hub.addr);
-            for line in &log[log.len().saturating_sub(80)..] {
-                eprintln!("{line}");
-            }
-        }
+        print_node_logs(&self.hubs, &self.ids, 80);
         for s in &self.set.servers {
             eprintln!("----- redis {} -----\n{}", s.port(), s.log_tail(15));
         }
