@@ -9,6 +9,7 @@ use hub_bench::endpoint::Endpoint;
 use hub_bench::hub::{HubProcess, Storage, BENCH_ROOM};
 use hub_bench::report::{cluster_table, markdown_table, Report};
 use hub_bench::scenario::cluster::Topology;
+use hub_bench::scenario::presence;
 use hub_bench::transport::Transport;
 use hub_bench::worker::{self, WorkerParams};
 
@@ -120,6 +121,10 @@ pub enum Command {
     /// One fan-out against 1 hub without Redis, 1 hub on Redis and N hubs on
     /// Redis (own redis-server), at a rate and flat out; then a comparison table.
     Cluster(ClusterArgs),
+    /// N members (one user each) on a presence room: join / leave latency and
+    /// hub CPU, `presence` answer times, hub RSS per member against a hub
+    /// without presence.
+    Presence(PresenceArgs),
     /// (internal) hold a share of `conns` sockets; driven over stdin/stdout.
     #[command(hide = true)]
     ConnsWorker(WorkerArgs),
@@ -394,6 +399,32 @@ pub struct AllArgs {
     pub scale: f64,
 }
 
+/// Options of `presence`.
+#[derive(Debug, Args)]
+pub struct PresenceArgs {
+    /// Members (distinct users `u0`, `u1`, …), one session each.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=18_000))]
+    pub members: u64,
+    /// Joins and leaves timed one at a time (the last members to join).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=5_000))]
+    pub sample: u64,
+    /// Asks of each kind (`presence` command, HTTP), unchanged and after a change.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+    pub asks: u64,
+    /// Handshakes in flight while the bulk of the members connect.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub concurrency: u64,
+    /// Members per loopback source address (each has ~28k ports).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=20_000))]
+    pub per_source: u64,
+    /// Skip the hub without presence (no presence-only memory figure).
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Milliseconds to wait before each RSS reading.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub settle_ms: u64,
+}
+
 /// Options of the hidden `conns-worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -459,6 +490,27 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 subscribe: w.subscribe,
             })
             .await;
+        }
+        Command::Presence(a) => {
+            if cli.url.is_some() {
+                bail!("presence starts its own hubs (JWT secret, presence on): it takes --hub-bin, not --url");
+            }
+            let report = presence::run(
+                &cli.hub_bin,
+                presence::PresenceParams {
+                    members: a.members as usize,
+                    sample: a.sample as usize,
+                    asks: a.asks as usize,
+                    concurrency: a.concurrency as usize,
+                    per_source: a.per_source as usize,
+                    room: cli.room.clone(),
+                    baseline: !a.no_baseline,
+                    settle_ms: a.settle_ms,
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(());
         }
         Command::Conns(a) => vec![plan::conns(a, &cli.room, exe)],
         Command::Fanout(a) => vec![plan::fanout(a, &cli.room)],

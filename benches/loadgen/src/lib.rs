@@ -27,6 +27,7 @@ pub mod clock;
 pub mod endpoint;
 pub mod http;
 pub mod hub;
+pub mod jwt;
 pub mod latency;
 pub mod payload;
 pub mod procfs;

@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod conns;
 pub mod fanout;
 pub mod keyed;
+pub mod presence;
 pub mod restart;
