@@ -9,7 +9,6 @@
 //! actix-tls and a second `rand`. The price is no TLS: URLs are `http://` only,
 //! which is what a CLI on the hub's own host or container needs.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,9 +19,10 @@ const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Everything that can go wrong talking to the hub. `Display` is the message
 /// printed after `realtime-hub: `.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// `--url` is not something this client can connect to.
+    #[error("bad hub URL {url:?}: {why}")]
     BadUrl {
         /// The URL as given.
         url: String,
@@ -30,6 +30,7 @@ pub enum CliError {
         why: String,
     },
     /// No connection: refused, unknown host, network down.
+    #[error("cannot reach the hub at {url}: {why} (is it running? set --url or HUB_URL)")]
     Unreachable {
         /// The full URL requested.
         url: String,
@@ -37,6 +38,7 @@ pub enum CliError {
         why: String,
     },
     /// No complete answer within the timeout.
+    #[error("no answer from {url} within {secs} s (see --timeout)")]
     Timeout {
         /// The full URL requested.
         url: String,
@@ -44,6 +46,7 @@ pub enum CliError {
         secs: u64,
     },
     /// The hub answered with an error status and its JSON error body.
+    #[error("{status} {code}: {message}")]
     Hub {
         /// HTTP status.
         status: u16,
@@ -54,6 +57,7 @@ pub enum CliError {
     },
     /// An error status without the hub's JSON error body (a proxy, another
     /// server).
+    #[error("{url} answered {status}{}", colon(body))]
     Status {
         /// The full URL requested.
         url: String,
@@ -63,6 +67,7 @@ pub enum CliError {
         body: String,
     },
     /// A success status whose body is not what the hub sends.
+    #[error("{url} did not answer like a realtime-hub: {why}")]
     Unexpected {
         /// The full URL requested.
         url: String,
@@ -70,40 +75,18 @@ pub enum CliError {
         why: String,
     },
     /// Writing the result failed (e.g. a closed pipe).
+    #[error("cannot write the output: {0}")]
     Output(String),
 }
 
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CliError::BadUrl { url, why } => write!(f, "bad hub URL {url:?}: {why}"),
-            CliError::Unreachable { url, why } => write!(
-                f,
-                "cannot reach the hub at {url}: {why} (is it running? set --url or HUB_URL)"
-            ),
-            CliError::Timeout { url, secs } => {
-                write!(f, "no answer from {url} within {secs} s (see --timeout)")
-            }
-            CliError::Hub {
-                status,
-                code,
-                message,
-            } => write!(f, "{status} {code}: {message}"),
-            CliError::Status { url, status, body } if body.is_empty() => {
-                write!(f, "{url} answered {status}")
-            }
-            CliError::Status { url, status, body } => {
-                write!(f, "{url} answered {status}: {body}")
-            }
-            CliError::Unexpected { url, why } => {
-                write!(f, "{url} did not answer like a realtime-hub: {why}")
-            }
-            CliError::Output(why) => write!(f, "cannot write the output: {why}"),
-        }
+/// `: body`, or nothing for an empty body.
+fn colon(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
     }
 }
-
-impl std::error::Error for CliError {}
 
 /// An answer of any status.
 #[derive(Debug)]
