@@ -29,7 +29,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 struct Cli {
     /// Talk to a running hub instead of serving.
     #[command(subcommand)]
-    command: Option<cli::Command>,
+    command: Option<cli::Subcommand>,
 
     /// TOML configuration file (default: the embedded config/default.toml).
     /// Any key can be overridden with HUB_<SECTION>__<KEY>.

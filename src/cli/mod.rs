@@ -22,7 +22,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -35,8 +35,8 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const EXIT_FAILED: u8 = 1;
 
 /// The subcommands. With none, the binary serves (see `src/main.rs`).
-#[derive(Subcommand, Debug)]
-pub enum Command {
+#[derive(clap::Subcommand, Debug)]
+pub enum Subcommand {
     /// Show who is connected: sockets by type, rooms, and cluster nodes when
     /// there are any (GET /socket-status).
     Status {
@@ -163,12 +163,12 @@ struct PublishBody<'a> {
 }
 
 /// Runs one subcommand and returns the process's exit code.
-pub fn run(command: Command) -> ExitCode {
+pub fn run(command: Subcommand) -> ExitCode {
     let outcome = match command {
-        Command::Status { target, json } => status(&target, json),
-        Command::Rooms { target, json } => rooms(&target, json),
-        Command::Publish(args) => publish(&args),
-        Command::Healthcheck { target } => healthcheck(&target),
+        Subcommand::Status { target, json } => status(&target, json),
+        Subcommand::Rooms { target, json } => rooms(&target, json),
+        Subcommand::Publish(args) => publish(&args),
+        Subcommand::Healthcheck { target } => healthcheck(&target),
     };
     match outcome.and_then(|out| print(&out)) {
         Ok(()) => ExitCode::SUCCESS,

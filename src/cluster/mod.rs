@@ -57,7 +57,7 @@ const PUBLISH_QUEUE: usize = 16_384;
 const COMMAND_QUEUE: usize = 16_384;
 
 /// What the registry asks of the subscriber task.
-pub enum Command {
+pub enum SubscriberRequest {
     /// Mirror this room: read it from Redis, then follow its events.
     Track {
         /// Room.
@@ -96,7 +96,7 @@ pub enum Command {
 #[derive(Clone)]
 pub struct RedisBroker {
     publishers: Arc<[mpsc::Sender<PublishJob>]>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<SubscriberRequest>,
     health: Arc<Health>,
     dynamic_ttl_ms: u64,
     leave: mpsc::Sender<oneshot::Sender<()>>,
@@ -122,7 +122,7 @@ pub struct BrokerTasks {
     timeouts: Timeouts,
     health: Arc<Health>,
     publishers: Vec<mpsc::Receiver<PublishJob>>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<SubscriberRequest>,
     leave: mpsc::Receiver<oneshot::Sender<()>>,
     lane: publisher::Lane,
 }
@@ -223,7 +223,7 @@ impl RedisBroker {
         dynamic: bool,
     ) -> Result<(), HubError> {
         self.commands
-            .try_send(Command::Track {
+            .try_send(SubscriberRequest::Track {
                 room,
                 history: settings.history,
                 ttl_ms: self.ttl_ms(dynamic),
@@ -237,7 +237,7 @@ impl RedisBroker {
     /// with `RoomCaughtUp`.
     pub fn catch_up(&self, room: Arc<str>) -> Result<(), HubError> {
         self.commands
-            .try_send(Command::CatchUp(room))
+            .try_send(SubscriberRequest::CatchUp(room))
             .map_err(|_| unavailable("too many room syncs waiting"))
     }
 
@@ -246,7 +246,7 @@ impl RedisBroker {
     pub fn presence(&self, room: Arc<str>, change: Change) {
         if self
             .commands
-            .try_send(Command::Presence { room, change })
+            .try_send(SubscriberRequest::Presence { room, change })
             .is_err()
         {
             // The queue is full only when Redis is far behind: the change is
@@ -257,15 +257,17 @@ impl RedisBroker {
 
     /// Stops mirroring a room.
     pub fn untrack(&self, room: Arc<str>) {
-        let _ = self.commands.try_send(Command::Untrack(room));
+        let _ = self.commands.try_send(SubscriberRequest::Untrack(room));
     }
 
     /// Asks every node; `reply` gets their answers combined.
     pub fn scatter(&self, op: ControlOp, reply: Gathered) {
         if let Err(
-            mpsc::error::TrySendError::Full(Command::Scatter { reply, .. })
-            | mpsc::error::TrySendError::Closed(Command::Scatter { reply, .. }),
-        ) = self.commands.try_send(Command::Scatter { op, reply })
+            mpsc::error::TrySendError::Full(SubscriberRequest::Scatter { reply, .. })
+            | mpsc::error::TrySendError::Closed(SubscriberRequest::Scatter { reply, .. }),
+        ) = self
+            .commands
+            .try_send(SubscriberRequest::Scatter { op, reply })
         {
             reply.fail(unavailable("too many cluster requests waiting"));
         }

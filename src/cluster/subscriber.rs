@@ -23,7 +23,7 @@ use super::presence::{self, LiveNodes, Outcome, Write};
 use super::scripts::{self, RoomRead};
 use super::sentinel::Endpoint;
 use super::wire::{self, ControlOp, ControlRequest, EventMessage};
-use super::{unavailable, Command, Gathered, Health, Link};
+use super::{unavailable, Gathered, Health, Link, SubscriberRequest};
 use crate::keyed::KeyChange;
 use crate::registry::{
     PresenceChanged, RegistryHandle, RemoteDisconnect, RemoteListSockets, RemoteUserEvent,
@@ -67,7 +67,7 @@ pub struct Subscriber {
     timeouts: Timeouts,
     health: Arc<Health>,
     registry: RegistryHandle,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<SubscriberRequest>,
     reader: LazyConnection,
     tracked: HashMap<Arc<str>, Tracked>,
     gathering: HashMap<u64, Gathering>,
@@ -82,7 +82,7 @@ impl Subscriber {
     /// A task not yet connected.
     pub fn new(
         link: Link,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::Receiver<SubscriberRequest>,
         live: watch::Receiver<LiveNodes>,
     ) -> Self {
         let Link {
@@ -237,16 +237,16 @@ impl Subscriber {
     /// before the subscription is back is caught up then. Otherwise syncs are
     /// remembered for the reconnect and refused now; cluster requests, whose
     /// answers come over the subscription, are refused.
-    async fn offline(&mut self, cmd: Command) {
+    async fn offline(&mut self, cmd: SubscriberRequest) {
         match cmd {
-            Command::Scatter { reply, .. } => {
+            SubscriberRequest::Scatter { reply, .. } => {
                 reply.fail(unavailable("redis subscription is down"));
             }
             cmd if self.health.heartbeat_ok() => {
                 // Failures are reported to the registry by `online` itself.
                 let _ = self.online(cmd).await;
             }
-            Command::Track {
+            SubscriberRequest::Track {
                 room,
                 history,
                 ttl_ms,
@@ -259,26 +259,26 @@ impl Subscriber {
                     error: "redis unreachable".into(),
                 });
             }
-            Command::Untrack(room) => {
+            SubscriberRequest::Untrack(room) => {
                 self.tracked.remove(&room);
                 self.presence.untrack(&room);
             }
-            Command::Presence { room, change } => {
+            SubscriberRequest::Presence { room, change } => {
                 // Written whole once Redis is back.
                 if self.presence.local(&room, change).is_some() {
                     self.presence.failed(&room);
                 }
             }
-            Command::CatchUp(room) => {
+            SubscriberRequest::CatchUp(room) => {
                 // Nothing newer can be had now: the mirror is what there is.
                 self.registry.do_send(RoomCaughtUp { room });
             }
         }
     }
 
-    async fn online(&mut self, cmd: Command) -> Result<(), String> {
+    async fn online(&mut self, cmd: SubscriberRequest) -> Result<(), String> {
         match cmd {
-            Command::Track {
+            SubscriberRequest::Track {
                 room,
                 history,
                 ttl_ms,
@@ -297,21 +297,21 @@ impl Subscriber {
                     self.read_presence(&room).await?;
                 }
             }
-            Command::Untrack(room) => {
+            SubscriberRequest::Untrack(room) => {
                 self.tracked.remove(&room);
                 self.presence.untrack(&room);
             }
-            Command::Presence { room, change } => {
+            SubscriberRequest::Presence { room, change } => {
                 if let Some(write) = self.presence.local(&room, change) {
                     self.write_share(&room, Some(write)).await?;
                 }
             }
-            Command::CatchUp(room) => {
+            SubscriberRequest::CatchUp(room) => {
                 let result = self.catch_up(&room).await;
                 self.registry.do_send(RoomCaughtUp { room });
                 result?;
             }
-            Command::Scatter { op, reply } => {
+            SubscriberRequest::Scatter { op, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
                 let request = ControlRequest {
