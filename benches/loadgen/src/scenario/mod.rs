@@ -8,3 +8,4 @@ pub mod conns;
 pub mod fanout;
 pub mod keyed;
 pub mod restart;
+pub mod soak;
