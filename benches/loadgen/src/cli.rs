@@ -415,6 +415,10 @@ pub struct SoakArgs {
     /// Longest life of a client connection before the harness drops it (s).
     #[arg(long, default_value_t = 30)]
     pub max_life_s: u64,
+    /// Events the room keeps for resumes (HUB_ROOMS__HISTORY; the hub's default
+    /// 100 is half a second at 200/s, so most resumes would get recovered:false).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub history: u64,
     /// The Redis server binary (also run as `--sentinel`).
     #[arg(long, default_value = "redis-server")]
     pub redis_bin: PathBuf,
@@ -482,7 +486,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let scenarios = match &cli.command {
         Command::Soak(a) => {
             if cli.url.is_some() {
-                bail!("soak starts its own hubs, Redis and Sentinels: it takes --hub-bin, not --url");
+                bail!(
+                    "soak starts its own hubs, Redis and Sentinels: it takes --hub-bin, not --url"
+                );
             }
             if a.min_life_s > a.max_life_s {
                 bail!("--min-life-s is above --max-life-s");
@@ -495,6 +501,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 down_after_ms: a.down_after_ms,
                 sources: 16,
                 client_life_s: (a.min_life_s, a.max_life_s),
+                history: a.history as usize,
                 room: cli.room.clone(),
                 hub_bin: cli.hub_bin.clone(),
                 redis_bin: a.redis_bin.clone(),

@@ -191,7 +191,10 @@ impl RedisNode {
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait().context("checking redis-server")? {
-                    bail!("redis-server on {} exited with {status} at start", self.port);
+                    bail!(
+                        "redis-server on {} exited with {status} at start",
+                        self.port
+                    );
                 }
             }
             if ping(self.port).await {
@@ -283,11 +286,7 @@ impl SentinelProcess {
 
     /// The primary's port this Sentinel names (`SENTINEL get-master-addr-by-name`).
     pub async fn primary_port(&self, master: &str) -> Option<u16> {
-        let reply = command(
-            self.port,
-            &["SENTINEL", "get-master-addr-by-name", master],
-        )
-        .await?;
+        let reply = command(self.port, &["SENTINEL", "get-master-addr-by-name", master]).await?;
         reply.get(1)?.parse().ok()
     }
 }

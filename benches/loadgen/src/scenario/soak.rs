@@ -58,6 +58,9 @@ pub struct SoakParams {
     /// A client's connection lives a random time in this range (s) before the
     /// harness drops it.
     pub client_life_s: (u64, u64),
+    /// Events the room keeps for resumes (`HUB_ROOMS__HISTORY`; the hub's
+    /// default of 100 is half a second at 200/s).
+    pub history: usize,
     /// The room.
     pub room: String,
     /// The hub binary.
@@ -499,7 +502,10 @@ async fn publish(shared: Arc<Shared>, http: reqwest::Client, run: u64, id: u64, 
                 continue;
             };
             if ack.duplicate {
-                shared.ledger.acked_duplicate.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .ledger
+                    .acked_duplicate
+                    .fetch_add(1, Ordering::Relaxed);
             }
             let eid = shared.ledger.epoch(&ack.epoch);
             if let Ok(mut acks) = shared.ledger.acks.lock() {
@@ -592,8 +598,9 @@ impl RedisSet {
     }
 }
 
-fn hub_env(sentinels: &str, node: usize) -> Vec<(String, String)> {
+fn hub_env(sentinels: &str, node: usize, history: usize) -> Vec<(String, String)> {
     [
+        ("HUB_ROOMS__HISTORY", history.to_string()),
         ("HUB_CLUSTER__SENTINELS", sentinels.to_owned()),
         ("HUB_CLUSTER__SENTINEL_MASTER", MASTER.to_owned()),
         ("HUB_CLUSTER__NODE_ID", format!("soak-node-{node}")),
@@ -607,6 +614,12 @@ fn hub_env(sentinels: &str, node: usize) -> Vec<(String, String)> {
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
 }
+
+/// (node slot, incarnation, ms since the start, RSS KiB).
+type RssSample = (usize, usize, u64, u64);
+
+/// (pid of the node's current process, incarnation).
+type NodePid = (Option<u32>, usize);
 
 /// A fault of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -647,14 +660,19 @@ pub async fn run(params: &SoakParams) -> Result<SoakResult> {
         bail!("a soak needs clients, a rate and a duration");
     }
     let loadavg_start = loadavg();
-    let mut redis = RedisSet::start(params).await.context("starting Redis and Sentinels")?;
+    let mut redis = RedisSet::start(params)
+        .await
+        .context("starting Redis and Sentinels")?;
     let sentinels = redis.addrs();
     let mut hubs: Vec<Option<HubProcess>> = Vec::new();
     for node in 0..NODES {
-        let mut hub =
-            HubProcess::start_with_env(&params.hub_bin, Storage::Memory, &hub_env(&sentinels, node))
-                .await
-                .with_context(|| format!("starting hub node {node}"))?;
+        let mut hub = HubProcess::start_with_env(
+            &params.hub_bin,
+            Storage::Memory,
+            &hub_env(&sentinels, node, params.history),
+        )
+        .await
+        .with_context(|| format!("starting hub node {node}"))?;
         hub.wait_ready(Duration::from_secs(20)).await?;
         hubs.push(Some(hub));
     }
@@ -687,8 +705,8 @@ pub async fn run(params: &SoakParams) -> Result<SoakResult> {
     let duration = Duration::from_secs(params.duration_s);
 
     // RSS sampler: (slot, incarnation, t_ms, kib).
-    let rss_samples: Arc<Mutex<Vec<(usize, usize, u64, u64)>>> = Arc::default();
-    let pids: Arc<Mutex<Vec<(Option<u32>, usize)>>> = Arc::new(Mutex::new(
+    let rss_samples: Arc<Mutex<Vec<RssSample>>> = Arc::default();
+    let pids: Arc<Mutex<Vec<NodePid>>> = Arc::new(Mutex::new(
         hubs.iter()
             .map(|h| (h.as_ref().and_then(|h| h.endpoint().pid()), 0))
             .collect(),
@@ -697,8 +715,7 @@ pub async fn run(params: &SoakParams) -> Result<SoakResult> {
         let (samples, pids, shared) = (rss_samples.clone(), pids.clone(), shared.clone());
         tokio::spawn(async move {
             while !shared.stop.load(Ordering::Relaxed) {
-                let current: Vec<(Option<u32>, usize)> =
-                    pids.lock().map(|p| p.clone()).unwrap_or_default();
+                let current: Vec<NodePid> = pids.lock().map(|p| p.clone()).unwrap_or_default();
                 for (slot, (pid, inc)) in current.into_iter().enumerate() {
                     if let Some(kib) = pid.and_then(|p| vm_rss_kib(p).ok()) {
                         if let Ok(mut s) = samples.lock() {
@@ -756,16 +773,16 @@ pub async fn run(params: &SoakParams) -> Result<SoakResult> {
         let at_ms = now_ms(start);
         let detail = match fault {
             Fault::KillPrimary => kill_primary(&mut redis, params).await,
-            Fault::KillHub => {
-                kill_hub(&mut hubs, &shared, &pids, &sentinels, params).await
-            }
+            Fault::KillHub => kill_hub(&mut hubs, &shared, &pids, &sentinels, params).await,
             Fault::KillSentinel => {
                 let s = redis.sentinels.last_mut();
                 match s {
                     Some(s) => {
                         let port = s.port();
                         s.kill();
-                        Ok(format!("Sentinel on {port} SIGKILLed (2 of 3 left, quorum 2)"))
+                        Ok(format!(
+                            "Sentinel on {port} SIGKILLed (2 of 3 left, quorum 2)"
+                        ))
                     }
                     None => Ok("no Sentinel".to_owned()),
                 }
@@ -829,7 +846,10 @@ pub async fn run(params: &SoakParams) -> Result<SoakResult> {
 }
 
 async fn kill_primary(redis: &mut RedisSet, params: &SoakParams) -> Result<String> {
-    let old = redis.primary().await.context("no Sentinel names a primary")?;
+    let old = redis
+        .primary()
+        .await
+        .context("no Sentinel names a primary")?;
     let node = redis
         .nodes
         .iter_mut()
@@ -869,7 +889,7 @@ async fn kill_primary(redis: &mut RedisSet, params: &SoakParams) -> Result<Strin
 async fn kill_hub(
     hubs: &mut [Option<HubProcess>],
     shared: &Shared,
-    pids: &Mutex<Vec<(Option<u32>, usize)>>,
+    pids: &Mutex<Vec<NodePid>>,
     sentinels: &str,
     params: &SoakParams,
 ) -> Result<String> {
@@ -883,9 +903,12 @@ async fn kill_hub(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = Instant::now();
-    let mut hub =
-        HubProcess::start_with_env(&params.hub_bin, Storage::Memory, &hub_env(sentinels, slot))
-            .await?;
+    let mut hub = HubProcess::start_with_env(
+        &params.hub_bin,
+        Storage::Memory,
+        &hub_env(sentinels, slot, params.history),
+    )
+    .await?;
     hub.wait_ready(Duration::from_secs(20)).await?;
     let ready_ms = started.elapsed().as_millis();
     shared.nodes.set(slot, Some(hub.endpoint().clone()));
@@ -906,7 +929,7 @@ fn account(
     logs: &[ClientLog],
     clients_caught_up: usize,
     params: &SoakParams,
-    samples: &[(usize, usize, u64, u64)],
+    samples: &[RssSample],
     faults: Vec<FaultRecord>,
     loadavg_start: f64,
     loadavg_end: f64,
@@ -953,7 +976,11 @@ fn account(
     let end_ms = params.duration_s * 1000;
     let mut prev = 0;
     let (mut longest, mut longest_at) = (0, 0);
-    for &t in times.iter().filter(|&&t| t <= end_ms).chain(std::iter::once(&end_ms)) {
+    for &t in times
+        .iter()
+        .filter(|&&t| t <= end_ms)
+        .chain(std::iter::once(&end_ms))
+    {
         if t - prev > longest {
             longest = t - prev;
             longest_at = prev;
@@ -1039,12 +1066,11 @@ fn account(
     r
 }
 
-fn rss_summary(samples: &[(usize, usize, u64, u64)], duration_s: u64) -> Vec<NodeRss> {
+fn rss_summary(samples: &[RssSample], duration_s: u64) -> Vec<NodeRss> {
     let half_ms = duration_s * 1000 / 2;
     (0..NODES)
         .map(|node| {
-            let mine: Vec<&(usize, usize, u64, u64)> =
-                samples.iter().filter(|s| s.0 == node).collect();
+            let mine: Vec<&RssSample> = samples.iter().filter(|s| s.0 == node).collect();
             let incarnations = mine.iter().map(|s| s.1).max().map_or(0, |m| m + 1);
             let last_inc = incarnations.saturating_sub(1);
             let half: Vec<u64> = mine
@@ -1091,7 +1117,10 @@ pub fn table(r: &SoakResult) -> String {
     row("retries", r.retries.to_string());
     row(
         "longest publish outage",
-        format!("{} ms (from {} ms)", r.longest_publish_outage_ms, r.longest_outage_at_ms),
+        format!(
+            "{} ms (from {} ms)",
+            r.longest_publish_outage_ms, r.longest_outage_at_ms
+        ),
     );
     row("epochs", r.epochs.to_string());
     row(
@@ -1136,7 +1165,10 @@ pub fn table(r: &SoakResult) -> String {
         );
     }
     for f in &r.faults {
-        row(&format!("fault at {} ms: {}", f.at_ms, f.fault), f.detail.clone());
+        row(
+            &format!("fault at {} ms: {}", f.at_ms, f.fault),
+            f.detail.clone(),
+        );
     }
     row(
         "load average (1 min) start / end",
