@@ -10,6 +10,7 @@ use hub_bench::hub::{HubProcess, Storage, BENCH_ROOM};
 use hub_bench::report::{cluster_table, markdown_table, Report};
 use hub_bench::scenario::cluster::Topology;
 use hub_bench::scenario::presence;
+use hub_bench::scenario::soak::{self, SoakParams};
 use hub_bench::transport::Transport;
 use hub_bench::worker::{self, WorkerParams};
 
@@ -125,6 +126,11 @@ pub enum Command {
     /// hub CPU, `presence` answer times, hub RSS per member against a hub
     /// without presence.
     Presence(PresenceArgs),
+    /// Two hub nodes on a Redis primary, replicas and 3 Sentinels (all started
+    /// here), clients dropped and resuming, HTTP publishes with idempotency
+    /// keys and retries, and faults: primary SIGKILLed, a hub node SIGKILLed
+    /// and restarted, a Sentinel killed. Exact accounting of acked events.
+    Soak(SoakArgs),
     /// (internal) hold a share of `conns` sockets; driven over stdin/stdout.
     #[command(hide = true)]
     ConnsWorker(WorkerArgs),
@@ -390,6 +396,39 @@ pub struct ClusterArgs {
     pub redis_bin: PathBuf,
 }
 
+/// Options of `soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Seconds of publishing and faults (faults are scaled to it).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=3600))]
+    pub duration_s: u64,
+    /// WebSocket clients, spread over 127.0.0.x source addresses.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub clients: u64,
+    /// HTTP publishes per second.
+    #[arg(long, default_value_t = 200.0, value_parser = rate)]
+    pub rate: f64,
+    /// Redis replicas besides the primary (1 or 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=2))]
+    pub replicas: u64,
+    /// Sentinel down-after-milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=30_000))]
+    pub down_after_ms: u64,
+    /// Shortest life of a client connection before the harness drops it (s).
+    #[arg(long, default_value_t = 5)]
+    pub min_life_s: u64,
+    /// Longest life of a client connection before the harness drops it (s).
+    #[arg(long, default_value_t = 30)]
+    pub max_life_s: u64,
+    /// Events the room keeps for resumes (HUB_ROOMS__HISTORY; the hub's default
+    /// 100 is half a second at 200/s, so most resumes would get recovered:false).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub history: u64,
+    /// The Redis server binary (also run as `--sentinel`).
+    #[arg(long, default_value = "redis-server")]
+    pub redis_bin: PathBuf,
+}
+
 /// Options of `all`.
 #[derive(Debug, Args)]
 pub struct AllArgs {
@@ -476,6 +515,35 @@ async fn dispatch(cli: Cli) -> Result<()> {
         bail!("--fsync false needs --storage durable (a memory hub has nothing to sync)");
     }
     let scenarios = match &cli.command {
+        Command::Soak(a) => {
+            if cli.url.is_some() {
+                bail!(
+                    "soak starts its own hubs, Redis and Sentinels: it takes --hub-bin, not --url"
+                );
+            }
+            if a.min_life_s > a.max_life_s {
+                bail!("--min-life-s is above --max-life-s");
+            }
+            let params = SoakParams {
+                duration_s: a.duration_s,
+                clients: a.clients as usize,
+                rate: a.rate,
+                replicas: a.replicas as usize,
+                down_after_ms: a.down_after_ms,
+                sources: 16,
+                client_life_s: (a.min_life_s, a.max_life_s),
+                history: a.history as usize,
+                room: cli.room.clone(),
+                hub_bin: cli.hub_bin.clone(),
+                redis_bin: a.redis_bin.clone(),
+            };
+            let result = soak::run(&params).await?;
+            let line = serde_json::json!({"scenario": "soak", "params": params, "result": result});
+            println!("{line}");
+            println!();
+            print!("{}", soak::table(&result));
+            return Ok(());
+        }
         Command::ConnsWorker(w) => {
             let url = cli.url.clone().context("conns-worker needs --url")?;
             return worker::run(WorkerParams {

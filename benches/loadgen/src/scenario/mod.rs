@@ -9,3 +9,4 @@ pub mod fanout;
 pub mod keyed;
 pub mod presence;
 pub mod restart;
+pub mod soak;
