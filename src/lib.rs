@@ -38,8 +38,10 @@
 //!
 //! - [`protocol`]: every code, close code, reserved name and frame shape of the
 //!   contract, in one place. [`error`] maps failures onto those codes once.
-//! - [`config`] (+ [`config_env`]): the typed configuration, its defaults, the
-//!   `HUB_SECTION__KEY` overrides and validation.
+//! - [`config`]: the typed configuration as plain data, its defaults, the
+//!   `HUB_SECTION__KEY` overrides and validation; [`prepared`] builds what a
+//!   valid config needs at runtime (JWT verifier, TLS), once.
+//! - [`address`]: host and `host:port` parsing shared by config, HTTP and Sentinel.
 //! - [`auth`]: the claims seam — what a socket may subscribe to and publish; the
 //!   JWT verifier plugs in there.
 //! - [`connections`]: admission against `max_connections` (per node, per IP);
@@ -75,12 +77,12 @@
 
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod command;
 pub mod config;
-pub mod config_env;
 pub mod connections;
 pub mod engine;
 pub mod error;
@@ -91,6 +93,7 @@ pub mod ids;
 pub mod keyed;
 pub mod metrics;
 pub mod outbound;
+pub mod prepared;
 pub mod presence;
 pub mod protocol;
 pub mod reader;
@@ -107,4 +110,5 @@ pub mod writer;
 
 pub use config::Config;
 pub use error::HubError;
+pub use prepared::Prepared;
 pub use server::{spawn, Hub, HubHandle, SpawnedHub};

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use realtime_hub::cli;
 use realtime_hub::config::Config;
+use realtime_hub::Prepared;
 
 /// Exit code for a configuration that cannot be used (contract section 1).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -61,11 +62,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    // The same preparation serving does: a config that passes the check is
+    // one the hub starts with (key and certificate files read and parsed).
+    let prepared = match Prepared::new(config) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("realtime-hub: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     if cli.check_config {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    match actix_rt::System::new().block_on(realtime_hub::server::run_until_signal(config)) {
+    match actix_rt::System::new().block_on(realtime_hub::server::run_until_signal(prepared)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("realtime-hub: {e}");

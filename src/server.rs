@@ -16,13 +16,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer};
 use tokio::sync::watch;
 
-use crate::auth::Authenticator;
 use crate::cluster::{BrokerTasks, RedisBroker, RedisEngine};
 use crate::config::Config;
 use crate::connections::ConnectionLimiter;
 use crate::engine::durable::{DurableEngine, DurableTasks};
 use crate::engine::{memory::MemoryEngine, Engine, Readiness};
 use crate::http::{self, AppState};
+use crate::prepared::Prepared;
 use crate::reader::ReadLimits;
 use crate::registry::{Drain, RegistryActor, RegistryHandle};
 use crate::session::SessionSettings;
@@ -109,11 +109,15 @@ pub struct HubHandle {
 impl Hub {
     /// Starts the registry and binds the HTTP server; must run inside an actix
     /// `System`.
-    pub fn bind(config: Config) -> io::Result<Hub> {
+    pub fn bind(prepared: Prepared) -> io::Result<Hub> {
+        let Prepared {
+            config,
+            node,
+            auth,
+            tls,
+        } = prepared;
         // Before anything takes a metric handle (rooms take theirs at creation).
         crate::metrics::install();
-        let config = Arc::new(config);
-        let node = config.node_id();
         let draining = Arc::new(AtomicBool::new(false));
         let Engines {
             engine,
@@ -134,10 +138,6 @@ impl Hub {
         let durable = durable.map(|t| t.start(registry.clone()));
         let ws = &config.websocket;
         let fds = crate::fd_limit::plan(ws.max_connections, config.worker_count());
-        let auth = Arc::new(
-            Authenticator::new(&config.auth)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
-        );
         let state = AppState {
             auth: auth.clone(),
             connections: ConnectionLimiter::new(fds.max_sessions, ws.max_connections_per_ip),
@@ -188,12 +188,10 @@ impl Hub {
             Some(n) => server.max_connections(n),
             None => server,
         };
-        let server = if config.server.tls_cert.is_empty() {
-            server.bind(&config.server.bind)?
-        } else {
-            let tls = crate::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            server.bind_rustls_0_23(&config.server.bind, tls)?
+        let secure = tls.is_some();
+        let server = match tls {
+            None => server.bind(&config.server.bind)?,
+            Some(tls) => server.bind_rustls_0_23(&config.server.bind, tls)?,
         };
         let addrs = server.addrs();
         let server = server.run();
@@ -209,11 +207,7 @@ impl Hub {
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            if config.server.tls_cert.is_empty() {
-                "ws/http"
-            } else {
-                "wss/https"
-            },
+            if secure { "wss/https" } else { "ws/http" },
             config.worker_count()
         );
         if config.auth.api_keys.is_empty() {
@@ -331,8 +325,8 @@ impl HubHandle {
 }
 
 /// Runs a hub until SIGTERM or SIGINT, then drains it. For the binary.
-pub async fn run_until_signal(config: Config) -> io::Result<()> {
-    let hub = Hub::bind(config)?;
+pub async fn run_until_signal(prepared: Prepared) -> io::Result<()> {
+    let hub = Hub::bind(prepared)?;
     let handle = hub.handle();
     actix_rt::spawn(async move {
         match wait_for_signal().await {
@@ -386,12 +380,14 @@ impl Drop for SpawnedHub {
 
 /// Binds `config` and serves it on a new thread; returns once it listens.
 pub fn spawn(config: Config) -> io::Result<SpawnedHub> {
+    let prepared = Prepared::new(config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("realtime-hub".into())
         .spawn(move || {
             actix_rt::System::new().block_on(async move {
-                match Hub::bind(config) {
+                match Hub::bind(prepared) {
                     Ok(hub) => {
                         let first = hub.addrs().first().copied();
                         let _ = tx.send(first.map(|a| (a, hub.handle())).ok_or_else(|| {

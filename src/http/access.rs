@@ -25,25 +25,10 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 
 use super::{peer_ip, AppState};
+use crate::address::host_name;
 use crate::auth::{Authenticator, Claims};
 use crate::config::Config;
 use crate::error::HubError;
-
-/// The host part of a `Host` value or authority: the port and a trailing dot
-/// removed, brackets of an IPv6 literal kept.
-pub fn host_name(authority: &str) -> &str {
-    let host = if authority.starts_with('[') {
-        authority
-            .find(']')
-            .map_or(authority, |end| &authority[..=end])
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => authority,
-        }
-    };
-    host.strip_suffix('.').unwrap_or(host)
-}
 
 /// `localhost`, a name under `.localhost` (RFC 6761: never resolved through
 /// DNS), or a loopback IP literal.
@@ -267,16 +252,6 @@ mod tests {
         TestRequest::default()
             .peer_addr("127.0.0.1:1".parse().expect("addr"))
             .insert_header(("host", "127.0.0.1:8080"))
-    }
-
-    #[test]
-    fn host_names_lose_their_port() {
-        assert_eq!(host_name("localhost:8080"), "localhost");
-        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
-        assert_eq!(host_name("[::1]:9000"), "[::1]");
-        assert_eq!(host_name("[::1]"), "[::1]");
-        assert_eq!(host_name("hub.example.com."), "hub.example.com");
-        assert_eq!(host_name("hub.example.com:x"), "hub.example.com:x");
     }
 
     #[test]

@@ -25,7 +25,6 @@ use crate::error::HubError;
 use crate::registry::RegistryHandle;
 use crate::session::SessionSettings;
 
-pub use access::host_name;
 use access::{cors_read, cors_write, read_access, require_json, require_write_access};
 
 /// What every handler can reach.
