@@ -44,18 +44,6 @@ pub enum ResolveError {
     Address(String),
 }
 
-/// `host:port` (or `[v6]:port`) → its parts.
-pub fn parse_addr(s: &str) -> Option<(String, u16)> {
-    let (host, port) = s.trim().rsplit_once(':')?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let port: u16 = port.parse().ok()?;
-    (!host.is_empty() && port != 0 && !host.contains(char::is_whitespace))
-        .then(|| (host.to_string(), port))
-}
-
 /// The Sentinels and how to reach them and the data nodes.
 #[derive(Debug, Clone)]
 struct Sentinels {
@@ -177,7 +165,9 @@ impl Endpoint {
             let addrs = c
                 .sentinels
                 .iter()
-                .map(|a| parse_addr(a).ok_or_else(|| ResolveError::Address(a.clone())))
+                .map(|a| {
+                    crate::address::host_port(a).ok_or_else(|| ResolveError::Address(a.clone()))
+                })
                 .collect::<Result<_, _>>()?;
             Source::Sentinel(Sentinels {
                 addrs,
@@ -307,15 +297,6 @@ async fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_parse_with_ipv6_brackets() {
-        assert_eq!(parse_addr("s1:26379"), Some(("s1".into(), 26379)));
-        assert_eq!(parse_addr("[::1]:26379"), Some(("::1".into(), 26379)));
-        for bad in ["s1", "s1:", ":26379", "s1:0", "s1:x", "a b:1"] {
-            assert_eq!(parse_addr(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn sentinel_answers_decode() {
