@@ -414,6 +414,9 @@ pub struct SoakArgs {
     /// Sentinel down-after-milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=30_000))]
     pub down_after_ms: u64,
+    /// Seconds between primary kills (failovers); 0 = one per third of the run.
+    #[arg(long, default_value_t = 0)]
+    pub failover_every_s: u64,
     /// Shortest life of a client connection before the harness drops it (s).
     #[arg(long, default_value_t = 5)]
     pub min_life_s: u64,
@@ -530,6 +533,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 rate: a.rate,
                 replicas: a.replicas as usize,
                 down_after_ms: a.down_after_ms,
+                failover_every_s: a.failover_every_s,
                 sources: 16,
                 client_life_s: (a.min_life_s, a.max_life_s),
                 history: a.history as usize,

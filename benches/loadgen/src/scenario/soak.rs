@@ -53,6 +53,8 @@ pub struct SoakParams {
     pub replicas: usize,
     /// Sentinel `down-after-milliseconds`.
     pub down_after_ms: u64,
+    /// Seconds between primary kills; 0 kills it once per third of the run.
+    pub failover_every_s: u64,
     /// Loopback source addresses the clients are spread over.
     pub sources: usize,
     /// A client's connection lives a random time in this range (s) before the
@@ -636,19 +638,26 @@ pub enum Fault {
     KillSentinel,
 }
 
-/// The fault schedule for a run of `duration_s`: the primary SIGKILLed at
-/// 1/6, 1/2 and 5/6 of the run (one failover per third: 10, 30 and 50 s of a
-/// 60 s run), hub node 1 SIGKILLed at 1/4 (restarted 2 s later), the third
-/// Sentinel SIGKILLed at 2/5 (for good).
-pub fn schedule(duration_s: u64) -> Vec<(Duration, Fault)> {
+/// The fault schedule for a run of `duration_s`: hub node 1 SIGKILLed at 1/4
+/// (restarted 2 s later), the third Sentinel SIGKILLed at 2/5 (for good), and
+/// the primary SIGKILLed once per third of the run (at 1/6, 1/2 and 5/6: 10,
+/// 30 and 50 s of a 60 s run) or, with `failover_every_s`, every that many
+/// seconds starting half a period in.
+pub fn schedule(duration_s: u64, failover_every_s: u64) -> Vec<(Duration, Fault)> {
     let d = duration_s as f64;
-    let mut faults = vec![
-        (d / 6.0, Fault::KillPrimary),
-        (d / 4.0, Fault::KillHub),
-        (d * 0.4, Fault::KillSentinel),
-        (d / 2.0, Fault::KillPrimary),
-        (d * 5.0 / 6.0, Fault::KillPrimary),
-    ];
+    let mut faults = vec![(d / 4.0, Fault::KillHub), (d * 0.4, Fault::KillSentinel)];
+    if failover_every_s == 0 {
+        for at in [d / 6.0, d / 2.0, d * 5.0 / 6.0] {
+            faults.push((at, Fault::KillPrimary));
+        }
+    } else {
+        let every = failover_every_s as f64;
+        let mut at = every / 2.0;
+        while at < d {
+            faults.push((at, Fault::KillPrimary));
+            at += every;
+        }
+    }
     faults.sort_by(|a, b| a.0.total_cmp(&b.0));
     faults
         .into_iter()
@@ -768,7 +777,7 @@ pub async fn run(params: &SoakParams) -> Result<SoakResult> {
 
     // Faults.
     let mut faults = Vec::new();
-    for (at, fault) in schedule(params.duration_s) {
+    for (at, fault) in schedule(params.duration_s, params.failover_every_s) {
         if let Some(wait) = at.checked_sub(start.elapsed()) {
             tokio::time::sleep(wait).await;
         }
@@ -1195,15 +1204,19 @@ mod tests {
 
     #[test]
     fn schedule_has_a_failover_every_third_and_the_other_faults() {
-        let s = schedule(60);
-        let primaries: Vec<u64> = s
-            .iter()
-            .filter(|f| f.1 == Fault::KillPrimary)
-            .map(|f| f.0.as_secs())
-            .collect();
-        assert_eq!(primaries, vec![10, 30, 50]);
+        let primaries = |s: &[(Duration, Fault)]| -> Vec<u64> {
+            s.iter()
+                .filter(|f| f.1 == Fault::KillPrimary)
+                .map(|f| f.0.as_secs())
+                .collect()
+        };
+        let s = schedule(60, 0);
+        assert_eq!(primaries(&s), vec![10, 30, 50]);
         assert!(s.iter().any(|f| f.1 == Fault::KillHub));
         assert!(s.iter().any(|f| f.1 == Fault::KillSentinel));
+        assert!(s.windows(2).all(|w| w[0].0 <= w[1].0));
+        let s = schedule(1800, 300);
+        assert_eq!(primaries(&s), vec![150, 450, 750, 1050, 1350, 1650]);
         assert!(s.windows(2).all(|w| w[0].0 <= w[1].0));
     }
 
