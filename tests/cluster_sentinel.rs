@@ -14,7 +14,9 @@
 //! - the replica stopped with `min_replicas_acked = 1`: publishes answer 503,
 //!   never an unreplicated 200; a retry with the idempotency key after the
 //!   replica is back gets the first seq;
-//! - the primary restored from an older snapshot: a new epoch, never a reused seq.
+//! - the primary restored from an older snapshot: a new epoch, never a reused seq;
+//! - the failover fence set up by hand: a room last written under another
+//!   primary waits (503) until every live node has caught up at this one.
 //!
 //! The tests of this binary run one at a time (`SERIAL`): each starts 6-7
 //! processes and the machine may have two cores.
@@ -393,6 +395,74 @@ async fn moved_epoch_is_told(
         "manual failover: the room moved to a new epoch (an event the old primary took after \
          the promotion was lost); subscribers told recovered:false"
     );
+}
+
+/// The failover fence (docs/CLUSTER.md, "The failover fence"), set up by hand
+/// on one Redis as a promotion leaves it: a room last written under another
+/// primary (its meta `rid`), and a node with a fresh heartbeat that has not
+/// checked in at this primary. The room takes no publish (503, no seq used)
+/// until that node checks in; then it takes the next seq, in its epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_written_under_another_primary_waits_for_every_node_to_catch_up() {
+    let _serial = SERIAL.lock().await;
+    let redis = RedisServer::start();
+    let info = redis.cmd(&["INFO", "replication"]);
+    let replid = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("master_replid:"))
+        .expect("master_replid")
+        .to_string();
+    let meta = "rthub:room:{alerts}:meta";
+    redis.cmd(&[
+        "HSET",
+        meta,
+        "epoch",
+        "e-old",
+        "seq",
+        "7",
+        "rid",
+        "other-primary",
+    ]);
+    let time = redis.cmd(&["TIME"]);
+    let secs: u64 = time
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("TIME");
+    let now_ms = (secs * 1000).to_string();
+    redis.cmd(&["HSET", "rthub:beats", "ghost", &now_ms]);
+
+    let mut cl = Cluster {
+        redis,
+        hubs: Vec::new(),
+        ids: Vec::new(),
+    };
+    let hub = cl.spawn_hub("a", &[]);
+    cl.hubs.push(hub);
+    cl.ids.push("a".into());
+    cl.wait_ready(0, Duration::from_secs(10)).await;
+    let url = cl.http(0, "/api/rooms/alerts/events");
+    let client = http();
+
+    let (status, body) = post_event(&client, &url, "alert_raised", &json!({"n": 1})).await;
+    assert_eq!(status, 503, "held by the fence: {body}");
+    assert!(body.to_string().contains("caught up"), "says why: {body}");
+    assert_eq!(cl.redis.cmd(&["HGET", meta, "seq"]), "7", "no seq used");
+    let caught_up = format!("rthub:caughtup:{replid}");
+    assert_eq!(
+        cl.redis.cmd(&["SISMEMBER", &caught_up, "a"]),
+        "1",
+        "node a checked in after its catch-up"
+    );
+
+    cl.redis.cmd(&["SADD", &caught_up, "ghost"]);
+    let (status, body) = post_event(&client, &url, "alert_raised", &json!({"n": 2})).await;
+    assert_eq!(status, 200, "the fence cleared: {body}");
+    assert_eq!(
+        (body["epoch"].as_str(), body["seq"].as_u64()),
+        (Some("e-old"), Some(8))
+    );
+    assert_eq!(cl.redis.cmd(&["HGET", meta, "rid"]), replid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,9 +57,15 @@ pub struct LazyConnection {
     endpoint: Arc<Endpoint>,
     timeouts: Timeouts,
     health: Arc<Health>,
-    /// The connection and the link generation and primary change it was
-    /// opened in.
-    conn: Option<(MultiplexedConnection, (u64, u64))>,
+    conn: Option<Open>,
+}
+
+struct Open {
+    conn: MultiplexedConnection,
+    /// The link generation and primary change it was opened in.
+    generation: (u64, u64),
+    /// Its primary's replication id, once asked.
+    replid: Option<Arc<str>>,
 }
 
 impl LazyConnection {
@@ -77,7 +83,7 @@ impl LazyConnection {
     pub async fn get(&mut self) -> Result<MultiplexedConnection, String> {
         let generation = (self.health.generation(), self.endpoint.changes());
         match &self.conn {
-            Some((c, g)) if *g == generation => return Ok(c.clone()),
+            Some(open) if open.generation == generation => return Ok(open.conn.clone()),
             _ => self.conn = None,
         }
         let t = self.timeouts;
@@ -92,8 +98,32 @@ impl LazyConnection {
             client.get_multiplexed_async_connection_with_config(&config),
         )
         .await?;
-        self.conn = Some((conn.clone(), generation));
+        self.conn = Some(Open {
+            conn: conn.clone(),
+            generation,
+            replid: None,
+        });
         Ok(conn)
+    }
+
+    /// The connection and its primary's replication id (asked once per
+    /// connection: a primary keeps its id while it stays primary).
+    pub async fn get_at_primary(&mut self) -> Result<(MultiplexedConnection, Arc<str>), String> {
+        let mut c = self.get().await?;
+        if let Some(id) = self.conn.as_ref().and_then(|o| o.replid.clone()) {
+            return Ok((c, id));
+        }
+        let id = match super::fence::replication_id(&mut c, self.timeouts).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.failed(&e);
+                return Err(e);
+            }
+        };
+        if let Some(open) = &mut self.conn {
+            open.replid = Some(id.clone());
+        }
+        Ok((c, id))
     }
 
     /// A call on the connection failed: the next call opens a new one (at a

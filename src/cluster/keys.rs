@@ -77,6 +77,18 @@ impl Keys {
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
+
+    /// Hash node id → Redis time (ms) of its last heartbeat: the nodes the
+    /// failover fence waits for (`cluster::fence`).
+    pub fn beats(&self) -> String {
+        format!("{}:beats", self.prefix)
+    }
+
+    /// Set of the nodes that caught up every room they mirror at the primary
+    /// whose replication id is `replid` (`cluster::fence`).
+    pub fn caught_up(&self, replid: &str) -> String {
+        format!("{}:caughtup:{replid}", self.prefix)
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 
 mod conn;
 mod engine;
+mod fence;
 pub mod health;
 pub mod keys;
 mod nodes;
@@ -112,6 +113,8 @@ struct Link {
     timeouts: Timeouts,
     health: Arc<Health>,
     registry: RegistryHandle,
+    /// What this node acknowledged, for the catch-up (`fence`).
+    acked: Arc<fence::AckedHeads>,
 }
 
 /// The not yet started tasks behind a [`RedisBroker`].
@@ -293,16 +296,18 @@ impl BrokerTasks {
             leave,
             lane,
         } = self;
+        let acked = Arc::new(fence::AckedHeads::default());
         for jobs in publishers {
-            arbiter.spawn(publisher::run(
-                jobs,
-                conn::LazyConnection::new(endpoint.clone(), timeouts, health.clone()),
-                keys.clone(),
+            let link = publisher::LaneLink {
+                conn: conn::LazyConnection::new(endpoint.clone(), timeouts, health.clone()),
+                keys: keys.clone(),
                 timeouts,
-                registry.clone(),
+                registry: registry.clone(),
                 lane,
-                health.clone(),
-            ));
+                health: health.clone(),
+                acked: acked.clone(),
+            };
+            arbiter.spawn(publisher::run(jobs, link));
         }
         let link = Link {
             endpoint: endpoint.clone(),
@@ -311,6 +316,7 @@ impl BrokerTasks {
             timeouts,
             health,
             registry,
+            acked,
         };
         arbiter.spawn(subscriber::Subscriber::new(link.clone(), commands, live_rx).run());
         arbiter.spawn(sentinel::watch(endpoint));

@@ -32,6 +32,7 @@ pub async fn run(
         timeouts,
         health,
         registry,
+        acked: _,
     } = link;
     let mut conn = LazyConnection::new(endpoint, timeouts, health.clone());
     let mut tick = tokio::time::interval(timeouts.heartbeat);
@@ -45,7 +46,8 @@ pub async fn run(
                 if let Ok(mut c) = conn.get().await {
                     let mut pipe = redis::pipe();
                     pipe.cmd("DEL").arg(keys.node(&node)).ignore()
-                        .cmd("SREM").arg(keys.nodes()).arg(&node).ignore();
+                        .cmd("SREM").arg(keys.nodes()).arg(&node).ignore()
+                        .cmd("HDEL").arg(keys.beats()).arg(&node).ignore();
                     if let Err(e) = within(timeouts.command, pipe.query_async::<()>(&mut c)).await {
                         log::warn!("cluster: could not remove this node's record: {e}");
                     }
@@ -148,9 +150,12 @@ async fn beat(
     let mut pipe = redis::pipe();
     pipe.cmd("EVAL")
         .arg(scripts::NODES)
-        .arg(1)
+        .arg(2)
         .arg(keys.nodes())
+        .arg(keys.beats())
         .arg(keys.node(""))
+        .arg(node)
+        .arg(super::fence::grace(&timeouts).as_millis() as u64)
         .cmd("SET")
         .arg(keys.node(node))
         .arg(json)

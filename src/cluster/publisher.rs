@@ -18,6 +18,7 @@ use redis::{RedisResult, Value};
 use tokio::sync::mpsc;
 
 use super::conn::{within, LazyConnection, Timeouts};
+use super::fence::{AckedHeads, Fence};
 use super::keys::Keys;
 use super::scripts::{self, Landed};
 use super::{unavailable, Health};
@@ -39,16 +40,31 @@ pub struct Lane {
 /// Most scripts in one pipeline.
 const MAX_PIPELINE: usize = 512;
 
+/// What a lane works with besides its jobs.
+pub struct LaneLink {
+    /// Its own connection.
+    pub conn: LazyConnection,
+    pub keys: Keys,
+    pub timeouts: Timeouts,
+    pub registry: RegistryHandle,
+    pub lane: Lane,
+    pub health: Arc<Health>,
+    /// Where acknowledged seqs are recorded for the subscriber's catch-up.
+    pub acked: Arc<AckedHeads>,
+}
+
 /// Runs one lane until the registry goes away.
-pub async fn run(
-    mut jobs: mpsc::Receiver<PublishJob>,
-    mut conn: LazyConnection,
-    keys: Keys,
-    timeouts: Timeouts,
-    registry: RegistryHandle,
-    lane: Lane,
-    health: Arc<Health>,
-) {
+pub async fn run(mut jobs: mpsc::Receiver<PublishJob>, link: LaneLink) {
+    let LaneLink {
+        mut conn,
+        keys,
+        timeouts,
+        registry,
+        lane,
+        health,
+        acked,
+    } = link;
+    let mut fence = Fence::default();
     let channel = keys.events_channel();
     while let Some(first) = jobs.recv().await {
         let mut items = first.items.len();
@@ -69,7 +85,13 @@ pub async fn run(
             let count = batch.iter().map(|j| j.items.len()).sum();
             vec![Err("waiting for the subscription to catch up at the primary".into()); count]
         } else {
-            send(&mut conn, &keys, &channel, &batch, timeouts, lane).await
+            let out = Pipeline {
+                keys: &keys,
+                channel: &channel,
+                timeouts,
+                lane,
+            };
+            out.send(&mut conn, &mut fence, &batch, &acked).await
         }
         .into_iter();
         for job in batch {
@@ -79,109 +101,162 @@ pub async fn run(
     }
 }
 
-/// One pipeline: a result per item, in order.
-async fn send(
-    conn: &mut LazyConnection,
-    keys: &Keys,
-    channel: &str,
-    batch: &[PublishJob],
+/// What one pipeline is sent with.
+struct Pipeline<'a> {
+    keys: &'a Keys,
+    channel: &'a str,
     timeouts: Timeouts,
     lane: Lane,
-) -> Vec<Result<Landed, String>> {
-    let count: usize = batch.iter().map(|j| j.items.len()).sum();
-    let mut c = match conn.get().await {
-        Ok(c) => c,
-        Err(e) => return vec![Err(e); count],
-    };
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for item in batch.iter().flat_map(|j| &j.items) {
-        let (idem_key, idem_ttl) = match &item.idempotency_key {
-            Some(key) if lane.idempotency_ttl_ms > 0 => (key.as_str(), lane.idempotency_ttl_ms),
-            _ => ("", 0),
+}
+
+impl Pipeline<'_> {
+    /// A result per item, in order. Acknowledged seqs are recorded in
+    /// `acked` before they are answered; a pipeline that ends after the
+    /// primary was given up answers none (see `cluster::fence`).
+    async fn send(
+        &self,
+        conn: &mut LazyConnection,
+        fence: &mut Fence,
+        batch: &[PublishJob],
+        acked: &AckedHeads,
+    ) -> Vec<Result<Landed, String>> {
+        let count: usize = batch.iter().map(|j| j.items.len()).sum();
+        let primary = conn.endpoint().changes();
+        let (mut c, replid) = match conn.get_at_primary().await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e); count],
         };
-        let ttl_ms = if item.dynamic { lane.dynamic_ttl_ms } else { 0 };
-        let (state_key, delete, max_keys) = match &item.state {
-            Some(w) => (
-                &*w.change.key,
-                if w.change.delete { "1" } else { "0" },
-                w.max_keys,
-            ),
-            None => ("", "0", 0),
-        };
-        pipe.cmd("EVAL")
-            .arg(scripts::PUBLISH)
-            .arg(4)
-            .arg(keys.room_meta(&item.room))
-            .arg(keys.room_log(&item.room))
-            .arg(keys.room_idempotency(&item.room, idem_key))
-            .arg(keys.room_state(&item.room))
-            .arg(crate::ids::new_epoch())
-            .arg(item.history)
-            .arg(&item.parts.head)
-            .arg(&item.parts.tail)
-            .arg(channel)
-            .arg(&*item.room)
-            .arg(ttl_ms)
-            .arg(idem_key)
-            .arg(idem_ttl)
-            .arg(state_key)
-            .arg(delete)
-            .arg(max_keys)
-            .arg(lane.replicas);
-    }
-    let mut limit = timeouts.command;
-    if lane.replicas > 0 {
-        pipe.cmd("WAIT")
-            .arg(lane.replicas)
-            .arg(timeouts.command.as_millis() as u64);
-        limit += timeouts.command;
-    }
-    let mut answers: Vec<RedisResult<Value>> = match within(limit, pipe.query_async(&mut c)).await {
-        Ok(a) => a,
-        Err(e) => {
-            log::warn!("cluster: publishing {count} events failed: {e}");
-            conn.failed(&e);
-            return vec![Err(e); count];
-        }
-    };
-    if lane.replicas > 0 {
-        let acked = match answers.pop() {
-            Some(Ok(Value::Int(n))) => n,
-            Some(Ok(_)) | None => -1,
-            Some(Err(e)) => {
-                conn.failed(&e.to_string());
-                -1
+        let cleared = match fence
+            .cleared(&mut c, self.keys, &replid, self.timeouts)
+            .await
+        {
+            Ok(cleared) => cleared,
+            Err(e) => {
+                conn.failed(&e);
+                return vec![Err(e); count];
             }
         };
-        if acked < i64::from(lane.replicas) {
-            let why = format!(
-                "{acked} of {} replicas acknowledged within {} ms",
-                lane.replicas,
-                timeouts.command.as_millis()
-            );
-            log::warn!("cluster: {count} publishes not acknowledged: {why}");
-            metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(count as u64);
-            return vec![Err(why); count];
+        let results = self.pipeline(conn, c, batch, (&replid, cleared)).await;
+        let endpoint = conn.endpoint();
+        let published = batch
+            .iter()
+            .flat_map(|j| &j.items)
+            .zip(&results)
+            .filter_map(|(item, r)| match r {
+                Ok(Landed::Published(epoch, seq)) => Some((&item.room, epoch.as_str(), *seq)),
+                _ => None,
+            });
+        if !acked.record_if(|| endpoint.changes() == primary, published) {
+            let why = "the primary changed during the publish";
+            return vec![Err(why.into()); count];
         }
+        results
     }
-    // A demoted primary answers each script READONLY: move to the new one.
-    if let Some(e) = answers
-        .iter()
-        .filter_map(|a| a.as_ref().err().map(|e| e.to_string()))
-        .find(|e| super::sentinel::Endpoint::demoted(e))
-    {
-        conn.failed(&e);
+
+    async fn pipeline(
+        &self,
+        conn: &mut LazyConnection,
+        mut c: redis::aio::MultiplexedConnection,
+        batch: &[PublishJob],
+        (replid, cleared): (&str, bool),
+    ) -> Vec<Result<Landed, String>> {
+        let (keys, channel, timeouts, lane) = (self.keys, self.channel, self.timeouts, self.lane);
+        let count: usize = batch.iter().map(|j| j.items.len()).sum();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for item in batch.iter().flat_map(|j| &j.items) {
+            let (idem_key, idem_ttl) = match &item.idempotency_key {
+                Some(key) if lane.idempotency_ttl_ms > 0 => (key.as_str(), lane.idempotency_ttl_ms),
+                _ => ("", 0),
+            };
+            let ttl_ms = if item.dynamic { lane.dynamic_ttl_ms } else { 0 };
+            let (state_key, delete, max_keys) = match &item.state {
+                Some(w) => (
+                    &*w.change.key,
+                    if w.change.delete { "1" } else { "0" },
+                    w.max_keys,
+                ),
+                None => ("", "0", 0),
+            };
+            pipe.cmd("EVAL")
+                .arg(scripts::PUBLISH)
+                .arg(4)
+                .arg(keys.room_meta(&item.room))
+                .arg(keys.room_log(&item.room))
+                .arg(keys.room_idempotency(&item.room, idem_key))
+                .arg(keys.room_state(&item.room))
+                .arg(crate::ids::new_epoch())
+                .arg(item.history)
+                .arg(&item.parts.head)
+                .arg(&item.parts.tail)
+                .arg(channel)
+                .arg(&*item.room)
+                .arg(ttl_ms)
+                .arg(idem_key)
+                .arg(idem_ttl)
+                .arg(state_key)
+                .arg(delete)
+                .arg(max_keys)
+                .arg(lane.replicas)
+                .arg(replid)
+                .arg(if cleared { "1" } else { "0" });
+        }
+        let mut limit = timeouts.command;
+        if lane.replicas > 0 {
+            pipe.cmd("WAIT")
+                .arg(lane.replicas)
+                .arg(timeouts.command.as_millis() as u64);
+            limit += timeouts.command;
+        }
+        let mut answers: Vec<RedisResult<Value>> =
+            match within(limit, pipe.query_async(&mut c)).await {
+                Ok(a) => a,
+                Err(e) => {
+                    log::warn!("cluster: publishing {count} events failed: {e}");
+                    conn.failed(&e);
+                    return vec![Err(e); count];
+                }
+            };
+        if lane.replicas > 0 {
+            let acked = match answers.pop() {
+                Some(Ok(Value::Int(n))) => n,
+                Some(Ok(_)) | None => -1,
+                Some(Err(e)) => {
+                    conn.failed(&e.to_string());
+                    -1
+                }
+            };
+            if acked < i64::from(lane.replicas) {
+                let why = format!(
+                    "{acked} of {} replicas acknowledged within {} ms",
+                    lane.replicas,
+                    timeouts.command.as_millis()
+                );
+                log::warn!("cluster: {count} publishes not acknowledged: {why}");
+                metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(count as u64);
+                return vec![Err(why); count];
+            }
+        }
+        // A demoted primary answers each script READONLY: move to the new one.
+        if let Some(e) = answers
+            .iter()
+            .filter_map(|a| a.as_ref().err().map(|e| e.to_string()))
+            .find(|e| super::sentinel::Endpoint::demoted(e))
+        {
+            conn.failed(&e);
+        }
+        let mut out: Vec<_> = answers
+            .into_iter()
+            .map(|r| match r {
+                Ok(v) => {
+                    scripts::decode_publish(&v).ok_or_else(|| "unexpected script answer".into())
+                }
+                Err(e) => Err(e.to_string()),
+            })
+            .collect();
+        out.resize(count, Err("missing script answer".into()));
+        out
     }
-    let mut out: Vec<_> = answers
-        .into_iter()
-        .map(|r| match r {
-            Ok(v) => scripts::decode_publish(&v).ok_or_else(|| "unexpected script answer".into()),
-            Err(e) => Err(e.to_string()),
-        })
-        .collect();
-    out.resize(count, Err("missing script answer".into()));
-    out
 }
 
 /// Hands the lane's results to the registry, which answers the publishers
@@ -205,6 +280,9 @@ fn answer(job: PublishJob, results: Vec<Result<Landed, String>>, registry: &Regi
                 Landed::OverMaxKeys => Err(over_max_keys(
                     &item.room,
                     item.state.as_ref().map_or(0, |w| w.max_keys),
+                )),
+                Landed::Fenced => Err(unavailable(
+                    "the primary changed; this room takes publishes once every node has caught up at the new one; nothing was published",
                 )),
                 Landed::TooFewReplicas(online) => {
                     metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(1);

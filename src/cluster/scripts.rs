@@ -27,11 +27,14 @@ use crate::room::Event;
 /// KEYS: meta, log, idempotency key, state. ARGV: candidate epoch, history,
 /// frame head, frame tail, events channel, room, ttl ms (0 = keep),
 /// idempotency key ("" = none), its ttl ms, state key ("" = none), delete
-/// ("1"/"0"), max_keys, replicas needed (0 = none). Returns `{epoch, seq,
+/// ("1"/"0"), max_keys, replicas needed (0 = none), the primary's replication
+/// id ("" = unknown: no fence), fence cleared ("1"/"0"). Returns `{epoch, seq,
 /// outcome}`: 0 published, 1 duplicate, 2 refused (max_keys), 3 refused
 /// (fewer online replicas than needed: nothing written, nothing delivered —
 /// the primary that lost its replica, or a demoted one still taking writes
-/// during a Sentinel failover, could not keep the event).
+/// during a Sentinel failover, could not keep the event), 4 refused (the room
+/// was last written under another primary and the failover fence has not
+/// cleared here: see `cluster::fence`).
 pub const PUBLISH: &str = r#"
 local need = tonumber(ARGV[13])
 if need > 0 then
@@ -42,6 +45,10 @@ if need > 0 then
   if online < need then return {'', online, 3} end
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local rid = ARGV[14]
+if epoch and rid ~= '' and ARGV[15] ~= '1' and redis.call('HGET', KEYS[1], 'rid') ~= rid then
+  return {epoch, 0, 4}
+end
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2], KEYS[4])
@@ -61,6 +68,7 @@ if key ~= '' and not delete and redis.call('HEXISTS', KEYS[4], key) == 0
   return {epoch, 0, 2}
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if rid ~= '' then redis.call('HSET', KEYS[1], 'rid', rid) end
 local frame = ARGV[3] .. seq .. ARGV[4]
 local history = tonumber(ARGV[2])
 if history > 0 then
@@ -106,10 +114,12 @@ return {epoch, seq, 0}
 ///
 /// KEYS: meta, log, state. ARGV: candidate epoch, after (events with seq >
 /// after; -1 = the last `count`), count, ttl ms, epoch seen ("" = none), seq
-/// seen, with state ("1"/"0"). Returns `{epoch, seq, n, (id, frame, key,
-/// delete) × n oldest first, (state key, "SEQ FRAME") × …}`.
+/// seen, with state ("1"/"0"), only if it exists ("1": a missing room is
+/// left missing and answered with epoch ""). Returns `{epoch, seq, n, (id,
+/// frame, key, delete) × n oldest first, (state key, "SEQ FRAME") × …}`.
 pub const READ: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch and ARGV[8] == '1' then return {'', 0, 0} end
 local seen = ARGV[5]
 if epoch and epoch == seen and tonumber(redis.call('HGET', KEYS[1], 'seq')) < tonumber(ARGV[6]) then
   epoch = nil
@@ -155,8 +165,17 @@ return out
 "#;
 
 /// Every live node's record and remaining lifetime; prunes ids whose record
-/// expired. KEYS: nodes set. ARGV: node key prefix. Returns `{id, json, pttl, …}`.
+/// expired. Also stamps this node's beat (Redis time) for the failover fence
+/// and drops beats older than the fence's grace. KEYS: nodes set, beats.
+/// ARGV: node key prefix, this node, grace ms. Returns `{id, json, pttl, …}`.
 pub const NODES: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local beats = redis.call('HGETALL', KEYS[2])
+for i = 1, #beats, 2 do
+  if now - tonumber(beats[i + 1]) > tonumber(ARGV[3]) then redis.call('HDEL', KEYS[2], beats[i]) end
+end
+redis.call('HSET', KEYS[2], ARGV[2], now)
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. id
@@ -170,6 +189,38 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 return out
+"#;
+
+/// The failover fence at this primary (see `cluster::fence`): which nodes
+/// with a beat within the grace have not checked in here yet. KEYS: beats,
+/// the caught-up set of this replication id. ARGV: the replication id the
+/// caller believes it talks to, grace ms. Returns `{1, missing node …}`, or
+/// `{0}` when this primary's replication id is another.
+pub const FENCE: &str = r#"
+local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+if rid ~= ARGV[1] then return {0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {1}
+local beats = redis.call('HGETALL', KEYS[1])
+for i = 1, #beats, 2 do
+  if now - tonumber(beats[i + 1]) <= tonumber(ARGV[2])
+      and redis.call('SISMEMBER', KEYS[2], beats[i]) == 0 then
+    table.insert(out, beats[i])
+  end
+end
+return out
+"#;
+
+/// A node's check-in after catching up every room at this primary; refused
+/// (0) when this primary's replication id is not the one the catch-up began
+/// at. KEYS: the caught-up set of that id. ARGV: the id, the node, ttl ms.
+pub const CHECK_IN: &str = r#"
+local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+if rid ~= ARGV[1] then return 0 end
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
 "#;
 
 /// Writes this node's share of a presence room and broadcasts the write, in
@@ -281,6 +332,9 @@ pub enum Landed {
     OverMaxKeys,
     /// Only this many replicas online, fewer than needed: nothing published.
     TooFewReplicas(u64),
+    /// Last written under another primary, the fence not cleared: nothing
+    /// published, no seq used.
+    Fenced,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -363,7 +417,20 @@ pub fn decode_publish(v: &Value) -> Option<Landed> {
         Some(1) => Some(Landed::Duplicate(epoch, seq)),
         Some(2) => Some(Landed::OverMaxKeys),
         Some(3) => Some(Landed::TooFewReplicas(seq)),
+        Some(4) => Some(Landed::Fenced),
         Some(_) => None,
+    }
+}
+
+/// Decodes [`FENCE`]'s answer: the nodes not checked in yet, or `None` when
+/// the primary is not the one asked about.
+pub fn decode_fence(v: &Value) -> Option<Option<Vec<String>>> {
+    let Value::Array(items) = v else {
+        return None;
+    };
+    match items.first().and_then(number)? {
+        0 => Some(None),
+        _ => items[1..].iter().map(text).collect::<Option<_>>().map(Some),
     }
 }
 
@@ -442,6 +509,11 @@ mod tests {
         assert_eq!(decode_publish(&v), Some(Landed::OverMaxKeys));
         let v = Value::Array(vec![bulk(""), Value::Int(0), Value::Int(3)]);
         assert_eq!(decode_publish(&v), Some(Landed::TooFewReplicas(0)));
+        let v = Value::Array(vec![bulk("e1"), Value::Int(0), Value::Int(4)]);
+        assert_eq!(decode_publish(&v), Some(Landed::Fenced));
+        let v = Value::Array(vec![Value::Int(1), bulk("b")]);
+        assert_eq!(decode_fence(&v), Some(Some(vec!["b".to_string()])));
+        assert_eq!(decode_fence(&Value::Array(vec![Value::Int(0)])), Some(None));
         let v = Value::Array(vec![bulk("a"), bulk("{}"), Value::Int(250)]);
         assert_eq!(decode_nodes(&v), Some(vec![("a".into(), "{}".into(), 250)]));
     }

@@ -18,6 +18,7 @@ use redis::{Msg, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{within, LazyConnection, Timeouts};
+use super::fence::{self, AckedHeads};
 use super::keys::Keys;
 use super::presence::{self, LiveNodes, Outcome, Write};
 use super::scripts::{self, RoomRead};
@@ -76,6 +77,8 @@ pub struct Subscriber {
     presence: presence::Rooms,
     /// The nodes presence counts as live (from the heartbeat task).
     live: watch::Receiver<LiveNodes>,
+    /// What this node's publish lanes acknowledged.
+    acked: Arc<AckedHeads>,
 }
 
 impl Subscriber {
@@ -92,8 +95,10 @@ impl Subscriber {
             timeouts,
             health,
             registry,
+            acked,
         } = link;
         Subscriber {
+            acked,
             presence: presence::Rooms::new(&node),
             live,
             reader: LazyConnection::new(endpoint.clone(), timeouts, health.clone()),
@@ -160,10 +165,18 @@ impl Subscriber {
         let (mut sink, mut stream) = pubsub.split();
         // Subscribed first, then caught up: whatever is published meanwhile is
         // buffered on the connection and deduplicated by seq afterwards.
+        let (_, replid) = self.reader.get_at_primary().await?;
         let rooms: Vec<Arc<str>> = self.tracked.keys().cloned().collect();
         for room in rooms {
             self.catch_up(&room).await?;
         }
+        // Rooms this node acknowledged publishes into but no longer mirrors:
+        // checked against what it saw, like the others (`fence`).
+        for (room, epoch, seq) in self.acked.untracked(|r| self.tracked.contains_key(r)) {
+            self.check_seen(&room, &epoch, seq).await?;
+        }
+        let mut c = self.reader.get().await?;
+        fence::check_in(&mut c, &self.keys, &self.node, &replid, t).await?;
         // Writes made while Redis was away are lost, and so are the other
         // nodes' messages: this node's shares are written whole, every
         // room's are read again.
@@ -440,13 +453,14 @@ impl Subscriber {
             return self.sync(room, false).await;
         };
         let last = t.seq;
+        let seen = self.acked.seen(room, &epoch, last);
         let read = self
             .read(
                 room,
                 Some(last),
                 t.history.max(1),
                 (t.ttl_ms, false),
-                Some((&epoch, last)),
+                Some((&epoch, seen)),
             )
             .await?;
         if read.epoch != epoch || read.seq < last {
@@ -491,7 +505,11 @@ impl Subscriber {
         let Some(t) = self.tracked.get(room) else {
             return Ok(());
         };
-        let seen = t.epoch.clone().map(|e| (e, t.seq));
+        let seen = t
+            .epoch
+            .clone()
+            .map(|e| (self.acked.seen(room, &e, t.seq), e))
+            .map(|(seq, e)| (e, seq));
         let read = self
             .read(
                 room,
@@ -516,6 +534,46 @@ impl Subscriber {
         Ok(())
     }
 
+    /// Gives `room` a new epoch if Redis has it behind `(epoch, seq)`, as a
+    /// read would, without creating it when missing.
+    async fn check_seen(&mut self, room: &str, epoch: &str, seq: u64) -> Result<(), String> {
+        let mut c = self.reader.get().await?;
+        let _: Value = within(
+            self.timeouts.command,
+            self.read_script(room, -1, 0, 0, Some((epoch, seq)))
+                .arg("0")
+                .arg("1")
+                .query_async(&mut c),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// [`scripts::READ`] up to its last two arguments (with state, only if
+    /// it exists).
+    fn read_script(
+        &self,
+        room: &str,
+        after: i64,
+        count: usize,
+        ttl_ms: u64,
+        seen: Option<(&str, u64)>,
+    ) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::READ)
+            .arg(3)
+            .arg(self.keys.room_meta(room))
+            .arg(self.keys.room_log(room))
+            .arg(self.keys.room_state(room))
+            .arg(crate::ids::new_epoch())
+            .arg(after)
+            .arg(count)
+            .arg(ttl_ms)
+            .arg(seen.map_or("", |s| s.0))
+            .arg(seen.map_or(0, |s| s.1));
+        cmd
+    }
+
     /// The read script: events after `after` (or the last `count`), and the
     /// state when `with_state`.
     async fn read(
@@ -530,19 +588,9 @@ impl Subscriber {
         let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
         let v: Value = within(
             self.timeouts.command,
-            redis::cmd("EVAL")
-                .arg(scripts::READ)
-                .arg(3)
-                .arg(self.keys.room_meta(room))
-                .arg(self.keys.room_log(room))
-                .arg(self.keys.room_state(room))
-                .arg(crate::ids::new_epoch())
-                .arg(after)
-                .arg(count)
-                .arg(ttl_ms)
-                .arg(seen.map_or("", |s| s.0))
-                .arg(seen.map_or(0, |s| s.1))
+            self.read_script(room, after, count, ttl_ms, seen)
                 .arg(if with_state { "1" } else { "0" })
+                .arg("0")
                 .query_async(&mut c),
         )
         .await?;
