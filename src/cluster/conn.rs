@@ -113,7 +113,7 @@ impl LazyConnection {
         if let Some(id) = self.conn.as_ref().and_then(|o| o.replid.clone()) {
             return Ok((c, id));
         }
-        let id = match super::fence::replication_id(&mut c, self.timeouts).await {
+        let id = match replication_id(&mut c, self.timeouts).await {
             Ok(id) => id,
             Err(e) => {
                 self.failed(&e);
@@ -139,4 +139,19 @@ impl LazyConnection {
     pub fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }
+}
+
+/// The primary's replication id, from `INFO replication` ("" if it has none,
+/// a Redis too old to say: no fence then).
+async fn replication_id(c: &mut MultiplexedConnection, t: Timeouts) -> Result<Arc<str>, String> {
+    let info: String = within(
+        t.command,
+        redis::cmd("INFO").arg("replication").query_async(c),
+    )
+    .await?;
+    Ok(Arc::from(
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("master_replid:"))
+            .unwrap_or(""),
+    ))
 }

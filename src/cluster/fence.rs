@@ -57,24 +57,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The primary's replication id, from `INFO replication` ("" if it has none,
-/// a Redis too old to say: no fence then).
-pub async fn replication_id(
-    c: &mut MultiplexedConnection,
-    t: Timeouts,
-) -> Result<Arc<str>, String> {
-    let info: String = within(
-        t.command,
-        redis::cmd("INFO").arg("replication").query_async(c),
-    )
-    .await?;
-    Ok(Arc::from(
-        info.lines()
-            .find_map(|l| l.trim().strip_prefix("master_replid:"))
-            .unwrap_or(""),
-    ))
-}
-
 /// The highest seq this node acknowledged per room, in the epoch it
 /// acknowledged it in. Shared by the publish lanes and the subscriber.
 #[derive(Default)]
