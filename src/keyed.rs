@@ -19,17 +19,7 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use crate::error::HubError;
-use crate::room::Event;
-
-/// What a keyed event does to its room's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyChange {
-    /// The key (1 to 256 bytes), shared by the event, the mirror and the
-    /// engine's live keys.
-    pub key: Arc<str>,
-    /// The event removes the key; otherwise it becomes the key's latest event.
-    pub delete: bool,
-}
+use crate::event::{Event, KeyChange};
 
 /// A keyed publish, checked, for the engine.
 #[derive(Debug, Clone)]

@@ -46,6 +46,8 @@
 //!   JWT verifier plugs in there.
 //! - [`connections`]: admission against `max_connections` (per node, per IP);
 //!   [`fd_limit`] caps it to what `RLIMIT_NOFILE` allows.
+//! - [`event`]: an event as history, mirrors and queues hold it (seq, frame
+//!   encoded once, and a keyed publish's change).
 //! - [`idempotency`]: the bounded per-room memory of `Idempotency-Key`s.
 //! - [`store`]: the durable engine's local store (redb, one file under
 //!   `storage.path`): every room's epoch, head, last events, keyed state and
@@ -86,6 +88,7 @@ pub mod config;
 pub mod connections;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod fd_limit;
 pub mod http;
 pub mod idempotency;

@@ -21,6 +21,9 @@ pub const STATUS_ROOM: &str = "$status";
 /// Event type of the frames pushed in [`STATUS_ROOM`].
 pub const STATUS_UPDATE: &str = "status_update";
 
+/// The socket type SSE sessions count as in `/socket-status` (section 12).
+pub const SSE_TYPE: &str = "sse";
+
 /// Event types a publisher may not use: they are the server's own frame types.
 pub const RESERVED_TYPES: [&str; 11] = [
     "welcome",

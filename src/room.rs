@@ -13,34 +13,12 @@ use serde_json::value::RawValue;
 
 use crate::config::RoomSettings;
 use crate::engine::RoomState;
+use crate::event::Event;
 use crate::ids::{new_epoch, SessionId};
-use crate::keyed::{KeyChange, KeyedState};
+use crate::keyed::KeyedState;
 use crate::metrics::RoomMetrics;
 use crate::outbound::{Outbound, OutboundQueue, PushError};
 use crate::protocol::EventFrameParts;
-
-/// An event in history: its seq and its frame, serialized once and shared.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// Position in the room's order.
-    pub seq: u64,
-    /// The encoded event frame.
-    pub frame: ByteString,
-    /// What a keyed publish does to its room's state (the frame says the
-    /// same; this is what the mirrors apply).
-    pub key: Option<KeyChange>,
-}
-
-impl Event {
-    /// An event without a key.
-    pub fn plain(seq: u64, frame: ByteString) -> Self {
-        Event {
-            seq,
-            frame,
-            key: None,
-        }
-    }
-}
 
 /// What a subscriber gets before live events.
 #[derive(Debug, PartialEq)]
@@ -302,6 +280,7 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::KeyChange;
 
     fn room(history: usize, snapshot: usize) -> Room {
         Room::new(

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
+use serde::Serialize;
+
 /// Lock-free counters for one session.
 #[derive(Debug, Default)]
 pub struct SessionStats {
@@ -38,4 +40,33 @@ impl SessionStats {
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
+}
+
+/// One socket, for the admin API.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SocketInfo {
+    /// Session id.
+    pub id: String,
+    /// Socket type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The token's `sub`.
+    pub user: Option<String>,
+    /// Subscribed rooms, sorted.
+    pub rooms: Vec<String>,
+    /// Peer address.
+    pub remote: String,
+    /// When it connected (RFC 3339).
+    pub connected_at: String,
+    /// Last frame from the client (RFC 3339).
+    pub last_seen: String,
+    /// Frames from the client.
+    pub msgs_in: u64,
+    /// Frames to the client.
+    pub msgs_out: u64,
+    /// Frames queued and not yet written (an extension).
+    pub queued: usize,
+    /// In a cluster: the node the socket is connected to (an extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }

@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
-use super::conn::{within, Timeouts};
+use super::deadline::{within, Timeouts};
 use super::keys::Keys;
 use super::scripts;
 

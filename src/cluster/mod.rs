@@ -23,6 +23,7 @@
 //! catch up.
 
 mod conn;
+mod deadline;
 mod engine;
 mod fence;
 pub mod health;
@@ -46,7 +47,7 @@ use crate::error::HubError;
 use crate::presence::Change;
 use crate::registry::RegistryHandle;
 
-pub use conn::Timeouts;
+pub use deadline::Timeouts;
 pub use engine::RedisEngine;
 pub use health::Health;
 pub use keys::Keys;

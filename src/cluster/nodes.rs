@@ -9,7 +9,8 @@ use std::time::Duration;
 use redis::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::conn::{within, LazyConnection, Timeouts};
+use super::conn::LazyConnection;
+use super::deadline::{within, Timeouts};
 use super::keys::Keys;
 use super::presence::LiveNodes;
 use super::{scripts, Link};

@@ -17,14 +17,16 @@ use std::sync::Arc;
 use redis::{RedisResult, Value};
 use tokio::sync::mpsc;
 
-use super::conn::{within, LazyConnection, Timeouts};
+use super::conn::LazyConnection;
+use super::deadline::{within, Timeouts};
 use super::fence::{AckedHeads, Fence};
 use super::keys::Keys;
 use super::scripts::{self, Landed};
 use super::{unavailable, Health};
+use crate::engine::PublishAck;
 use crate::engine::{Committed, PublishJob};
 use crate::keyed::over_max_keys;
-use crate::registry::{PublishAck, RegistryHandle};
+use crate::registry::RegistryHandle;
 
 /// What a lane needs of the config.
 #[derive(Debug, Clone, Copy)]

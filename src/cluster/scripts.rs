@@ -10,8 +10,8 @@ use bytestring::ByteString;
 use redis::Value;
 
 use super::presence::{self, Share};
-use crate::keyed::KeyChange;
-use crate::room::Event;
+use crate::event::Event;
+use crate::event::KeyChange;
 
 /// Assigns the next seq, appends the frame to the room's stream (capped at
 /// `history`) and broadcasts it, in one step: no node can see seq N+1 before N.

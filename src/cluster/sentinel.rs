@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 
-use super::conn::{within, Timeouts};
+use super::deadline::{within, Timeouts};
 use crate::config::ClusterConfig;
 
 /// Why no primary could be found; each names what every Sentinel said.

@@ -17,7 +17,8 @@ use futures_util::StreamExt;
 use redis::{Msg, Value};
 use tokio::sync::{mpsc, watch};
 
-use super::conn::{within, LazyConnection, Timeouts};
+use super::conn::LazyConnection;
+use super::deadline::{within, Timeouts};
 use super::fence::{self, AckedHeads};
 use super::keys::Keys;
 use super::presence::{self, LiveNodes, Outcome, Write};
@@ -25,12 +26,12 @@ use super::scripts::{self, RoomRead};
 use super::sentinel::Endpoint;
 use super::wire::{self, ControlOp, ControlRequest, EventMessage};
 use super::{unavailable, Gathered, Health, Link, SubscriberRequest};
-use crate::keyed::KeyChange;
+use crate::event::Event;
+use crate::event::KeyChange;
 use crate::registry::{
     PresenceChanged, RegistryHandle, RemoteDisconnect, RemoteListSockets, RemoteUserEvent,
     RoomCaughtUp, RoomEvents, RoomSynced, SyncFailed,
 };
-use crate::room::Event;
 
 /// First pause after a lost connection; doubles up to `reconnect_max_ms`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);

@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 
 use super::memory::committed;
 use super::sequencer::{Assigned, Order, Sequencer, Undo};
-use super::{Committed, ControlOp, Engine, Gathered, PublishJob, Readiness, RoomState};
+use super::{CommitSink, Committed, ControlOp, Engine, Gathered, PublishJob, Readiness, RoomState};
 use crate::config::{Config, RoomSettings};
 use crate::error::HubError;
+use crate::event::Event;
+use crate::event::KeyChange;
 use crate::idempotency::Landed;
 use crate::ids::new_epoch;
-use crate::keyed::KeyChange;
-use crate::registry::RegistryHandle;
-use crate::room::Event;
 use crate::store::{NewKey, RoomRecord, StateChange, Store, StoreError, StoreSettings, WriteOp};
 
 /// Jobs waiting for the engine's thread before a publish is refused with 503
@@ -261,14 +260,14 @@ impl Engine for DurableEngine {
 
 impl DurableTasks {
     /// Runs the engine's thread until the registry's side is dropped.
-    pub fn start(self, registry: RegistryHandle) -> std::thread::JoinHandle<()> {
+    pub fn start(self, registry: impl CommitSink) -> std::thread::JoinHandle<()> {
         std::thread::Builder::new()
             .name("durable-engine".into())
             .spawn(move || self.run(registry))
             .unwrap_or_else(|e| panic!("cannot start the durable engine's thread: {e}"))
     }
 
-    fn run(mut self, registry: RegistryHandle) {
+    fn run(mut self, registry: impl CommitSink) {
         while let Ok(first) = self.jobs.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -285,7 +284,7 @@ impl DurableTasks {
     }
 
     /// One store transaction for everything waiting; outcomes to the registry.
-    fn commit_batch(&mut self, batch: Vec<Job>, registry: &RegistryHandle) {
+    fn commit_batch(&mut self, batch: Vec<Job>, registry: &impl CommitSink) {
         let mut ops = Vec::new();
         let mut publishes = Vec::new();
         let mut undos: Vec<Undo> = Vec::new();
@@ -349,7 +348,7 @@ impl DurableTasks {
         if ops.is_empty() {
             // Duplicates only (or opens): nothing to write.
             for (assigned, job) in publishes {
-                registry.do_send(committed(assigned, job));
+                registry.committed(committed(assigned, job));
             }
             return;
         }
@@ -361,7 +360,7 @@ impl DurableTasks {
                 self.persisted.extend(new_rooms);
                 crate::metrics::store_size(self.store.size_bytes());
                 for (assigned, job) in publishes {
-                    registry.do_send(committed(assigned, job));
+                    registry.committed(committed(assigned, job));
                 }
             }
             Err(err) => {
@@ -374,7 +373,7 @@ impl DurableTasks {
                 }
                 let err = unavailable(&err);
                 for (_, job) in publishes {
-                    registry.do_send(Committed::failed(job, &err));
+                    registry.committed(Committed::failed(job, &err));
                 }
             }
         }

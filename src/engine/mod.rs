@@ -34,12 +34,35 @@ use tokio::sync::oneshot;
 
 use crate::config::RoomSettings;
 use crate::error::HubError;
+use crate::event::Event;
 use crate::ids::SessionId;
 use crate::keyed::StateWrite;
 use crate::presence;
 use crate::protocol::{EventFrameParts, Ref};
-use crate::registry::{PublishAck, PublishReply, SocketInfo};
-use crate::room::Event;
+use crate::session_stats::SocketInfo;
+
+/// What a publisher learns: where its event landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PublishAck {
+    /// Room.
+    pub room: String,
+    /// Room epoch.
+    pub epoch: String,
+    /// The event's seq.
+    pub seq: u64,
+    /// Subscribers on this node it is being queued for (counted when it was
+    /// accepted; a subscriber found to be a slow consumer during the fan-out is
+    /// closed and resumes from history).
+    pub delivered: usize,
+    /// True when this answers a retry: the event was published before under
+    /// the same `Idempotency-Key`, and was not published again (an extension).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Where an HTTP publish's answer goes: answered as soon as the engine has
+/// committed it, before the fan-out, so a publisher never waits for that.
+pub type PublishReply = oneshot::Sender<Result<PublishAck, HubError>>;
 
 /// One checked event for the engine to publish.
 #[derive(Debug)]
@@ -120,6 +143,14 @@ pub struct Committed {
     pub answer: PublishAnswer,
     /// When the job's first publish entered the hub.
     pub received: Instant,
+}
+
+/// Where an engine that commits off the registry's thread sends each
+/// outcome: the registry's handle. A trait, so the engine needs nothing of the
+/// registry but this.
+pub trait CommitSink: Send + 'static {
+    /// Hands `outcome` to the registry.
+    fn committed(&self, outcome: Committed);
 }
 
 impl Committed {

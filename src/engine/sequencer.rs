@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{CommittedEvent, PublishItem};
+use crate::engine::PublishAck;
 use crate::error::HubError;
+use crate::event::Event;
 use crate::idempotency::{Landed, RecentKeys};
 use crate::ids::new_epoch;
 use crate::keyed::{KeyUndo, LiveKeys};
-use crate::registry::PublishAck;
-use crate::room::Event;
 
 /// A room's epoch and the last seq given out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +226,7 @@ mod tests {
     fn keyed(room: &str, key: &str, delete: bool) -> PublishItem {
         PublishItem {
             state: Some(crate::keyed::StateWrite {
-                change: crate::keyed::KeyChange {
+                change: crate::event::KeyChange {
                     key: Arc::from(key),
                     delete,
                 },

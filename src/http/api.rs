@@ -11,13 +11,14 @@ use super::{
     parse_json, read_access, read_json_body, registry_down, registry_gone, require_write_access,
     AppState,
 };
+use crate::engine::PublishAck;
 use crate::error::{ErrorBody, HubError};
 use crate::protocol::{check_event_type, check_idempotency_key, event_data, MAX_USER_BYTES};
 use crate::registry::{
     Disconnect, GetHistory, GetPresence, GetStatus, ListRooms, ListSockets, Ping, Publish,
-    PublishAck, PublishBatch, PublishUser, Read,
+    PublishBatch, PublishUser, Read, RoomInfo, Status,
 };
-use crate::registry::{RoomInfo, SocketInfo, Status};
+use crate::session_stats::SocketInfo;
 
 /// How long health probes wait for the registry before calling it stuck.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -14,12 +14,10 @@ use super::admission::{admit, Admitted};
 use super::AppState;
 use crate::error::ErrorBody;
 use crate::error::HubError;
+use crate::protocol::SSE_TYPE;
 use crate::protocol::STATUS_ROOM;
 use crate::session::{InitialSubscription, Session, SessionStart, Transport};
 use crate::sse::{self, Cursor};
-
-/// The socket type SSE sessions count as.
-pub const SSE_TYPE: &str = "sse";
 
 /// The header EventSource resends on reconnect with the last `id:` it saw.
 const LAST_EVENT_ID: &str = "last-event-id";

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 
 use actix::{Context, Message};
 use bytestring::ByteString;
-use serde::Serialize;
 
 use super::handle::Handles;
 use super::{Answer, RegistryActor};
@@ -14,6 +13,7 @@ use crate::engine::{ControlOp, Gathered};
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::protocol::{CloseCode, STATUS_ROOM};
+use crate::session_stats::SocketInfo;
 
 type Ctx = Context<RegistryActor>;
 
@@ -23,35 +23,6 @@ type Ctx = Context<RegistryActor>;
 pub struct ListSockets {
     /// Only sockets of this type.
     pub kind: Option<String>,
-}
-
-/// One socket, for the admin API.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct SocketInfo {
-    /// Session id.
-    pub id: String,
-    /// Socket type.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The token's `sub`.
-    pub user: Option<String>,
-    /// Subscribed rooms, sorted.
-    pub rooms: Vec<String>,
-    /// Peer address.
-    pub remote: String,
-    /// When it connected (RFC 3339).
-    pub connected_at: String,
-    /// Last frame from the client (RFC 3339).
-    pub last_seen: String,
-    /// Frames from the client.
-    pub msgs_in: u64,
-    /// Frames to the client.
-    pub msgs_out: u64,
-    /// Frames queued and not yet written (an extension).
-    pub queued: usize,
-    /// In a cluster: the node the socket is connected to (an extension).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
 }
 
 /// Close one session with 4009 (on whichever node it is); answers how many

@@ -12,9 +12,10 @@ use super::status::NodeRecord;
 use super::RegistryActor;
 use crate::engine::RoomState;
 use crate::error::HubError;
+use crate::event::Event;
 use crate::outbound::Outbound;
 use crate::protocol::{encode, Subscribed};
-use crate::room::{Event, Room};
+use crate::room::Room;
 
 type Ctx = Context<RegistryActor>;
 

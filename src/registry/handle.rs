@@ -32,6 +32,7 @@ use actix::dev::ToEnvelope;
 use actix::{Addr, Context, Handler, MailboxError, Message, MessageResult};
 
 use super::RegistryActor;
+use crate::engine::{CommitSink, Committed};
 
 /// What the registry does with one message type; implemented once per message.
 pub trait Handles<M: Message> {
@@ -313,5 +314,11 @@ mod lag_tests {
             assert!(handle.lag() < Duration::from_millis(5));
             assert_eq!(handle.offer(super::super::Ping), Ok(()));
         });
+    }
+}
+
+impl CommitSink for RegistryHandle {
+    fn committed(&self, outcome: Committed) {
+        self.do_send(outcome);
     }
 }

@@ -9,7 +9,7 @@ use bytestring::ByteString;
 use serde::Serialize;
 
 use super::handle::Handles;
-use super::subscribe::Waiting;
+use super::Waiting;
 use super::{Answer, RegistryActor};
 use crate::error::HubError;
 

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context};
 use bytestring::ByteString;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -52,11 +52,9 @@ use crate::room::Room;
 use crate::session_stats::SessionStats;
 use idle::IdleRooms;
 use status::{RebuildBudget, StatusSnapshot, StatusSubscriber};
-use subscribe::Waiting;
 
 pub use admin::{
     Disconnect, Drain, ListSockets, Ping, RemoteDisconnect, RemoteListSockets, RemoteUserEvent,
-    SocketInfo,
 };
 pub use engine_events::{
     GetNodeRecord, NodesView, RoomCaughtUp, RoomEvents, RoomSynced, SyncFailed,
@@ -64,7 +62,7 @@ pub use engine_events::{
 pub use handle::{Busy, Enqueued, Handles, RegistryHandle};
 pub use history::{GetHistory, HistoryPage, Read};
 pub use presence::{AskPresence, GetPresence, PresenceChanged};
-pub use publish::{Publish, PublishAck, PublishBatch, PublishOrigin, PublishReply, PublishUser};
+pub use publish::{Publish, PublishBatch, PublishOrigin, PublishUser};
 pub use sessions::{Register, Unregister};
 pub use status::{GetStatus, ListRooms, NodeRecord, RoomInfo, Status, StatusCounts};
 pub use subscribe::{Reclaim, Subscribe, Unsubscribe};
@@ -116,6 +114,16 @@ struct SessionEntry {
     /// Set once a refreshed token narrowed what it may join: subscribes the
     /// session sent under its old claims are checked again here.
     allowed: Option<Box<crate::auth::Claims>>,
+}
+
+/// Someone waiting for a room to be opened (read from the engine).
+enum Waiting {
+    /// A `subscribe`.
+    Subscribe(Subscribe),
+    /// An HTTP history read.
+    History(GetHistory, oneshot::Sender<Result<HistoryPage, HubError>>),
+    /// Nobody (the room is opened ahead of use).
+    Ahead,
 }
 
 /// The central actor; see the module docs.
@@ -184,7 +192,7 @@ impl RegistryActor {
             ws_endpoints.insert("echo".to_string(), "/ws/_echo".to_string());
         }
         // Not a WebSocket, but the contract lists it with them (section 12).
-        ws_endpoints.insert(crate::http::sse::SSE_TYPE.to_string(), "/sse".to_string());
+        ws_endpoints.insert(crate::protocol::SSE_TYPE.to_string(), "/sse".to_string());
         let (session_count, watcher) = watch::channel(0);
         let registry = RegistryActor {
             config,

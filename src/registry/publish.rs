@@ -8,23 +8,25 @@ use std::time::Instant;
 
 use actix::{Context, Message};
 use bytestring::ByteString;
-use serde::Serialize;
+
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::handle::Handles;
 use super::{Answer, RegistryActor};
 use crate::engine::{
-    Committed, CommittedEvent, ControlOp, Gathered, PublishAnswer, PublishItem, PublishJob,
+    Committed, CommittedEvent, ControlOp, Gathered, PublishAck, PublishAnswer, PublishItem,
+    PublishJob, PublishReply,
 };
 use crate::error::HubError;
+use crate::event::Event;
+use crate::event::KeyChange;
 use crate::ids::SessionId;
-use crate::keyed::{KeyChange, StateWrite};
+use crate::keyed::StateWrite;
 use crate::outbound::Outbound;
 use crate::protocol::{
     self, encode, is_system_room, timestamp_now, EventFrameParts, Ref, UserFrame,
 };
-use crate::room::Event;
 
 type Ctx = Context<RegistryActor>;
 
@@ -36,10 +38,6 @@ pub struct PublishOrigin {
     /// Echoed in `published` or `error`.
     pub reference: Option<Ref>,
 }
-
-/// Where an HTTP publish's answer goes: answered as soon as the engine has
-/// committed it, before the fan-out, so a publisher never waits for that.
-pub type PublishReply = oneshot::Sender<Result<PublishAck, HubError>>;
 
 /// Publish an event into a room (HTTP or client publish).
 #[derive(Message)]
@@ -105,25 +103,6 @@ pub struct PublishBatch {
     pub items: Vec<Publish>,
     /// One result per item, in order.
     pub reply: oneshot::Sender<Vec<Result<PublishAck, HubError>>>,
-}
-
-/// What a publisher learns: where its event landed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct PublishAck {
-    /// Room.
-    pub room: String,
-    /// Room epoch.
-    pub epoch: String,
-    /// The event's seq.
-    pub seq: u64,
-    /// Subscribers on this node it is being queued for (counted when it was
-    /// accepted; a subscriber found to be a slow consumer during the fan-out is
-    /// closed and resumes from history).
-    pub delivered: usize,
-    /// True when this answers a retry: the event was published before under
-    /// the same `Idempotency-Key`, and was not published again (an extension).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub duplicate: bool,
 }
 
 /// A message to every session of one user (on every node).
@@ -237,7 +216,7 @@ impl RegistryActor {
         // The room is opened here before the engine takes the event, so the
         // room limit refuses a publish rather than an event being committed
         // that this node could not mirror.
-        self.wait_for_room(&msg.room, super::subscribe::Waiting::Ahead)?;
+        self.wait_for_room(&msg.room, super::Waiting::Ahead)?;
         let room = self.rooms.get(msg.room.as_str());
         let ts = timestamp_now();
         let state = msg.key.as_deref().map(|key| StateWrite {

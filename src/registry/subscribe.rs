@@ -8,11 +8,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix::{Context, Message};
-use tokio::sync::oneshot;
 
 use super::handle::Handles;
-use super::history::{GetHistory, HistoryPage};
-use super::RegistryActor;
+
+use super::{RegistryActor, Waiting};
 use crate::auth::Claims;
 use crate::error::HubError;
 use crate::ids::SessionId;
@@ -63,16 +62,6 @@ pub struct Reclaim {
     pub id: SessionId,
     /// Its new claims.
     pub claims: Claims,
-}
-
-/// Someone waiting for a room to be opened (read from the engine).
-pub(super) enum Waiting {
-    /// A `subscribe`.
-    Subscribe(Subscribe),
-    /// An HTTP history read.
-    History(GetHistory, oneshot::Sender<Result<HistoryPage, HubError>>),
-    /// Nobody (the room is opened ahead of use).
-    Ahead,
 }
 
 impl Handles<Subscribe> for RegistryActor {

@@ -21,11 +21,13 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::config::{RoomDecl, RoomSettings};
-use crate::engine::{Committed, CommittedEvent, ControlOp, Gathered, PublishJob, RoomState};
-use crate::keyed::KeyChange;
+use crate::engine::{
+    Committed, CommittedEvent, ControlOp, Gathered, PublishAck, PublishJob, RoomState,
+};
+use crate::event::Event;
+use crate::event::KeyChange;
 use crate::outbound::Next;
 use crate::protocol::EventFrameParts;
-use crate::room::Event;
 
 /// How the fake engine answers, and what it was asked; shared with the test.
 #[derive(Default)]
