@@ -103,7 +103,6 @@ pub struct DecodeError {
 /// A command with its optional ref.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
-    /// The command.
     pub command: Command,
     /// Echoed in the reply.
     pub reference: Option<Ref>,

@@ -52,6 +52,9 @@ pub enum HubError {
     /// No such route.
     #[error("{0}")]
     NotFound(String),
+    /// A route that does not take this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// A write body with another content type than JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -80,6 +83,7 @@ impl HubError {
             HubError::OverCapacity(_) => ErrorCode::OverCapacity,
             HubError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             HubError::NotFound(_) => ErrorCode::NotFound,
+            HubError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             HubError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             HubError::RequestTimeout(_) => ErrorCode::RequestTimeout,
             HubError::Internal(_) => ErrorCode::Internal,

@@ -38,7 +38,6 @@ fn process_tag() -> &'static str {
 pub struct SessionId(pub u64);
 
 impl SessionId {
-    /// The next id.
     pub fn next() -> Self {
         SessionId(NEXT_SESSION.fetch_add(1, Ordering::Relaxed))
     }

@@ -18,6 +18,7 @@ use bytestring::ByteString;
 use serde::Serialize;
 
 use crate::ids::SessionId;
+use crate::protocol::frame_type;
 use crate::protocol::{encode, Ref};
 
 /// One user in a presence answer.
@@ -32,7 +33,7 @@ pub struct Member {
 /// The body of `GET /api/rooms/{room}/presence`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PresenceBody {
-    /// Room.
+    /// The presence room asked about.
     pub room: String,
     /// The users, by name.
     pub users: Vec<Member>,
@@ -152,7 +153,9 @@ impl Presence {
         // `body` is a JSON object: `{` + fields + `}`.
         let fields = body.get(1..body.len().saturating_sub(1)).unwrap_or("");
         let mut frame = String::with_capacity(body.len() + 48);
-        frame.push_str(r#"{"type":"presence","#);
+        frame.push_str(r#"{"type":""#);
+        frame.push_str(frame_type::PRESENCE);
+        frame.push_str(r#"","#);
         frame.push_str(fields);
         if let Some(r) = reference {
             frame.push_str(r#","ref":"#);

@@ -24,20 +24,34 @@ pub const STATUS_UPDATE: &str = "status_update";
 /// The socket type SSE sessions count as in `/socket-status` (section 12).
 pub const SSE_TYPE: &str = "sse";
 
+/// The `type` of each frame the server sends of its own (contract section 3;
+/// v2 sections 13 and 14). Frames are built from these, never from literals.
+pub mod frame_type {
+    pub const WELCOME: &str = "welcome";
+    pub const SUBSCRIBED: &str = "subscribed";
+    pub const UNSUBSCRIBED: &str = "unsubscribed";
+    pub const PUBLISHED: &str = "published";
+    pub const PONG: &str = "pong";
+    pub const ERROR: &str = "error";
+    pub const PRESENCE: &str = "presence";
+    pub const PRESENCE_JOIN: &str = "presence_join";
+    pub const PRESENCE_LEAVE: &str = "presence_leave";
+    pub const REFRESHED: &str = "refreshed";
+}
+
 /// Event types a publisher may not use: they are the server's own frame types.
 pub const RESERVED_TYPES: [&str; 11] = [
-    "welcome",
-    "subscribed",
-    "unsubscribed",
-    "published",
-    "pong",
-    "error",
+    frame_type::WELCOME,
+    frame_type::SUBSCRIBED,
+    frame_type::UNSUBSCRIBED,
+    frame_type::PUBLISHED,
+    frame_type::PONG,
+    frame_type::ERROR,
     STATUS_UPDATE,
-    // v2 (contract sections 13 and 14).
-    "presence",
-    "presence_join",
-    "presence_leave",
-    "refreshed",
+    frame_type::PRESENCE,
+    frame_type::PRESENCE_JOIN,
+    frame_type::PRESENCE_LEAVE,
+    frame_type::REFRESHED,
 ];
 
 /// Longest event type accepted from a publisher, in bytes.
@@ -77,6 +91,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// No such HTTP route (an extension of the contract's list).
     NotFound,
+    /// A known route with another method (an extension).
+    MethodNotAllowed,
     /// A write body that is not `application/json` (an extension).
     UnsupportedMediaType,
     /// A request body that did not arrive within `server.body_timeout_s` (an
@@ -103,6 +119,7 @@ impl ErrorCode {
             ErrorCode::OverCapacity => "over_capacity",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal",
@@ -116,6 +133,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::ForbiddenOrigin | ErrorCode::PublishDisabled => 403,
             ErrorCode::UnknownRoom | ErrorCode::UnknownSession | ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::LimitExceeded => 409,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::TooLarge => 413,
@@ -201,7 +219,6 @@ pub enum DisconnectReason {
     Timeout,
     /// The outbound queue overflowed or a write stalled.
     SlowConsumer,
-    /// The token expired.
     TokenExpired,
     /// An admin asked for it.
     Admin,
@@ -321,7 +338,6 @@ pub struct Subscribed<'a> {
     #[serde(rename = "type")]
     /// Always `subscribed`.
     pub kind: &'static str,
-    /// The room.
     pub room: &'a str,
     /// The room's current epoch.
     pub epoch: &'a str,
@@ -344,7 +360,6 @@ pub struct RoomReply<'a> {
     #[serde(rename = "type")]
     /// The reply type.
     pub kind: &'static str,
-    /// The room.
     pub room: &'a str,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     /// The command's ref, echoed.
@@ -371,7 +386,6 @@ pub struct PresenceFrame<'a> {
     #[serde(rename = "type")]
     /// `presence_join` or `presence_leave`.
     pub kind: &'static str,
-    /// The room.
     pub room: &'a str,
     /// The user (the token's `sub`).
     pub user: &'a str,
@@ -396,7 +410,6 @@ pub struct Published<'a> {
     #[serde(rename = "type")]
     /// Always `published`.
     pub kind: &'static str,
-    /// The room.
     pub room: &'a str,
     /// The seq given to the event.
     pub seq: u64,
@@ -437,7 +450,6 @@ pub struct EventFrame<'a> {
     #[serde(rename = "type")]
     /// The publisher's event type.
     pub kind: &'a str,
-    /// The room.
     pub room: &'a str,
     /// Position in the room's order.
     pub seq: u64,

@@ -25,6 +25,7 @@ use crate::connections::ConnectionPermit;
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::outbound::{Outbound, OutboundQueue};
+use crate::protocol::frame_type;
 use crate::protocol::{
     encode, is_system_room, is_valid_room_name, CloseCode, DisconnectReason, ErrorFrame, Pong, Ref,
     Refreshed, Welcome, PROTOCOL_VERSION, STATUS_ROOM,
@@ -49,7 +50,6 @@ pub struct SessionSettings {
     pub read_limits: ReadLimits,
     /// Outbound queue length.
     pub outbound_queue: usize,
-    /// Outbound queue bytes.
     pub outbound_queue_bytes: usize,
     /// Longest a single socket write may stall.
     pub write_timeout: Duration,
@@ -68,7 +68,6 @@ pub const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 /// The room a `/ws/{room}` socket joins on connect.
 #[derive(Debug, Clone)]
 pub struct InitialSubscription {
-    /// Room.
     pub room: String,
     /// Resume point from `?since=`.
     pub since: Option<u64>,
@@ -116,7 +115,7 @@ pub struct Session {
     queue: OutboundQueue,
     /// Counters shared with the writer and the registry.
     stats: Arc<SessionStats>,
-    /// Limits.
+    /// What every session of this node shares: limits, heartbeat, auth.
     settings: Arc<SessionSettings>,
     /// Connect time, for the duration in the disconnect log line.
     connected: Instant,
@@ -207,7 +206,7 @@ impl Session {
         crate::metrics::error_frame(err.code());
         let message = err.to_string();
         self.push(encode(&ErrorFrame {
-            kind: "error",
+            kind: frame_type::ERROR,
             code: err.code(),
             message: &message,
             reference,
@@ -314,7 +313,7 @@ impl Session {
                 }
             }
             Command::Ping => self.push(encode(&Pong {
-                kind: "pong",
+                kind: frame_type::PONG,
                 reference: reference.as_ref(),
             })),
             Command::Presence { room } => {
@@ -385,7 +384,7 @@ impl Session {
         *self.claims = claims;
         self.arm_expiry(ctx);
         self.push(encode(&Refreshed {
-            kind: "refreshed",
+            kind: frame_type::REFRESHED,
             exp: self.claims.exp.unwrap_or(0),
             reference,
         }));
@@ -436,7 +435,7 @@ impl Actor for Session {
         let start = *start;
         let public_id = self.id.to_string();
         self.push(encode(&Welcome {
-            kind: "welcome",
+            kind: frame_type::WELCOME,
             session: &public_id,
             node: &self.settings.node,
             protocol: PROTOCOL_VERSION,

@@ -239,7 +239,10 @@ async fn unknown_routes_and_methods_answer_json() {
     let (status, body) = get(&hub.http("/nothing-here")).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     let (status, body) = post(&hub.http("/socket-status"), &json!({})).await;
-    assert_eq!(status, 405);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     assert!(body["message"].is_string());
 }
 

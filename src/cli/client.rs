@@ -88,9 +88,9 @@ fn colon(body: &str) -> String {
     }
 }
 
-/// An answer of any status.
+/// An HTTP response of any status, its body read as text.
 #[derive(Debug)]
-pub struct Answer {
+pub struct Response {
     /// HTTP status.
     pub status: u16,
     /// The body, as text.
@@ -134,7 +134,7 @@ impl HubClient {
     }
 
     /// GET `path`, whatever the status.
-    pub fn get(&self, path: &str) -> Result<Answer, CliError> {
+    pub fn get(&self, path: &str) -> Result<Response, CliError> {
         let url = self.url(path);
         let result = self.agent.get(&url).call();
         self.answer(&url, result)
@@ -192,7 +192,7 @@ impl HubClient {
 
     /// The error for an answer with an unwanted status: the hub's own
     /// `{"error","message"}` when the body is one.
-    pub fn http_error(&self, path: &str, answer: &Answer) -> CliError {
+    pub fn http_error(&self, path: &str, answer: &Response) -> CliError {
         #[derive(serde::Deserialize)]
         struct HubErrorBody {
             error: String,
@@ -212,7 +212,7 @@ impl HubClient {
         }
     }
 
-    fn success(&self, path: &str, answer: Answer) -> Result<String, CliError> {
+    fn success(&self, path: &str, answer: Response) -> Result<String, CliError> {
         if (200..300).contains(&answer.status) {
             Ok(answer.body)
         } else {
@@ -224,7 +224,7 @@ impl HubClient {
         &self,
         url: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Answer, CliError> {
+    ) -> Result<Response, CliError> {
         let mut response = result.map_err(|e| self.transport_error(url, e))?;
         let status = response.status().as_u16();
         let body = response
@@ -233,7 +233,7 @@ impl HubClient {
             .limit(MAX_BODY_BYTES)
             .read_to_string()
             .map_err(|e| self.transport_error(url, e))?;
-        Ok(Answer { status, body })
+        Ok(Response { status, body })
     }
 
     fn transport_error(&self, url: &str, e: ureq::Error) -> CliError {
@@ -386,7 +386,7 @@ mod tests {
         let c = HubClient::new("http://127.0.0.1:1", Duration::from_secs(1)).expect("client");
         let e = c.http_error(
             "/api/rooms/x/events",
-            &Answer {
+            &Response {
                 status: 404,
                 body: r#"{"error":"unknown_room","message":"no room x"}"#.into(),
             },
@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(e.to_string(), "404 unknown_room: no room x");
         let e = c.http_error(
             "/healthz",
-            &Answer {
+            &Response {
                 status: 502,
                 body: "<html>\nBad Gateway\n</html>".into(),
             },

@@ -62,7 +62,6 @@ const COMMAND_QUEUE: usize = 16_384;
 pub enum SubscriberRequest {
     /// Mirror this room: read it from Redis, then follow its events.
     Track {
-        /// Room.
         room: Arc<str>,
         /// Its history size.
         history: usize,
@@ -74,12 +73,7 @@ pub enum SubscriberRequest {
         presence: bool,
     },
     /// One of this node's sessions joined or left a presence room.
-    Presence {
-        /// Room.
-        room: Arc<str>,
-        /// The change.
-        change: Change,
-    },
+    Presence { room: Arc<str>, change: Change },
     /// Stop following this room (its mirror was evicted).
     Untrack(Arc<str>),
     /// Read what the room's mirror lacks from Redis now, then say so.

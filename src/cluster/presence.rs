@@ -61,7 +61,6 @@ pub struct Share {
 /// A change as one node published it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heard {
-    /// The node.
     pub node: String,
     /// Its process instance.
     pub instance: String,
@@ -89,7 +88,6 @@ pub enum Write {
     Delta {
         /// Version of the write.
         version: u64,
-        /// The field.
         field: Field,
         /// By how much.
         delta: i64,

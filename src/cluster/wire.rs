@@ -14,7 +14,6 @@ pub use crate::engine::ControlOp;
 /// frame is the rest of the line, and a plain event reads as it always did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventMessage<'a> {
-    /// Room.
     pub room: &'a str,
     /// The room's epoch when the seq was assigned.
     pub epoch: &'a str,

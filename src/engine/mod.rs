@@ -44,9 +44,9 @@ use crate::session_stats::SocketInfo;
 /// What a publisher learns: where its event landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PublishAck {
-    /// Room.
+    /// The room published to.
     pub room: String,
-    /// Room epoch.
+    /// The room's epoch the seq belongs to: a new epoch restarts seqs.
     pub epoch: String,
     /// The event's seq.
     pub seq: u64,
@@ -67,7 +67,6 @@ pub type PublishReply = oneshot::Sender<Result<PublishAck, HubError>>;
 /// One checked event for the engine to publish.
 #[derive(Debug)]
 pub struct PublishItem {
-    /// Room.
     pub room: Arc<str>,
     /// The frame around its seq: encoded once, by the node that accepted it.
     pub parts: EventFrameParts,
@@ -112,7 +111,6 @@ pub enum PublishAnswer {
 /// Items to publish in order, and who gets the outcomes.
 #[derive(Debug)]
 pub struct PublishJob {
-    /// The items.
     pub items: Vec<PublishItem>,
     /// The answer's destination.
     pub answer: PublishAnswer,
@@ -121,11 +119,9 @@ pub struct PublishJob {
 /// A room's event as an engine commits it: which epoch it belongs to.
 #[derive(Debug, Clone)]
 pub struct CommittedEvent {
-    /// Room.
     pub room: Arc<str>,
     /// The room's epoch.
     pub epoch: Arc<str>,
-    /// The event.
     pub event: Event,
 }
 
@@ -175,7 +171,6 @@ impl PublishJob {
 /// A room's order, recent history and (keyed) state, as an engine holds it.
 #[derive(Debug, Clone)]
 pub struct RoomState {
-    /// Its epoch.
     pub epoch: Arc<str>,
     /// Its head seq.
     pub seq: u64,
@@ -192,7 +187,6 @@ pub struct RoomState {
 pub enum ControlOp {
     /// Queue this frame for every session of `user`.
     UserEvent {
-        /// The user.
         user: String,
         /// The encoded frame.
         frame: String,

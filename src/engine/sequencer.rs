@@ -109,7 +109,6 @@ impl Sequencer {
         self.keys.enabled()
     }
 
-    /// The key TTL.
     pub fn key_ttl(&self) -> Duration {
         self.keys.ttl()
     }

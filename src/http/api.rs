@@ -221,9 +221,7 @@ pub struct BatchError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum BatchResult {
-    /// Accepted.
     Ok(PublishAck),
-    /// Refused.
     Err(BatchError),
 }
 
@@ -401,7 +399,7 @@ pub struct EventFrameDoc {
     /// The publisher's event type.
     #[serde(rename = "type")]
     kind: String,
-    /// Room.
+    /// The room it was published to.
     room: String,
     /// Position in the room's order.
     seq: u64,
@@ -421,7 +419,7 @@ pub struct EventFrameDoc {
 #[derive(Serialize, utoipa::ToSchema)]
 #[allow(dead_code)] // documentation only
 pub struct HistoryDoc {
-    /// Room.
+    /// The room asked about.
     room: String,
     /// Epoch ("" for a dynamic room never used).
     epoch: String,
@@ -486,7 +484,7 @@ async fn read_room(
 #[derive(Serialize, utoipa::ToSchema)]
 #[allow(dead_code)] // documentation only
 pub struct StateDoc {
-    /// Room.
+    /// The keyed room asked about.
     room: String,
     /// Epoch ("" for a dynamic room never used).
     epoch: String,

@@ -133,12 +133,12 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, HubError> {
     )))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let body = serde_json::json!({
-        "error": "method_not_allowed",
-        "message": format!("{} is not allowed on {}", req.method(), req.path()),
-    });
-    HttpResponse::MethodNotAllowed().json(body)
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, HubError> {
+    Err(HubError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// The client's IP as the socket sees it, IPv4-mapped IPv6 folded to IPv4 so a

@@ -39,7 +39,6 @@ enum SseResponses {
     /// Origin not allowed, or a room not allowed by the token.
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// Unknown room.
     #[response(status = 404)]
     UnknownRoom(ErrorBody),
     /// Over capacity, or draining.

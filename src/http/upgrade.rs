@@ -31,7 +31,6 @@ enum UpgradeResponses {
     /// Origin not allowed, or room not allowed by the token.
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// Unknown room.
     #[response(status = 404)]
     UnknownRoom(ErrorBody),
     /// Over capacity, or draining.

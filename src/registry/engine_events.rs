@@ -14,6 +14,7 @@ use crate::engine::RoomState;
 use crate::error::HubError;
 use crate::event::Event;
 use crate::outbound::Outbound;
+use crate::protocol::frame_type;
 use crate::protocol::{encode, Subscribed};
 use crate::room::Room;
 
@@ -25,9 +26,7 @@ type Ctx = Context<RegistryActor>;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RoomSynced {
-    /// Room.
     pub room: Arc<str>,
-    /// Its epoch.
     pub epoch: String,
     /// Its head seq.
     pub seq: u64,
@@ -43,7 +42,6 @@ pub struct RoomSynced {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RoomEvents {
-    /// Room.
     pub room: Arc<str>,
     /// Their epoch.
     pub epoch: String,
@@ -56,7 +54,6 @@ pub struct RoomEvents {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RoomCaughtUp {
-    /// Room.
     pub room: Arc<str>,
 }
 
@@ -64,9 +61,8 @@ pub struct RoomCaughtUp {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SyncFailed {
-    /// Room.
     pub room: Arc<str>,
-    /// Why.
+    /// The Redis error, for the log and the waiters' 503.
     pub error: String,
 }
 
@@ -221,7 +217,7 @@ impl RegistryActor {
         let replay = room.replay(None, None);
         let snapshot = replay.frames;
         let subscribed = encode(&Subscribed {
-            kind: "subscribed",
+            kind: frame_type::SUBSCRIBED,
             room: &room.name,
             epoch: &room.epoch,
             seq: room.seq,

@@ -17,7 +17,6 @@ use crate::error::HubError;
 #[derive(Message)]
 #[rtype(result = "Answer<HistoryPage>")]
 pub struct GetHistory {
-    /// Room.
     pub room: String,
     /// What to read.
     pub read: Read,
@@ -40,9 +39,7 @@ pub enum Read {
 /// History (or state) events as their encoded frames.
 #[derive(Debug, Clone)]
 pub struct HistoryPage {
-    /// Room.
     pub room: String,
-    /// Epoch.
     pub epoch: String,
     /// Head seq.
     pub seq: u64,

@@ -47,6 +47,7 @@ use crate::engine::Engine;
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::outbound::{Outbound, OutboundQueue};
+use crate::protocol::frame_type;
 use crate::protocol::{encode, ErrorFrame, Ref};
 use crate::room::Room;
 use crate::session_stats::SessionStats;
@@ -118,7 +119,6 @@ struct SessionEntry {
 
 /// Someone waiting for a room to be opened (read from the engine).
 enum Waiting {
-    /// A `subscribe`.
     Subscribe(Subscribe),
     /// An HTTP history read.
     History(GetHistory, oneshot::Sender<Result<HistoryPage, HubError>>),
@@ -130,7 +130,6 @@ enum Waiting {
 pub struct RegistryActor {
     /// The validated configuration.
     config: Arc<Config>,
-    /// This node's id.
     node: String,
     /// Process start, for `uptime_s`.
     started: Instant,
@@ -284,7 +283,7 @@ impl RegistryActor {
         self.reply(
             id,
             encode(&ErrorFrame {
-                kind: "error",
+                kind: frame_type::ERROR,
                 code: err.code(),
                 message: &message,
                 reference,

@@ -13,6 +13,7 @@ use super::RegistryActor;
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::presence::{Change, Transition};
+use crate::protocol::frame_type;
 use crate::protocol::{encode, PresenceFrame, Ref};
 
 /// `presence` from a session subscribed to `room`; the answer goes to its queue.
@@ -21,7 +22,6 @@ use crate::protocol::{encode, PresenceFrame, Ref};
 pub struct AskPresence {
     /// The session.
     pub id: SessionId,
-    /// Room.
     pub room: String,
     /// Echoed in the answer.
     pub reference: Option<Ref>,
@@ -32,7 +32,6 @@ pub struct AskPresence {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PresenceChanged {
-    /// Room.
     pub room: Arc<str>,
     /// The changes, in order.
     pub changes: Vec<Change>,
@@ -42,7 +41,6 @@ pub struct PresenceChanged {
 #[derive(Message)]
 #[rtype(result = "Result<ByteString, HubError>")]
 pub struct GetPresence {
-    /// Room.
     pub room: String,
 }
 
@@ -124,11 +122,11 @@ impl RegistryActor {
             let (kind, user) = match &t {
                 Transition::Joined(user) => {
                     gauge.increment(1.0);
-                    ("presence_join", user)
+                    (frame_type::PRESENCE_JOIN, user)
                 }
                 Transition::Left(user) => {
                     gauge.decrement(1.0);
-                    ("presence_leave", user)
+                    (frame_type::PRESENCE_LEAVE, user)
                 }
             };
             let frame = encode(&PresenceFrame { kind, room, user });

@@ -24,6 +24,7 @@ use crate::event::KeyChange;
 use crate::ids::SessionId;
 use crate::keyed::StateWrite;
 use crate::outbound::Outbound;
+use crate::protocol::frame_type;
 use crate::protocol::{
     self, encode, is_system_room, timestamp_now, EventFrameParts, Ref, UserFrame,
 };
@@ -43,11 +44,10 @@ pub struct PublishOrigin {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Publish {
-    /// Room.
     pub room: String,
     /// Event type (checked here).
     pub kind: String,
-    /// Payload.
+    /// The payload, checked as JSON and kept as its original bytes.
     pub data: Box<RawValue>,
     /// Set for client publish: the room must allow it, and the reply is queued.
     pub origin: Option<PublishOrigin>,
@@ -111,9 +111,9 @@ pub struct PublishBatch {
 pub struct PublishUser {
     /// The user (`sub`).
     pub user: String,
-    /// Event type.
+    /// Its event type (checked like a room event's).
     pub kind: String,
-    /// Payload.
+    /// The payload, kept as its original bytes.
     pub data: Box<RawValue>,
 }
 
@@ -327,7 +327,7 @@ impl RegistryActor {
             PublishAnswer::Socket { session, reference } => match first(results) {
                 Ok(ack) => {
                     let frame = encode(&protocol::Published {
-                        kind: "published",
+                        kind: frame_type::PUBLISHED,
                         room: &ack.room,
                         seq: ack.seq,
                         reference: reference.as_ref(),

@@ -30,11 +30,11 @@ pub struct ListRooms;
 /// One room, for `GET /api/rooms`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RoomInfo {
-    /// Name.
+    /// The room's name.
     pub room: String,
     /// Subscribers (on every node, in a cluster).
     pub subscribers: usize,
-    /// Epoch.
+    /// The room's epoch: a new one means its seqs started again.
     pub epoch: String,
     /// Head seq.
     pub seq: u64,

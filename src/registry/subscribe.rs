@@ -16,6 +16,7 @@ use crate::auth::Claims;
 use crate::error::HubError;
 use crate::ids::SessionId;
 use crate::outbound::Outbound;
+use crate::protocol::frame_type;
 use crate::protocol::{
     encode, is_system_room, ErrorCode, Ref, Revoked, RoomReply, Subscribed, STATUS_ROOM,
 };
@@ -45,7 +46,6 @@ pub struct Subscribe {
 pub struct Unsubscribe {
     /// The session.
     pub id: SessionId,
-    /// Room.
     pub room: String,
     /// Echoed in the reply.
     pub reference: Option<Ref>,
@@ -99,7 +99,7 @@ impl Handles<Reclaim> for RegistryActor {
         for room in revoked {
             if self.leave_room(msg.id, &room, ip) {
                 let frame = encode(&Revoked {
-                    kind: "unsubscribed",
+                    kind: frame_type::UNSUBSCRIBED,
                     room: &room,
                     reason: ErrorCode::Forbidden,
                 });
@@ -163,7 +163,7 @@ impl RegistryActor {
         let replay = room.replay(msg.since, msg.epoch.as_deref());
         let mut batch = Vec::with_capacity(replay.frames.len() + 1);
         batch.push(encode(&Subscribed {
-            kind: "subscribed",
+            kind: frame_type::SUBSCRIBED,
             room: &room.name,
             epoch: &room.epoch,
             seq: room.seq,
@@ -213,7 +213,7 @@ impl RegistryActor {
         entry.status = true;
         let queue = entry.queue.clone();
         let subscribed = encode(&Subscribed {
-            kind: "subscribed",
+            kind: frame_type::SUBSCRIBED,
             room: STATUS_ROOM,
             epoch: "",
             seq: 0,
@@ -259,7 +259,7 @@ impl RegistryActor {
             )));
         }
         let frame = encode(&RoomReply {
-            kind: "unsubscribed",
+            kind: frame_type::UNSUBSCRIBED,
             room: &msg.room,
             reference: msg.reference.as_ref(),
         });

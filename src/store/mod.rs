@@ -49,7 +49,6 @@ pub struct StoreSettings {
 pub struct RoomRecord {
     /// The room's name.
     pub name: String,
-    /// Its epoch.
     pub epoch: String,
     /// The seq of its last event (0: none in this epoch).
     pub head: u64,
@@ -118,7 +117,6 @@ pub enum WriteOp {
     /// A room's (new) epoch and head (0 for a new epoch): creates the room, or
     /// replaces its epoch, dropping its old events and keys.
     Epoch {
-        /// The room.
         room: String,
         /// Its epoch from now on.
         epoch: String,
@@ -128,7 +126,6 @@ pub enum WriteOp {
     /// One event: `seq` must be the room's head + 1 in `epoch`. The room keeps
     /// its newest `keep` events (older ones are deleted in the same commit).
     Append {
-        /// The room.
         room: String,
         /// The room's current epoch.
         epoch: String,
@@ -144,10 +141,7 @@ pub enum WriteOp {
         state: Option<StateChange>,
     },
     /// The room left (an evicted dynamic room): everything of it is deleted.
-    Drop {
-        /// The room.
-        room: String,
-    },
+    Drop { room: String },
 }
 
 /// Called once a submission is committed (and synced with `fsync`), or with
@@ -197,7 +191,6 @@ pub enum StoreError {
     /// written. An engine bug, or an engine going on after a failed write.
     #[error("store refused a write to room {room}: {detail}")]
     Refused {
-        /// The room.
         room: String,
         /// What did not fit.
         detail: String,
