@@ -37,6 +37,7 @@ import { HubHttp, HubHttpError } from "./http.js";
 import type { FetchLike } from "./http.js";
 import type { HubClientOptions, TransportName, WebSocketConstructor, WebSocketLike } from "./options.js";
 import {
+  CloseCode,
   PROTOCOL_VERSION,
   isSystemRoom,
   isValidRoomName,
@@ -239,7 +240,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
    * Closes the connection and stops reconnecting (state `closed`). Subscriptions
    * are kept: a later {@link connect} resumes them where they were.
    */
-  close(code = 1000, reason = "client closed"): void {
+  close(code: number = CloseCode.Normal, reason = "client closed"): void {
     if (this.machine.state === "closed") return;
     const socket = this.socket;
     this.teardown(new NotConnectedError("client closed"));
@@ -402,14 +403,14 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     } catch (error) {
       if (generation !== this.socketGeneration) return;
       this.emitter.emit("error", new HubError("token_error", "token provider failed", undefined, undefined, { cause: error }));
-      this.handleDrop({ code: 1006, reason: "token provider failed" });
+      this.handleDrop({ code: CloseCode.Abnormal, reason: "token provider failed" });
       return;
     }
     if (generation !== this.socketGeneration) return;
     this.socketTokenExp = token ? tokenExp(token) : null;
     const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
     this.connectTimer = setTimeout(() => {
-      if (generation === this.socketGeneration) this.handleDrop({ code: 1006, reason: "connect timeout" });
+      if (generation === this.socketGeneration) this.handleDrop({ code: CloseCode.Abnormal, reason: "connect timeout" });
     }, connectTimeoutMs);
     if (this.mode === "sse") void this.openStream(generation, token, kind);
     else this.openWebSocket(generation, token);
@@ -424,7 +425,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       socket = new Ctor(url);
     } catch (error) {
       this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.wsUrl}`, undefined, undefined, { cause: error }));
-      this.handleDrop({ code: 1006, reason: "cannot open socket" });
+      this.handleDrop({ code: CloseCode.Abnormal, reason: "cannot open socket" });
       return;
     }
     this.attachWebSocket(socket, generation);
@@ -495,7 +496,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       onFailed: (error) => {
         if (!current()) return;
         this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, undefined, undefined, { cause: error }));
-        this.handleDrop({ code: 1006, reason: "cannot open stream" });
+        this.handleDrop({ code: CloseCode.Abnormal, reason: "cannot open stream" });
       },
       onRefused: (refusal) => {
         if (current()) this.onStreamRefused(refusal, rooms);
@@ -529,7 +530,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       return;
     }
     this.emitter.emit("error", new HubError(refusal.code, refusal.message));
-    this.handleDrop({ code: 1006, reason: `stream refused: ${refusal.status} ${refusal.code}` });
+    this.handleDrop({ code: CloseCode.Abnormal, reason: `stream refused: ${refusal.status} ${refusal.code}` });
   }
 
   /** Bytes arrived on the stream: it is alive (the hub writes a comment every heartbeat). */
@@ -540,7 +541,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     const timeoutMs = (this.options.pingIntervalMs ?? heartbeatMs) + (this.options.pongTimeoutMs ?? 10_000);
     this.streamTimer = setTimeout(() => {
       this.streamTimer = null;
-      this.handleDrop({ code: 1006, reason: "stream silent" });
+      this.handleDrop({ code: CloseCode.Abnormal, reason: "stream silent" });
     }, timeoutMs);
   }
 
@@ -641,7 +642,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       const probe = this.probe;
       this.probe = null;
       probe.onmessage = probe.onclose = probe.onerror = noop;
-      safeClose(probe, 1000, "not needed");
+      safeClose(probe, CloseCode.Normal, "not needed");
     }
     this.welcome = null;
     for (const timer of [this.reconnectTimer, this.connectTimer, this.pongTimer, this.refreshTimer, this.streamTimer, this.reopenTimer, this.probeTimer]) {
@@ -728,7 +729,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       this.probe = null;
       clearTimeout(timer);
       socket.onmessage = socket.onclose = socket.onerror = noop;
-      safeClose(socket, 1000, "not needed");
+      safeClose(socket, CloseCode.Normal, "not needed");
       this.sseSince = Date.now();
       if (generation === this.socketGeneration) this.scheduleProbe();
     };
@@ -819,7 +820,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       this.send({ op: "ping", ref: this.takeRef("ping", { kind: "ping" }) });
       this.pongTimer = setTimeout(() => {
         this.pongTimer = null;
-        this.handleDrop({ code: 1006, reason: "ping timeout" });
+        this.handleDrop({ code: CloseCode.Abnormal, reason: "ping timeout" });
       }, pongTimeoutMs);
     }, interval);
   }

@@ -248,17 +248,30 @@ export interface RoomInfo {
   history: number;
 }
 
-/** Close codes the hub uses (contract section 8). */
+/**
+ * Close codes (contract section 8), named as the hub names them (`CloseCode` in
+ * the hub's src/protocol.rs), so a code means one thing on both sides.
+ */
 export const CloseCode = {
   Normal: 1000,
-  GoingAway: 1001,
-  Abnormal: 1006,
+  /** The hub is draining: reconnect, to another node where there is one. */
+  Draining: 1001,
+  ProtocolError: 1002,
+  /** A text frame that is not valid UTF-8. */
+  InvalidPayload: 1007,
+  /** Repeated rate-limit abuse. */
   Policy: 1008,
   TooBig: 1009,
   Internal: 1011,
   TokenExpired: 4001,
   SlowConsumer: 4008,
   AdminDisconnect: 4009,
+  /**
+   * Never sent by the hub: what the WebSocket API reports for a connection lost
+   * without a close frame, and what the client reports for a drop it detects
+   * itself (ping timeout, silent stream, failed attempt).
+   */
+  Abnormal: 1006,
 } as const;
 
 /** The system room that carries `status_update` events. */

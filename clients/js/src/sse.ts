@@ -11,6 +11,7 @@
  */
 
 import type { ResumePosition } from "./cursor.js";
+import { CloseCode } from "./protocol.js";
 
 /** One dispatched message. */
 export interface SseMessage {
@@ -202,8 +203,8 @@ export async function openEventStream(
     },
   });
   readEventStream(response.body, parser, callbacks.onBytes).then(
-    () => callbacks.onEnd(closed ?? { code: 1006, reason: "stream ended" }),
-    () => callbacks.onEnd(closed ?? { code: 1006, reason: "stream failed" }),
+    () => callbacks.onEnd(closed ?? { code: CloseCode.Abnormal, reason: "stream ended" }),
+    () => callbacks.onEnd(closed ?? { code: CloseCode.Abnormal, reason: "stream failed" }),
   );
 }
 
