@@ -41,6 +41,7 @@ export {
   PROTOCOL_VERSION,
   RESERVED_TYPES,
   STATUS_ROOM,
+  STATUS_UPDATE,
   isSystemRoom,
   isValidRoomName,
   type ErrorCode,

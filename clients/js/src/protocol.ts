@@ -161,7 +161,14 @@ export interface UserMessage<TType extends string = string, TData = unknown> {
   data: TData;
 }
 
-/** Frame types the server reserves; a publisher may not use them. */
+/** The type of the `$status` room's events. */
+export const STATUS_UPDATE = "status_update";
+
+/**
+ * The hub's own frame types, which a publisher may not use (`RESERVED_TYPES`
+ * in the hub's src/protocol.rs). The one list of them: the client's control
+ * types are derived from it.
+ */
 export const RESERVED_TYPES = [
   "welcome",
   "subscribed",
@@ -169,7 +176,7 @@ export const RESERVED_TYPES = [
   "published",
   "pong",
   "error",
-  "status_update",
+  STATUS_UPDATE,
   // v2 (contract sections 13 and 14)
   "presence",
   "presence_join",
@@ -295,8 +302,13 @@ export function isSystemRoom(room: string): boolean {
  * reserved type except `status_update`, which is the `$status` room's event.
  * Presence frames have a room but no seq and are not in history: delivered as
  * room events they would reach `onEvent` and break the room's order.
+ *
+ * The type guard makes the compiler check that every {@link ControlFrame} is
+ * of a reserved type.
  */
-const CONTROL_TYPES: ReadonlySet<string> = new Set(RESERVED_TYPES.filter((type) => type !== "status_update"));
+const CONTROL_TYPES: ReadonlySet<string> = new Set(
+  RESERVED_TYPES.filter((type): type is ControlFrame["type"] => type !== STATUS_UPDATE),
+);
 
 /** Parsed server frame, tagged by what the client has to do with it. */
 export type IncomingFrame =

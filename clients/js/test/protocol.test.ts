@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 
 import { describe, expect, it } from "vitest";
 
-import { CloseCode } from "../src/index.js";
+import { CloseCode, RESERVED_TYPES, STATUS_UPDATE } from "../src/index.js";
+import { parseFrame } from "../src/protocol.js";
 
 /** The hub's own definitions of the wire contract, read so the two sides cannot drift apart. */
 const hubProtocol = readFileSync(new URL("../../../src/protocol.rs", import.meta.url), "utf8");
@@ -23,5 +24,20 @@ describe("close codes", () => {
   it("adds only the code the WebSocket API reports for a lost connection", () => {
     const hub = new Set(rustArms("code", "CloseCode").map(([name]) => name));
     expect(Object.keys(CloseCode).filter((name) => !hub.has(name))).toEqual(["Abnormal"]);
+  });
+});
+
+describe("reserved types", () => {
+  it("are the hub's list", () => {
+    const list = /pub const RESERVED_TYPES: \[&str; \d+\] = \[([\s\S]*?)\];/.exec(hubProtocol)?.[1] ?? "";
+    const hub = [...list.matchAll(/^\s*("[a-z_]+"|STATUS_UPDATE),/gm)].map((m) => (m[1] === "STATUS_UPDATE" ? STATUS_UPDATE : JSON.parse(m[1]!)));
+    expect([...RESERVED_TYPES].sort()).toEqual(hub.sort());
+  });
+
+  it("are all control frames except the $status room's event", () => {
+    for (const type of RESERVED_TYPES) {
+      const kind = parseFrame(JSON.stringify({ type, room: "$status", data: {} })).kind;
+      expect([type, kind]).toEqual([type, type === STATUS_UPDATE ? "event" : "control"]);
+    }
   });
 });
