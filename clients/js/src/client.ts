@@ -20,7 +20,7 @@
 import { Backoff } from "./backoff.js";
 import { RoomCursor, type ResumePosition, type ResyncReason } from "./cursor.js";
 import { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
-import { HubError, NotConnectedError, TimeoutError } from "./errors.js";
+import { HubError, NotConnectedError, TimeoutError, type ErrorCode } from "./errors.js";
 import type { CompletedState } from "./cursor.js";
 import type {
   HubClientEvents,
@@ -33,7 +33,7 @@ import type {
   SubscribedInfo,
 } from "./events.js";
 import { readRoomHistory } from "./history.js";
-import { HubHttp, HubHttpError } from "./http.js";
+import { HubHttp } from "./http.js";
 import type { FetchLike } from "./http.js";
 import type { HubClientOptions, TransportName, WebSocketConstructor, WebSocketLike } from "./options.js";
 import {
@@ -48,11 +48,12 @@ import {
   type ErrorFrame,
   type Ref,
   type RoomEvent,
+  type ServerErrorCode,
   type SubscribedFrame,
   type WelcomeFrame,
 } from "./protocol.js";
 import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
-import { encodeSseCursor, openEventStream, roomNamedIn, type SseRefusal } from "./sse.js";
+import { encodeSseCursor, openEventStream, roomNamedIn } from "./sse.js";
 import { ConnectionStateMachine, type ConnectionState } from "./state.js";
 import { SubscriptionImpl, type Subscription } from "./subscription.js";
 import { resolveHubUrls, type HubUrls } from "./url.js";
@@ -102,7 +103,7 @@ export interface SocketPublishOptions {
 }
 
 /** Error codes after which a failed subscribe is retried instead of given up. */
-const TRANSIENT_CODES: ReadonlySet<string> = new Set(["rate_limited", "unavailable", "internal"]);
+const TRANSIENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["rate_limited", "unavailable", "internal"]);
 
 /** `window` in a browser: the `online` event there means "retry now, do not wait". */
 interface OnlineEvents {
@@ -372,18 +373,16 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       const body = await this.api.presence(room);
       return { users: body.users, anonymous: body.anonymous };
     } catch (error) {
-      if (error instanceof HubHttpError && (error.status === 401 || error.status === 403)) {
+      if (!(error instanceof HubError)) throw error;
+      if (error.status === 401 || error.status === 403) {
         throw new HubError(
           "receive_only",
           `cannot ask the presence of ${room} over SSE: the stream cannot send the presence command, ` +
             `and GET /api/rooms/${room}/presence is admin-only (${error.status} ${error.code})`,
-          room,
-          undefined,
-          { cause: error },
+          { room, cause: error },
         );
       }
-      if (error instanceof HubHttpError) throw new HubError(error.code, error.message, room, undefined, { cause: error });
-      throw error;
+      throw new HubError(error.code, error.message, { room, status: error.status, cause: error });
     }
   }
 
@@ -402,7 +401,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       token = typeof this.options.token === "function" ? await this.options.token() : this.options.token;
     } catch (error) {
       if (generation !== this.socketGeneration) return;
-      this.emitter.emit("error", new HubError("token_error", "token provider failed", undefined, undefined, { cause: error }));
+      this.emitter.emit("error", new HubError("token_error", "token provider failed", { cause: error }));
       this.handleDrop({ code: CloseCode.Abnormal, reason: "token provider failed" });
       return;
     }
@@ -424,7 +423,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     try {
       socket = new Ctor(url);
     } catch (error) {
-      this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.wsUrl}`, undefined, undefined, { cause: error }));
+      this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.wsUrl}`, { cause: error }));
       this.handleDrop({ code: CloseCode.Abnormal, reason: "cannot open socket" });
       return;
     }
@@ -495,7 +494,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     await openEventStream(fetchImpl, url, abort.signal, {
       onFailed: (error) => {
         if (!current()) return;
-        this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, undefined, undefined, { cause: error }));
+        this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, { cause: error }));
         this.handleDrop({ code: CloseCode.Abnormal, reason: "cannot open stream" });
       },
       onRefused: (refusal) => {
@@ -518,18 +517,18 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
    * a stream is admitted as a whole) fails alone, as its subscribe would on a
    * socket, and the stream reopens without it; anything else is a failed attempt.
    */
-  private onStreamRefused(refusal: SseRefusal, rooms: readonly string[]): void {
+  private onStreamRefused(refusal: HubError, rooms: readonly string[]): void {
     const named = refusal.code === "unknown_room" || refusal.code === "forbidden" ? roomNamedIn(refusal.message, rooms) : undefined;
     const entry = named === undefined ? undefined : this.rooms.get(named);
     if (entry) {
-      this.onSubscribeFailed(entry, new HubError(refusal.code, refusal.message, entry.room));
+      this.onSubscribeFailed(entry, new HubError(refusal.code, refusal.message, { room: entry.room, status: refusal.status }));
       entry.status = "failed";
       if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
       entry.retryTimer = null;
       this.restartStream();
       return;
     }
-    this.emitter.emit("error", new HubError(refusal.code, refusal.message));
+    this.emitter.emit("error", refusal);
     this.handleDrop({ code: CloseCode.Abnormal, reason: `stream refused: ${refusal.status} ${refusal.code}` });
   }
 
@@ -792,7 +791,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       token = await provider();
     } catch (error) {
       // The socket keeps its token; at its exp the hub closes it and the reconnect asks again.
-      this.emitter.emit("error", new HubError("token_error", "token provider failed", undefined, undefined, { cause: error }));
+      this.emitter.emit("error", new HubError("token_error", "token provider failed", { cause: error }));
       return;
     }
     if (!token || generation !== this.socketGeneration || this.machine.state !== "open") return;
@@ -800,12 +799,12 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   }
 
   /** The hub left a room on its own (a refreshed token no longer allows it). */
-  private onRoomRevoked(room: string, reason: string): void {
+  private onRoomRevoked(room: string, reason: ServerErrorCode): void {
     const entry = this.rooms.get(room);
     if (!entry) return;
     entry.status = "failed";
     entry.ref = null;
-    const error = new HubError(reason, `the hub left ${room}: ${reason}`, room);
+    const error = new HubError(reason, `the hub left ${room}: ${reason}`, { room });
     this.emitter.emit("error", error);
     for (const sub of entry.subs) sub.deliverError(error);
   }
@@ -978,7 +977,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     const pending = frame.ref !== undefined ? this.refs.get(frame.ref) : undefined;
     if (frame.ref !== undefined) this.refs.delete(frame.ref);
     const room = pending && "room" in pending ? pending.room : undefined;
-    const error = new HubError(frame.code, frame.message, room, frame.ref);
+    const error = new HubError(frame.code, frame.message, { room, ref: frame.ref });
     if (pending?.kind === "publish" || pending?.kind === "presence") {
       clearTimeout(pending.pending.timer);
       pending.pending.reject(error);
@@ -1029,10 +1028,11 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       historyEpoch = read.epoch;
     } catch (error) {
       if (abort.signal.aborted) return;
+      // The read's own `epoch_changed` is passed on; a failed request is the cause of a `resync_failed`.
       const wrapped =
-        error instanceof HubError
+        error instanceof HubError && error.code === "epoch_changed"
           ? error
-          : new HubError("resync_failed", `history of ${entry.room} unavailable`, entry.room, undefined, { cause: error });
+          : new HubError("resync_failed", `history of ${entry.room} unavailable`, { room: entry.room, cause: error });
       this.emitter.emit("error", wrapped);
     } finally {
       if (entry.resyncAbort === abort) entry.resyncAbort = null;
@@ -1087,7 +1087,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     } catch (error) {
       // A send on a socket that is closing throws in some implementations; the
       // close event that follows drives the reconnect.
-      this.emitter.emit("error", new HubError("send_failed", `could not send ${command.op}`, undefined, command.ref, { cause: error }));
+      this.emitter.emit("error", new HubError("send_failed", `could not send ${command.op}`, { ref: command.ref, cause: error }));
     }
   }
 }
@@ -1099,7 +1099,7 @@ function receiveOnly(what: string, room: string): HubError {
   return new HubError(
     "receive_only",
     `cannot ${what} in ${room} over SSE: the SSE transport only receives; use the HTTP API (client.api) instead`,
-    room,
+    { room },
   );
 }
 

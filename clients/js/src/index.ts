@@ -27,10 +27,9 @@ export {
   type StateReason,
 } from "./cursor.js";
 export { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
-export { HubError, NotConnectedError, TimeoutError } from "./errors.js";
+export { HubError, NotConnectedError, TimeoutError, type ErrorCode, type HubErrorDetails } from "./errors.js";
 export {
   HubHttp,
-  HubHttpError,
   type FetchLike,
   type HistoryQuery,
   type HubHttpOptions,
@@ -44,7 +43,6 @@ export {
   STATUS_UPDATE,
   isSystemRoom,
   isValidRoomName,
-  type ErrorCode,
   type HistoryResponse,
   type Json,
   type PresenceResponse,

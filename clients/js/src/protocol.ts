@@ -52,7 +52,7 @@ export interface UnsubscribedFrame {
   type: "unsubscribed";
   room: string;
   /** Set when the hub left the room on its own: `forbidden` after a refreshed token no longer allows it. */
-  reason?: ErrorCode | (string & {});
+  reason?: ServerErrorCode;
   ref?: Ref;
 }
 
@@ -115,23 +115,35 @@ export interface PongFrame {
   ref?: Ref;
 }
 
-/** Error codes carried by `error` frames. */
-export type ErrorCode =
+/**
+ * Codes of the hub's `error` frames and HTTP error bodies (`ErrorCode` in the
+ * hub's src/protocol.rs); some only ever come over HTTP (`unknown_session`,
+ * `forbidden_origin`, `over_capacity`, `not_found`, `unsupported_media_type`,
+ * `request_timeout`). Frames and bodies are not validated: a code a newer hub
+ * adds arrives as it is.
+ */
+export type ServerErrorCode =
   | "bad_request"
   | "unknown_room"
+  | "unknown_session"
   | "forbidden"
+  | "forbidden_origin"
   | "unauthorized"
   | "rate_limited"
   | "too_large"
   | "publish_disabled"
   | "unavailable"
+  | "over_capacity"
   | "limit_exceeded"
+  | "not_found"
+  | "unsupported_media_type"
+  | "request_timeout"
   | "internal";
 
 /** An error reply. It never closes the connection by itself. */
 export interface ErrorFrame {
   type: "error";
-  code: ErrorCode | (string & {});
+  code: ServerErrorCode;
   message: string;
   ref?: Ref;
 }

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
 import { CloseCode, RESERVED_TYPES, STATUS_UPDATE } from "../src/index.js";
-import { parseFrame } from "../src/protocol.js";
+import { parseFrame, type ServerErrorCode } from "../src/protocol.js";
 
 /** The hub's own definitions of the wire contract, read so the two sides cannot drift apart. */
 const hubProtocol = readFileSync(new URL("../../../src/protocol.rs", import.meta.url), "utf8");
@@ -39,5 +39,31 @@ describe("reserved types", () => {
       const kind = parseFrame(JSON.stringify({ type, room: "$status", data: {} })).kind;
       expect([type, kind]).toEqual([type, type === STATUS_UPDATE ? "event" : "control"]);
     }
+  });
+});
+
+describe("error codes", () => {
+  it("are the hub's codes, every one", () => {
+    // The compiler holds this object to exactly the ServerErrorCode union.
+    const codes: Record<ServerErrorCode, true> = {
+      bad_request: true,
+      unknown_room: true,
+      unknown_session: true,
+      forbidden: true,
+      forbidden_origin: true,
+      unauthorized: true,
+      rate_limited: true,
+      too_large: true,
+      publish_disabled: true,
+      unavailable: true,
+      over_capacity: true,
+      limit_exceeded: true,
+      not_found: true,
+      unsupported_media_type: true,
+      request_timeout: true,
+      internal: true,
+    };
+    const hub = rustArms("as_str", "ErrorCode").map(([, code]) => JSON.parse(code) as string);
+    expect(Object.keys(codes).sort()).toEqual(hub.sort());
   });
 });

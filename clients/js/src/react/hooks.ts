@@ -400,5 +400,5 @@ export function usePresence(room: string): PresenceState {
 }
 
 function toHubError(error: Error, room: string): HubError {
-  return error instanceof HubError ? error : new HubError("presence_failed", error.message, room, undefined, { cause: error });
+  return error instanceof HubError ? error : new HubError("presence_failed", error.message, { room, cause: error });
 }
