@@ -20,7 +20,7 @@
 import { Backoff } from "./backoff.js";
 import { RoomCursor, type ResumePosition, type ResyncReason } from "./cursor.js";
 import { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
-import { HubError, NotConnectedError, TimeoutError } from "./errors.js";
+import { HubError, NotConnectedError, TimeoutError, type ErrorCode } from "./errors.js";
 import type { CompletedState } from "./cursor.js";
 import type {
   HubClientEvents,
@@ -33,10 +33,11 @@ import type {
   SubscribedInfo,
 } from "./events.js";
 import { readRoomHistory } from "./history.js";
-import { HubHttp, HubHttpError } from "./http.js";
+import { HubHttp } from "./http.js";
 import type { FetchLike } from "./http.js";
 import type { HubClientOptions, TransportName, WebSocketConstructor, WebSocketLike } from "./options.js";
 import {
+  CloseCode,
   PROTOCOL_VERSION,
   isSystemRoom,
   isValidRoomName,
@@ -47,11 +48,12 @@ import {
   type ErrorFrame,
   type Ref,
   type RoomEvent,
+  type ServerErrorCode,
   type SubscribedFrame,
   type WelcomeFrame,
 } from "./protocol.js";
 import type { AnyEventOf, EventSchema, UntypedSchema } from "./schema.js";
-import { encodeSseCursor, openEventStream, roomNamedIn, type SseRefusal } from "./sse.js";
+import { encodeSseCursor, openEventStream, roomNamedIn } from "./sse.js";
 import { ConnectionStateMachine, type ConnectionState } from "./state.js";
 import { SubscriptionImpl, type Subscription } from "./subscription.js";
 import { resolveHubUrls, type HubUrls } from "./url.js";
@@ -101,7 +103,7 @@ export interface SocketPublishOptions {
 }
 
 /** Error codes after which a failed subscribe is retried instead of given up. */
-const TRANSIENT_CODES: ReadonlySet<string> = new Set(["rate_limited", "unavailable", "internal"]);
+const TRANSIENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["rate_limited", "unavailable", "internal"]);
 
 /** `window` in a browser: the `online` event there means "retry now, do not wait". */
 interface OnlineEvents {
@@ -239,7 +241,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
    * Closes the connection and stops reconnecting (state `closed`). Subscriptions
    * are kept: a later {@link connect} resumes them where they were.
    */
-  close(code = 1000, reason = "client closed"): void {
+  close(code: number = CloseCode.Normal, reason = "client closed"): void {
     if (this.machine.state === "closed") return;
     const socket = this.socket;
     this.teardown(new NotConnectedError("client closed"));
@@ -371,18 +373,16 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       const body = await this.api.presence(room);
       return { users: body.users, anonymous: body.anonymous };
     } catch (error) {
-      if (error instanceof HubHttpError && (error.status === 401 || error.status === 403)) {
+      if (!(error instanceof HubError)) throw error;
+      if (error.status === 401 || error.status === 403) {
         throw new HubError(
           "receive_only",
           `cannot ask the presence of ${room} over SSE: the stream cannot send the presence command, ` +
             `and GET /api/rooms/${room}/presence is admin-only (${error.status} ${error.code})`,
-          room,
-          undefined,
-          { cause: error },
+          { room, cause: error },
         );
       }
-      if (error instanceof HubHttpError) throw new HubError(error.code, error.message, room, undefined, { cause: error });
-      throw error;
+      throw new HubError(error.code, error.message, { room, status: error.status, cause: error });
     }
   }
 
@@ -401,15 +401,15 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       token = typeof this.options.token === "function" ? await this.options.token() : this.options.token;
     } catch (error) {
       if (generation !== this.socketGeneration) return;
-      this.emitter.emit("error", new HubError("token_error", "token provider failed", undefined, undefined, { cause: error }));
-      this.handleDrop({ code: 1006, reason: "token provider failed" });
+      this.emitter.emit("error", new HubError("token_error", "token provider failed", { cause: error }));
+      this.handleDrop({ code: CloseCode.Abnormal, reason: "token provider failed" });
       return;
     }
     if (generation !== this.socketGeneration) return;
     this.socketTokenExp = token ? tokenExp(token) : null;
     const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
     this.connectTimer = setTimeout(() => {
-      if (generation === this.socketGeneration) this.handleDrop({ code: 1006, reason: "connect timeout" });
+      if (generation === this.socketGeneration) this.handleDrop({ code: CloseCode.Abnormal, reason: "connect timeout" });
     }, connectTimeoutMs);
     if (this.mode === "sse") void this.openStream(generation, token, kind);
     else this.openWebSocket(generation, token);
@@ -423,8 +423,8 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     try {
       socket = new Ctor(url);
     } catch (error) {
-      this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.wsUrl}`, undefined, undefined, { cause: error }));
-      this.handleDrop({ code: 1006, reason: "cannot open socket" });
+      this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.wsUrl}`, { cause: error }));
+      this.handleDrop({ code: CloseCode.Abnormal, reason: "cannot open socket" });
       return;
     }
     this.attachWebSocket(socket, generation);
@@ -494,8 +494,8 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     await openEventStream(fetchImpl, url, abort.signal, {
       onFailed: (error) => {
         if (!current()) return;
-        this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, undefined, undefined, { cause: error }));
-        this.handleDrop({ code: 1006, reason: "cannot open stream" });
+        this.emitter.emit("error", new HubError("connect_failed", `cannot open ${this.urls.httpBase}${path}`, { cause: error }));
+        this.handleDrop({ code: CloseCode.Abnormal, reason: "cannot open stream" });
       },
       onRefused: (refusal) => {
         if (current()) this.onStreamRefused(refusal, rooms);
@@ -517,19 +517,19 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
    * a stream is admitted as a whole) fails alone, as its subscribe would on a
    * socket, and the stream reopens without it; anything else is a failed attempt.
    */
-  private onStreamRefused(refusal: SseRefusal, rooms: readonly string[]): void {
+  private onStreamRefused(refusal: HubError, rooms: readonly string[]): void {
     const named = refusal.code === "unknown_room" || refusal.code === "forbidden" ? roomNamedIn(refusal.message, rooms) : undefined;
     const entry = named === undefined ? undefined : this.rooms.get(named);
     if (entry) {
-      this.onSubscribeFailed(entry, new HubError(refusal.code, refusal.message, entry.room));
+      this.onSubscribeFailed(entry, new HubError(refusal.code, refusal.message, { room: entry.room, status: refusal.status }));
       entry.status = "failed";
       if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
       entry.retryTimer = null;
       this.restartStream();
       return;
     }
-    this.emitter.emit("error", new HubError(refusal.code, refusal.message));
-    this.handleDrop({ code: 1006, reason: `stream refused: ${refusal.status} ${refusal.code}` });
+    this.emitter.emit("error", refusal);
+    this.handleDrop({ code: CloseCode.Abnormal, reason: `stream refused: ${refusal.status} ${refusal.code}` });
   }
 
   /** Bytes arrived on the stream: it is alive (the hub writes a comment every heartbeat). */
@@ -540,7 +540,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     const timeoutMs = (this.options.pingIntervalMs ?? heartbeatMs) + (this.options.pongTimeoutMs ?? 10_000);
     this.streamTimer = setTimeout(() => {
       this.streamTimer = null;
-      this.handleDrop({ code: 1006, reason: "stream silent" });
+      this.handleDrop({ code: CloseCode.Abnormal, reason: "stream silent" });
     }, timeoutMs);
   }
 
@@ -641,7 +641,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       const probe = this.probe;
       this.probe = null;
       probe.onmessage = probe.onclose = probe.onerror = noop;
-      safeClose(probe, 1000, "not needed");
+      safeClose(probe, CloseCode.Normal, "not needed");
     }
     this.welcome = null;
     for (const timer of [this.reconnectTimer, this.connectTimer, this.pongTimer, this.refreshTimer, this.streamTimer, this.reopenTimer, this.probeTimer]) {
@@ -728,7 +728,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       this.probe = null;
       clearTimeout(timer);
       socket.onmessage = socket.onclose = socket.onerror = noop;
-      safeClose(socket, 1000, "not needed");
+      safeClose(socket, CloseCode.Normal, "not needed");
       this.sseSince = Date.now();
       if (generation === this.socketGeneration) this.scheduleProbe();
     };
@@ -791,7 +791,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       token = await provider();
     } catch (error) {
       // The socket keeps its token; at its exp the hub closes it and the reconnect asks again.
-      this.emitter.emit("error", new HubError("token_error", "token provider failed", undefined, undefined, { cause: error }));
+      this.emitter.emit("error", new HubError("token_error", "token provider failed", { cause: error }));
       return;
     }
     if (!token || generation !== this.socketGeneration || this.machine.state !== "open") return;
@@ -799,12 +799,12 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
   }
 
   /** The hub left a room on its own (a refreshed token no longer allows it). */
-  private onRoomRevoked(room: string, reason: string): void {
+  private onRoomRevoked(room: string, reason: ServerErrorCode): void {
     const entry = this.rooms.get(room);
     if (!entry) return;
     entry.status = "failed";
     entry.ref = null;
-    const error = new HubError(reason, `the hub left ${room}: ${reason}`, room);
+    const error = new HubError(reason, `the hub left ${room}: ${reason}`, { room });
     this.emitter.emit("error", error);
     for (const sub of entry.subs) sub.deliverError(error);
   }
@@ -819,7 +819,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       this.send({ op: "ping", ref: this.takeRef("ping", { kind: "ping" }) });
       this.pongTimer = setTimeout(() => {
         this.pongTimer = null;
-        this.handleDrop({ code: 1006, reason: "ping timeout" });
+        this.handleDrop({ code: CloseCode.Abnormal, reason: "ping timeout" });
       }, pongTimeoutMs);
     }, interval);
   }
@@ -977,7 +977,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     const pending = frame.ref !== undefined ? this.refs.get(frame.ref) : undefined;
     if (frame.ref !== undefined) this.refs.delete(frame.ref);
     const room = pending && "room" in pending ? pending.room : undefined;
-    const error = new HubError(frame.code, frame.message, room, frame.ref);
+    const error = new HubError(frame.code, frame.message, { room, ref: frame.ref });
     if (pending?.kind === "publish" || pending?.kind === "presence") {
       clearTimeout(pending.pending.timer);
       pending.pending.reject(error);
@@ -1028,10 +1028,11 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
       historyEpoch = read.epoch;
     } catch (error) {
       if (abort.signal.aborted) return;
+      // The read's own `epoch_changed` is passed on; a failed request is the cause of a `resync_failed`.
       const wrapped =
-        error instanceof HubError
+        error instanceof HubError && error.code === "epoch_changed"
           ? error
-          : new HubError("resync_failed", `history of ${entry.room} unavailable`, entry.room, undefined, { cause: error });
+          : new HubError("resync_failed", `history of ${entry.room} unavailable`, { room: entry.room, cause: error });
       this.emitter.emit("error", wrapped);
     } finally {
       if (entry.resyncAbort === abort) entry.resyncAbort = null;
@@ -1086,7 +1087,7 @@ export class HubClient<S extends EventSchema = UntypedSchema> {
     } catch (error) {
       // A send on a socket that is closing throws in some implementations; the
       // close event that follows drives the reconnect.
-      this.emitter.emit("error", new HubError("send_failed", `could not send ${command.op}`, undefined, command.ref, { cause: error }));
+      this.emitter.emit("error", new HubError("send_failed", `could not send ${command.op}`, { ref: command.ref, cause: error }));
     }
   }
 }
@@ -1098,7 +1099,7 @@ function receiveOnly(what: string, room: string): HubError {
   return new HubError(
     "receive_only",
     `cannot ${what} in ${room} over SSE: the SSE transport only receives; use the HTTP API (client.api) instead`,
-    room,
+    { room },
   );
 }
 

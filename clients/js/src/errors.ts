@@ -1,19 +1,58 @@
-/** Errors the client reports. */
+/** Errors the client reports: one class, whether the hub or the client found the failure. */
 
-/** An `error` frame from the hub, or a client-side failure tied to a room or command. */
+import type { Ref, ServerErrorCode } from "./protocol.js";
+
+/** Codes of failures the client finds itself; the hub never sends them. */
+export type ClientErrorCode =
+  | "not_connected"
+  | "timeout"
+  | "connect_failed"
+  | "token_error"
+  | "no_websocket"
+  | "no_fetch"
+  | "protocol_mismatch"
+  | "bad_frame"
+  | "send_failed"
+  | "receive_only"
+  | "epoch_changed"
+  | "resync_failed"
+  | "presence_failed"
+  // An HTTP error answer without the hub's `{"error":CODE}` body (a proxy's page, no body).
+  | "http_error"
+  // A successful HTTP answer that is not JSON.
+  | "bad_response";
+
+/** Every code a {@link HubError} carries: the hub's, then the client's own. */
+export type ErrorCode = ServerErrorCode | ClientErrorCode;
+
+/** What a {@link HubError} may say besides its code and message. */
+export interface HubErrorDetails {
+  /** The room the error concerns. */
+  room?: string;
+  /** The `ref` of the command that failed. */
+  ref?: Ref;
+  /** The HTTP status, for an answer of the hub's HTTP API (or of a proxy before it). */
+  status?: number;
+  cause?: unknown;
+}
+
+/** A failure reported by the hub (an `error` frame, an HTTP error answer) or found by the client. */
 export class HubError extends Error {
+  readonly room?: string;
+  readonly ref?: Ref;
+  readonly status?: number;
+
   constructor(
-    /** The hub's error code (`unknown_room`, `forbidden`, ...) or a client code. */
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
-    /** The room the error concerns, when known. */
-    readonly room?: string,
-    /** The `ref` of the command that failed, when known. */
-    readonly ref?: string | number,
-    options?: { cause?: unknown },
+    details: HubErrorDetails = {},
   ) {
-    super(message, options);
+    // Error reads only `cause` from `details`, and sets it only when `details` has one.
+    super(message, details);
     this.name = "HubError";
+    this.room = details.room;
+    this.ref = details.ref;
+    this.status = details.status;
   }
 }
 

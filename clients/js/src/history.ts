@@ -24,8 +24,9 @@ export interface ReadHistoryOptions {
  * Reads `GET /api/rooms/{room}/history` from the start, following pages until
  * the room's head, and checks that every page belongs to the same epoch.
  *
- * @throws HubError `epoch_changed` when the epoch changed between pages;
- *   `HubHttpError` (or a fetch error) when a request failed.
+ * @throws HubError `epoch_changed` when the epoch changed between pages, or
+ *   the hub's error (with its HTTP `status`) when a request failed; a fetch
+ *   error when none got an answer.
  */
 export async function readRoomHistory(api: HubHttp, room: string, options: ReadHistoryOptions = {}): Promise<RoomHistory> {
   const maxPages = options.maxPages ?? 50;
@@ -35,7 +36,7 @@ export async function readRoomHistory(api: HubHttp, room: string, options: ReadH
   for (let page = 0; page < maxPages; page += 1) {
     const response = await api.history(room, { since, limit: options.pageSize, signal: options.signal });
     if (epoch !== null && response.epoch !== epoch) {
-      throw new HubError("epoch_changed", `epoch of ${room} changed while reading its history`, room);
+      throw new HubError("epoch_changed", `epoch of ${room} changed while reading its history`, { room });
     }
     epoch = response.epoch;
     events.push(...response.events);

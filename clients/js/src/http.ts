@@ -7,12 +7,14 @@
  * deployments publish through their own backend.
  */
 
+import { HubError } from "./errors.js";
 import type {
   HistoryResponse,
   Json,
   PresenceResponse,
   PublishResult,
   RoomInfo,
+  ServerErrorCode,
   SocketStatus,
   StateResponse,
 } from "./protocol.js";
@@ -30,18 +32,18 @@ export interface HubHttpOptions {
   fetch?: FetchLike;
 }
 
-/** An HTTP error answer of the hub (`{"error":CODE,"message":TEXT}`). */
-export class HubHttpError extends Error {
-  constructor(
-    /** HTTP status code. */
-    readonly status: number,
-    /** The hub's error code, e.g. `unknown_room`; `http_error` when the body had none. */
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = "HubHttpError";
-  }
+/**
+ * The error of an answer that is not ok, from its `{"error":CODE,"message":TEXT}`
+ * body (`body` parsed, undefined when it was not JSON); `http_error` when the
+ * body is not the hub's.
+ */
+export function answerError(status: number, body: unknown, request: string): HubError {
+  const { error, message } = (body ?? {}) as { error?: unknown; message?: unknown };
+  return new HubError(
+    typeof error === "string" ? (error as ServerErrorCode) : "http_error",
+    typeof message === "string" ? message : `${request} answered ${status}`,
+    { status },
+  );
 }
 
 /** Query of {@link HubHttp.history}. */
@@ -162,16 +164,9 @@ export class HubHttp {
     } catch {
       body = undefined;
     }
-    if (!response.ok) {
-      const err = (body ?? {}) as { error?: unknown; message?: unknown };
-      throw new HubHttpError(
-        response.status,
-        typeof err.error === "string" ? err.error : "http_error",
-        typeof err.message === "string" ? err.message : `${method} ${path} answered ${response.status}`,
-      );
-    }
+    if (!response.ok) throw answerError(response.status, body, `${method} ${path}`);
     if (body === undefined) {
-      throw new HubHttpError(response.status, "bad_response", `${method} ${path} did not answer JSON`);
+      throw new HubError("bad_response", `${method} ${path} did not answer JSON`, { status: response.status });
     }
     return body as T;
   }

@@ -27,10 +27,9 @@ export {
   type StateReason,
 } from "./cursor.js";
 export { Emitter, type Listener, type Unsubscribe } from "./emitter.js";
-export { HubError, NotConnectedError, TimeoutError } from "./errors.js";
+export { HubError, NotConnectedError, TimeoutError, type ErrorCode, type HubErrorDetails } from "./errors.js";
 export {
   HubHttp,
-  HubHttpError,
   type FetchLike,
   type HistoryQuery,
   type HubHttpOptions,
@@ -41,9 +40,9 @@ export {
   PROTOCOL_VERSION,
   RESERVED_TYPES,
   STATUS_ROOM,
+  STATUS_UPDATE,
   isSystemRoom,
   isValidRoomName,
-  type ErrorCode,
   type HistoryResponse,
   type Json,
   type PresenceResponse,

@@ -52,7 +52,7 @@ export interface UnsubscribedFrame {
   type: "unsubscribed";
   room: string;
   /** Set when the hub left the room on its own: `forbidden` after a refreshed token no longer allows it. */
-  reason?: ErrorCode | (string & {});
+  reason?: ServerErrorCode;
   ref?: Ref;
 }
 
@@ -115,23 +115,35 @@ export interface PongFrame {
   ref?: Ref;
 }
 
-/** Error codes carried by `error` frames. */
-export type ErrorCode =
+/**
+ * Codes of the hub's `error` frames and HTTP error bodies (`ErrorCode` in the
+ * hub's src/protocol.rs); some only ever come over HTTP (`unknown_session`,
+ * `forbidden_origin`, `over_capacity`, `not_found`, `unsupported_media_type`,
+ * `request_timeout`). Frames and bodies are not validated: a code a newer hub
+ * adds arrives as it is.
+ */
+export type ServerErrorCode =
   | "bad_request"
   | "unknown_room"
+  | "unknown_session"
   | "forbidden"
+  | "forbidden_origin"
   | "unauthorized"
   | "rate_limited"
   | "too_large"
   | "publish_disabled"
   | "unavailable"
+  | "over_capacity"
   | "limit_exceeded"
+  | "not_found"
+  | "unsupported_media_type"
+  | "request_timeout"
   | "internal";
 
 /** An error reply. It never closes the connection by itself. */
 export interface ErrorFrame {
   type: "error";
-  code: ErrorCode | (string & {});
+  code: ServerErrorCode;
   message: string;
   ref?: Ref;
 }
@@ -161,7 +173,14 @@ export interface UserMessage<TType extends string = string, TData = unknown> {
   data: TData;
 }
 
-/** Frame types the server reserves; a publisher may not use them. */
+/** The type of the `$status` room's events. */
+export const STATUS_UPDATE = "status_update";
+
+/**
+ * The hub's own frame types, which a publisher may not use (`RESERVED_TYPES`
+ * in the hub's src/protocol.rs). The one list of them: the client's control
+ * types are derived from it.
+ */
 export const RESERVED_TYPES = [
   "welcome",
   "subscribed",
@@ -169,7 +188,7 @@ export const RESERVED_TYPES = [
   "published",
   "pong",
   "error",
-  "status_update",
+  STATUS_UPDATE,
   // v2 (contract sections 13 and 14)
   "presence",
   "presence_join",
@@ -248,17 +267,30 @@ export interface RoomInfo {
   history: number;
 }
 
-/** Close codes the hub uses (contract section 8). */
+/**
+ * Close codes (contract section 8), named as the hub names them (`CloseCode` in
+ * the hub's src/protocol.rs), so a code means one thing on both sides.
+ */
 export const CloseCode = {
   Normal: 1000,
-  GoingAway: 1001,
-  Abnormal: 1006,
+  /** The hub is draining: reconnect, to another node where there is one. */
+  Draining: 1001,
+  ProtocolError: 1002,
+  /** A text frame that is not valid UTF-8. */
+  InvalidPayload: 1007,
+  /** Repeated rate-limit abuse. */
   Policy: 1008,
   TooBig: 1009,
   Internal: 1011,
   TokenExpired: 4001,
   SlowConsumer: 4008,
   AdminDisconnect: 4009,
+  /**
+   * Never sent by the hub: what the WebSocket API reports for a connection lost
+   * without a close frame, and what the client reports for a drop it detects
+   * itself (ping timeout, silent stream, failed attempt).
+   */
+  Abnormal: 1006,
 } as const;
 
 /** The system room that carries `status_update` events. */
@@ -282,8 +314,13 @@ export function isSystemRoom(room: string): boolean {
  * reserved type except `status_update`, which is the `$status` room's event.
  * Presence frames have a room but no seq and are not in history: delivered as
  * room events they would reach `onEvent` and break the room's order.
+ *
+ * The type guard makes the compiler check that every {@link ControlFrame} is
+ * of a reserved type.
  */
-const CONTROL_TYPES: ReadonlySet<string> = new Set(RESERVED_TYPES.filter((type) => type !== "status_update"));
+const CONTROL_TYPES: ReadonlySet<string> = new Set(
+  RESERVED_TYPES.filter((type): type is ControlFrame["type"] => type !== STATUS_UPDATE),
+);
 
 /** Parsed server frame, tagged by what the client has to do with it. */
 export type IncomingFrame =

@@ -11,6 +11,9 @@
  */
 
 import type { ResumePosition } from "./cursor.js";
+import { HubError } from "./errors.js";
+import { answerError } from "./http.js";
+import { CloseCode } from "./protocol.js";
 
 /** One dispatched message. */
 export interface SseMessage {
@@ -148,19 +151,12 @@ export async function readEventStream(
   }
 }
 
-/** The hub's answer when it refuses a stream: HTTP status and its JSON `{"error","message"}`. */
-export interface SseRefusal {
-  status: number;
-  code: string;
-  message: string;
-}
-
 /** What {@link openEventStream} reports, each at most once except `onBytes` and `onMessage`. */
 export interface EventStreamCallbacks {
   /** The request failed before any answer (network, abort). */
   onFailed(error: unknown): void;
-  /** The hub (or a proxy) answered with an error instead of a stream. */
-  onRefused(refusal: SseRefusal): void;
+  /** The hub (or a proxy) answered with an error instead of a stream; `status` is the answer's. */
+  onRefused(refusal: HubError): void;
   /** A chunk arrived: the stream is alive. */
   onBytes(): void;
   /** One message's `data`. */
@@ -202,23 +198,20 @@ export async function openEventStream(
     },
   });
   readEventStream(response.body, parser, callbacks.onBytes).then(
-    () => callbacks.onEnd(closed ?? { code: 1006, reason: "stream ended" }),
-    () => callbacks.onEnd(closed ?? { code: 1006, reason: "stream failed" }),
+    () => callbacks.onEnd(closed ?? { code: CloseCode.Abnormal, reason: "stream ended" }),
+    () => callbacks.onEnd(closed ?? { code: CloseCode.Abnormal, reason: "stream failed" }),
   );
 }
 
-async function readRefusal(response: Response): Promise<SseRefusal> {
-  let body: { error?: unknown; message?: unknown } = {};
+async function readRefusal(response: Response): Promise<HubError> {
+  if (response.ok) return new HubError("bad_response", `GET /sse answered ${response.status} without a stream`, { status: response.status });
+  let body: unknown;
   try {
-    body = JSON.parse(await response.text()) as typeof body;
+    body = JSON.parse(await response.text());
   } catch {
     // not the hub's JSON (a proxy's page, or no body)
   }
-  return {
-    status: response.status,
-    code: typeof body.error === "string" ? body.error : response.ok ? "bad_response" : "http_error",
-    message: typeof body.message === "string" ? body.message : `GET /sse answered ${response.status}`,
-  };
+  return answerError(response.status, body, "GET /sse");
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { HubHttp, HubHttpError, type FetchLike } from "../src/index.js";
+import { HubError, HubHttp, type FetchLike } from "../src/index.js";
 
 /** A fetch that records each request and answers with `answer`. */
 function recordingFetch(answer: { status: number; body: unknown }) {
@@ -39,9 +39,20 @@ describe("HubHttp.publish", () => {
     });
     const http = new HubHttp({ baseUrl: "http://hub:8080", fetch });
     const failed = http.publish("alerts", "alert_raised", null);
-    await expect(failed).rejects.toBeInstanceOf(HubHttpError);
+    await expect(failed).rejects.toBeInstanceOf(HubError);
     await expect(failed).rejects.toMatchObject({ status: 400, code: "bad_request" });
     const headers = calls[0]!.init!.headers as Record<string, string>;
     expect(headers).not.toHaveProperty("idempotency-key");
+  });
+
+  it("reports an answer without the hub's body as http_error, with its status", async () => {
+    const fetch: FetchLike = async () => new Response("<html>bad gateway</html>", { status: 502 });
+    const http = new HubHttp({ baseUrl: "http://hub:8080", fetch });
+    await expect(http.publish("alerts", "alert_raised", null)).rejects.toMatchObject({
+      name: "HubError",
+      status: 502,
+      code: "http_error",
+      message: "POST /api/rooms/alerts/events answered 502",
+    });
   });
 });

@@ -3,7 +3,7 @@ import type { PresenceChange, PresenceInfo, ResyncInfo, StateInfo, SubscribedInf
 import type { ResyncReason } from "../cursor.js";
 import { HubError } from "../errors.js";
 import type { TransportName } from "../options.js";
-import { STATUS_ROOM, type PresenceUser, type SocketStatus } from "../protocol.js";
+import { STATUS_ROOM, STATUS_UPDATE, type PresenceUser, type SocketStatus } from "../protocol.js";
 import type { AnyEventOf, EventOf, EventSchema, UntypedSchema } from "../schema.js";
 import type { ConnectionState } from "../state.js";
 import { useHubClient } from "./context.js";
@@ -279,7 +279,7 @@ export function useSocketStatus(): SocketStatusState {
     const sub = client.subscribe(STATUS_ROOM, {
       onSubscribed: () => dispatch(null),
       onEvent: (event) => {
-        if (event.type === "status_update") dispatch(event.data as SocketStatus);
+        if (event.type === STATUS_UPDATE) dispatch(event.data as SocketStatus);
       },
     });
     return () => sub.unsubscribe();
@@ -400,5 +400,5 @@ export function usePresence(room: string): PresenceState {
 }
 
 function toHubError(error: Error, room: string): HubError {
-  return error instanceof HubError ? error : new HubError("presence_failed", error.message, room, undefined, { cause: error });
+  return error instanceof HubError ? error : new HubError("presence_failed", error.message, { room, cause: error });
 }
