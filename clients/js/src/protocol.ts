@@ -118,7 +118,7 @@ export interface PongFrame {
 /**
  * Codes of the hub's `error` frames and HTTP error bodies (`ErrorCode` in the
  * hub's src/protocol.rs); some only ever come over HTTP (`unknown_session`,
- * `forbidden_origin`, `over_capacity`, `not_found`, `unsupported_media_type`,
+ * `forbidden_origin`, `over_capacity`, `not_found`, `method_not_allowed`, `unsupported_media_type`,
  * `request_timeout`). Frames and bodies are not validated: a code a newer hub
  * adds arrives as it is.
  */
@@ -136,6 +136,7 @@ export type ServerErrorCode =
   | "over_capacity"
   | "limit_exceeded"
   | "not_found"
+  | "method_not_allowed"
   | "unsupported_media_type"
   | "request_timeout"
   | "internal";
