@@ -2,6 +2,7 @@
 
 mod cli;
 mod plan;
+mod run;
 
 use std::process::ExitCode;
 
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(run::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hub-bench: {e:#}");

@@ -1,8 +1,10 @@
 //! What the harness publishes and how it reads the frames the hub sends.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -206,6 +208,49 @@ fn stamp(data: &RawValue) -> Option<Stamp> {
         return None;
     }
     serde_json::from_str::<Stamp>(data.get()).ok()
+}
+
+/// A connection the hub's frames are read from, one JSON text at a time.
+pub trait FrameSource {
+    /// The text of the next frame; an error once the connection ended.
+    fn next_frame_text(&mut self) -> impl Future<Output = Result<String>> + Send;
+}
+
+/// Reads frames until one satisfies `want`, for at most `timeout`; an `error`
+/// frame fails the wait.
+pub async fn wait_for_frame(
+    source: &mut impl FrameSource,
+    timeout: Duration,
+    mut want: impl FnMut(&Frame) -> bool,
+) -> Result<Frame> {
+    let read = async {
+        loop {
+            let frame = parse_frame(&source.next_frame_text().await?)?;
+            if let Frame::Error { code } = &frame {
+                bail!("hub answered error `{code}`");
+            }
+            if want(&frame) {
+                return Ok(frame);
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .context("timed out waiting for a frame")?
+}
+
+/// Waits for `welcome`.
+pub async fn wait_welcome(source: &mut impl FrameSource, timeout: Duration) -> Result<()> {
+    wait_for_frame(source, timeout, |f| matches!(f, Frame::Welcome)).await?;
+    Ok(())
+}
+
+/// Waits for `subscribed`; returns the room head it reports.
+pub async fn wait_subscribed(source: &mut impl FrameSource, timeout: Duration) -> Result<u64> {
+    match wait_for_frame(source, timeout, |f| matches!(f, Frame::Subscribed { .. })).await? {
+        Frame::Subscribed { seq } => Ok(seq),
+        other => bail!("expected subscribed, got {other:?}"),
+    }
 }
 
 #[cfg(test)]

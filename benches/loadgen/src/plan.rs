@@ -22,11 +22,6 @@ use crate::cli::{
 /// acknowledged per second.
 pub const ACHIEVED_RATE_SHARE: f64 = 0.95;
 
-/// `keyed-vs-plain` (and `all`) meet their target when the keyed room's
-/// `fanout-max` deliveries per second are at least this share of the plain
-/// room's.
-pub const KEYED_VS_PLAIN_TARGET: f64 = 0.9;
-
 /// Targets of a publish load (`publish-rate`, `publish-rtt`), beyond no errors.
 #[derive(Debug, Clone, Default)]
 pub struct PublishTargets {

@@ -43,27 +43,12 @@ impl RedisProcess {
         }
         let dir = std::env::temp_dir().join(format!("hub-bench-redis-{port}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let log = dir.join("redis.log");
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (install redis-server, or pass --redis-bin)",
-                    bin.display()
-                )
-            })?;
+        let child = server_command(bin, port, &dir).spawn().with_context(|| {
+            format!(
+                "starting {} (install redis-server, or pass --redis-bin)",
+                bin.display()
+            )
+        })?;
         let mut redis = Self { child, port, dir };
         redis.wait_pong().await?;
         Ok(redis)
@@ -95,6 +80,26 @@ impl RedisProcess {
         }
         bail!("redis-server on port {} did not answer PING", self.port)
     }
+}
+
+/// `bin` on `127.0.0.1:port` in `dir` (its log `redis.log` there), with
+/// persistence off and its standard streams closed.
+fn server_command(bin: &Path, port: u16, dir: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
 
 /// True when a Redis on `127.0.0.1:port` answers `PING` with `+PONG`.
@@ -139,24 +144,11 @@ impl RedisNode {
         }
         let dir = std::env::temp_dir().join(format!("hub-bench-redis-node-{port}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut command = Command::new(bin);
-        command
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"));
+        let mut command = server_command(bin, port, &dir);
         if let Some(primary) = replica_of {
             command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
         let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut node = Self {

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::endpoint::Endpoint;
-use crate::payload::{parse_frame, Frame};
+use crate::payload::{self, FrameSource};
 
 /// The longest event-stream line accepted (a `data:` line holds one frame).
 pub const MAX_LINE: usize = 1 << 20;
@@ -611,46 +611,26 @@ pub async fn connect(
     })
 }
 
-/// Reads events until one's frame satisfies `want`, for at most `timeout`.
-pub async fn wait_for(
-    sse: &mut SseStream,
-    timeout: Duration,
-    mut want: impl FnMut(&Frame) -> bool,
-) -> Result<Frame> {
-    let read = async {
-        loop {
-            let Some(data) = sse.next_data().await? else {
-                bail!(
-                    "stream ended ({}) while waiting for a frame",
-                    sse.end_reason()
-                );
-            };
-            let frame = parse_frame(&data)?;
-            if let Frame::Error { code } = &frame {
-                bail!("hub answered error `{code}`");
-            }
-            if want(&frame) {
-                return Ok(frame);
-            }
+impl FrameSource for SseStream {
+    async fn next_frame_text(&mut self) -> Result<String> {
+        match self.next_data().await? {
+            Some(data) => Ok(data),
+            None => bail!(
+                "stream ended ({}) while waiting for a frame",
+                self.end_reason()
+            ),
         }
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .context("timed out waiting for a frame")?
+    }
 }
 
 /// Waits for `welcome`.
 pub async fn wait_welcome(sse: &mut SseStream, timeout: Duration) -> Result<()> {
-    wait_for(sse, timeout, |f| matches!(f, Frame::Welcome)).await?;
-    Ok(())
+    payload::wait_welcome(sse, timeout).await
 }
 
 /// Waits for `subscribed`; returns the room head it reports.
 pub async fn wait_subscribed(sse: &mut SseStream, timeout: Duration) -> Result<u64> {
-    match wait_for(sse, timeout, |f| matches!(f, Frame::Subscribed { .. })).await? {
-        Frame::Subscribed { seq } => Ok(seq),
-        other => bail!("expected subscribed, got {other:?}"),
-    }
+    payload::wait_subscribed(sse, timeout).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::endpoint::Endpoint;
-use crate::payload::{parse_frame, Frame};
+use crate::payload::{self, FrameSource};
 
 /// A client WebSocket over plain TCP.
 pub type WsStream = WebSocketStream<TcpStream>;
@@ -62,43 +62,22 @@ pub async fn next_text(ws: &mut WsStream) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Reads frames until one satisfies `want`, for at most `timeout`.
-pub async fn wait_for(
-    ws: &mut WsStream,
-    timeout: Duration,
-    mut want: impl FnMut(&Frame) -> bool,
-) -> Result<Frame> {
-    let read = async {
-        loop {
-            let Some(text) = next_text(ws).await? else {
-                bail!("socket closed while waiting for a frame");
-            };
-            let frame = parse_frame(&text)?;
-            if let Frame::Error { code } = &frame {
-                bail!("hub answered error `{code}`");
-            }
-            if want(&frame) {
-                return Ok(frame);
-            }
-        }
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .context("timed out waiting for a frame")?
+impl FrameSource for WsStream {
+    async fn next_frame_text(&mut self) -> Result<String> {
+        next_text(self)
+            .await?
+            .context("socket closed while waiting for a frame")
+    }
 }
 
 /// Waits for `welcome`.
 pub async fn wait_welcome(ws: &mut WsStream, timeout: Duration) -> Result<()> {
-    wait_for(ws, timeout, |f| matches!(f, Frame::Welcome)).await?;
-    Ok(())
+    payload::wait_welcome(ws, timeout).await
 }
 
 /// Waits for `subscribed`; returns the room head it reports.
 pub async fn wait_subscribed(ws: &mut WsStream, timeout: Duration) -> Result<u64> {
-    match wait_for(ws, timeout, |f| matches!(f, Frame::Subscribed { .. })).await? {
-        Frame::Subscribed { seq } => Ok(seq),
-        other => bail!("expected subscribed, got {other:?}"),
-    }
+    payload::wait_subscribed(ws, timeout).await
 }
 
 /// The close code of a close frame, or a short description of how the socket ended.

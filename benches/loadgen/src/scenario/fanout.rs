@@ -195,6 +195,16 @@ struct Progress {
     last_ns: AtomicU64,
 }
 
+impl Progress {
+    /// Seconds from `start_ns` to the latest first arrival.
+    fn wall_s_since(&self, start_ns: u64) -> f64 {
+        self.last_ns
+            .load(Ordering::Relaxed)
+            .saturating_sub(start_ns) as f64
+            / 1e9
+    }
+}
+
 /// What one subscriber saw.
 #[derive(Debug)]
 struct SubOutcome {
@@ -261,6 +271,17 @@ impl PublishLog {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.rtt.add(&other.rtt);
     }
+
+    /// At `rate`: publishes sent per second, from the first send to the last.
+    fn offered_per_s(&self, rate: Option<f64>) -> Option<f64> {
+        self.sends.zip(rate).map(|((first, last), rate)| {
+            // N sends on schedule span (N - 1) / rate: count the last one's slot too.
+            per_second(
+                self.seqs.len() as u64 + self.errors,
+                last.saturating_sub(first) as f64 / 1e9 + 1.0 / rate,
+            )
+        })
+    }
 }
 
 /// Runs one fan-out scenario against `endpoint`.
@@ -276,6 +297,63 @@ pub async fn run_multi(
     redis_pid: Option<u32>,
     params: &FanoutParams,
 ) -> Result<FanoutResult> {
+    check_shape(endpoints, params)?;
+    let publisher = Publisher::new(endpoints, params)?;
+    let subscribed = connect_subscribers(endpoints, params).await?;
+    let connected = subscribed.sockets.len();
+    let subscribers_per_node = subscribed.per_node(endpoints.len());
+    let pids: Vec<u32> = endpoints.iter().filter_map(Endpoint::pid).collect();
+    let hub_rss_before_kib = hubs_rss_kib(&pids);
+
+    let progress = Arc::new(Progress::default());
+    let latency = Latencies::new(endpoints.len() > 1);
+    let (stop, subscribers) = spawn_subscribers(subscribed.sockets, &progress, &latency);
+
+    let cpu = CpuMeter::start_many(&pids, redis_pid);
+    let publishing = publish(&publisher, params).await;
+    let log = publishing.log;
+    let published = log.seqs.len() as u64;
+    drain(&progress, connected as u64 * published, params).await;
+    let cpu = cpu.stop();
+    let hub_rss_after_kib = hubs_rss_kib(&pids);
+    let outcomes = stop_subscribers(stop, subscribers).await;
+
+    let tally = Tally::of(&outcomes, &log.seqs, connected);
+    let delivery_wall_s = progress.wall_s_since(publishing.start_ns);
+    let offered_rate_per_s = log.offered_per_s(params.rate);
+    let multi = endpoints.len() > 1;
+    Ok(FanoutResult {
+        subscribers_connected: connected,
+        connect_failures: subscribed.failures,
+        first_connect_error: subscribed.first_error,
+        published,
+        publish_errors: log.errors,
+        first_publish_error: log.first_error,
+        publish_rate_per_s: per_second(published, publishing.wall_s),
+        offered_rate_per_s,
+        send_lag: log.lag.as_ref().map(summarize),
+        send_slot_waits: params.rate.map(|_| log.slot_waits),
+        counts: tally.counts,
+        bad_frames: tally.bad_frames,
+        closed_early: tally.closed_early,
+        deliveries_per_s: per_second(tally.counts.delivered, delivery_wall_s),
+        latency: latency.all.summary(),
+        latency_same_node: latency.same.as_ref().map(SharedHistogram::summary),
+        latency_cross_node: latency.cross.as_ref().map(SharedHistogram::summary),
+        subscribers_per_node: multi.then_some(subscribers_per_node),
+        published_per_node: multi.then_some(log.per_node),
+        publish_rtt: summarize(&log.rtt),
+        publish_wall_s: round3(publishing.wall_s),
+        delivery_wall_s: round3(delivery_wall_s),
+        cpu,
+        hub_rss_before_kib,
+        hub_rss_after_kib,
+    })
+}
+
+/// Refuses a run without a duration, or with no node or more nodes than an
+/// event's origin tag can name.
+fn check_shape(endpoints: &[Endpoint], params: &FanoutParams) -> Result<()> {
     if params.duration_s <= 0.0 {
         bail!("fanout needs a positive duration");
     }
@@ -283,41 +361,25 @@ pub async fn run_multi(
     if nodes == 0 || nodes > usize::from(u8::MAX) {
         bail!("fanout needs 1 to 255 hub endpoints, got {nodes}");
     }
-    let pool = params.publishers.max(1).div_ceil(nodes);
-    let https = endpoints
-        .iter()
-        .map(|e| HubHttp::new(e, pool))
-        .collect::<Result<Vec<_>>>()?;
-    let publisher = Publisher {
-        https,
-        next: Arc::new(AtomicU64::new(0)),
-        room: params.room.clone(),
-        tag_origin: nodes > 1,
-        keys: params.keys.filter(|&k| k > 0).map(|k| k as u64),
-    };
-    let (sockets, connect_failures, first_connect_error) = connect_all(endpoints, params).await;
-    if params.subscribers > 0 && sockets.is_empty() {
-        bail!(
-            "no subscriber could connect: {}",
-            first_connect_error.unwrap_or_default()
-        );
-    }
-    let connected = sockets.len();
-    let mut subscribers_per_node = vec![0; nodes];
-    for socket in &sockets {
-        subscribers_per_node[socket.node] += 1;
-    }
-    let pids: Vec<u32> = endpoints.iter().filter_map(Endpoint::pid).collect();
-    let rss = || -> Option<u64> {
-        if pids.is_empty() {
-            return None;
-        }
-        pids.iter().map(|&pid| vm_rss_kib(pid).ok()).sum()
-    };
-    let hub_rss_before_kib = rss();
+    Ok(())
+}
 
-    let progress = Arc::new(Progress::default());
-    let latency = Latencies::new(nodes > 1);
+/// The summed RSS of the hubs, `None` without their pids or when one
+/// cannot be read.
+fn hubs_rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| vm_rss_kib(pid).ok()).sum()
+}
+
+/// Starts one reader per subscribed socket; they stop when the returned
+/// sender sends `true`.
+fn spawn_subscribers(
+    sockets: Vec<Subscribed>,
+    progress: &Arc<Progress>,
+    latency: &Latencies,
+) -> (watch::Sender<bool>, JoinSet<SubOutcome>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut subscribers = JoinSet::new();
     for socket in sockets {
@@ -328,74 +390,74 @@ pub async fn run_multi(
             stop_rx.clone(),
         ));
     }
+    (stop_tx, subscribers)
+}
 
-    let cpu = CpuMeter::start_many(&pids, redis_pid);
-    let publish_start_ns = now_ns();
+/// Tells the subscribers to stop and joins them.
+async fn stop_subscribers(
+    stop: watch::Sender<bool>,
+    subscribers: JoinSet<SubOutcome>,
+) -> Vec<SubOutcome> {
+    let _ = stop.send(true);
+    collect(subscribers).await
+}
+
+/// The publishing phase: what was published, and when.
+struct Publishing {
+    log: PublishLog,
+    /// Process-clock time publishing started.
+    start_ns: u64,
+    /// Seconds spent publishing.
+    wall_s: f64,
+}
+
+/// Publishes at the run's rate, or flat out without one.
+async fn publish(publisher: &Publisher, params: &FanoutParams) -> Publishing {
+    let start_ns = now_ns();
     let log = match params.rate {
-        Some(rate) => publish_at_rate(&publisher, params, rate).await,
-        None => publish_flat_out(&publisher, params).await,
+        Some(rate) => publish_at_rate(publisher, params, rate).await,
+        None => publish_flat_out(publisher, params).await,
     };
-    let publish_wall_s = (now_ns() - publish_start_ns) as f64 / 1e9;
-    let published = log.seqs.len() as u64;
+    let wall_s = (now_ns() - start_ns) as f64 / 1e9;
+    Publishing {
+        log,
+        start_ns,
+        wall_s,
+    }
+}
 
-    drain(&progress, connected as u64 * published, params).await;
-    let cpu = cpu.stop();
-    let hub_rss_after_kib = rss();
-    let _ = stop_tx.send(true);
-    let outcomes = collect(subscribers).await;
+/// The subscribers' outcomes summed against the seqs the hub acknowledged.
+struct Tally {
+    counts: SeqCounts,
+    bad_frames: u64,
+    closed_early: BTreeMap<String, u64>,
+}
 
-    let expected = sorted_unique(&log.seqs);
-    let mut counts = SeqCounts::default();
-    let mut bad_frames = 0;
-    let mut closed_early = BTreeMap::new();
-    for outcome in &outcomes {
-        counts += outcome.tracker.finish(&expected);
-        bad_frames += outcome.bad_frames;
-        if let Some(reason) = &outcome.ended_early {
-            *closed_early.entry(reason.clone()).or_insert(0) += 1;
+impl Tally {
+    /// `connected` subscribers were started; those missing from `outcomes`
+    /// did not stop in time.
+    fn of(outcomes: &[SubOutcome], acked: &[u64], connected: usize) -> Self {
+        let expected = sorted_unique(acked);
+        let mut tally = Tally {
+            counts: SeqCounts::default(),
+            bad_frames: 0,
+            closed_early: BTreeMap::new(),
+        };
+        for outcome in outcomes {
+            tally.counts += outcome.tracker.finish(&expected);
+            tally.bad_frames += outcome.bad_frames;
+            if let Some(reason) = &outcome.ended_early {
+                *tally.closed_early.entry(reason.clone()).or_insert(0) += 1;
+            }
         }
+        let unfinished = connected - outcomes.len();
+        if unfinished > 0 {
+            tally
+                .closed_early
+                .insert("did_not_stop".to_owned(), unfinished as u64);
+        }
+        tally
     }
-    let unfinished = connected - outcomes.len();
-    if unfinished > 0 {
-        closed_early.insert("did_not_stop".to_owned(), unfinished as u64);
-    }
-    let last_ns = progress.last_ns.load(Ordering::Relaxed);
-    let delivery_wall_s = last_ns.saturating_sub(publish_start_ns) as f64 / 1e9;
-    let multi = nodes > 1;
-    let offered_rate_per_s = log.sends.zip(params.rate).map(|((first, last), rate)| {
-        // N sends on schedule span (N - 1) / rate: count the last one's slot too.
-        per_second(
-            published + log.errors,
-            last.saturating_sub(first) as f64 / 1e9 + 1.0 / rate,
-        )
-    });
-    Ok(FanoutResult {
-        subscribers_connected: connected,
-        connect_failures,
-        first_connect_error,
-        published,
-        publish_errors: log.errors,
-        first_publish_error: log.first_error,
-        publish_rate_per_s: per_second(published, publish_wall_s),
-        offered_rate_per_s,
-        send_lag: log.lag.as_ref().map(summarize),
-        send_slot_waits: params.rate.map(|_| log.slot_waits),
-        counts,
-        bad_frames,
-        closed_early,
-        deliveries_per_s: per_second(counts.delivered, delivery_wall_s),
-        latency: latency.all.summary(),
-        latency_same_node: latency.same.as_ref().map(SharedHistogram::summary),
-        latency_cross_node: latency.cross.as_ref().map(SharedHistogram::summary),
-        subscribers_per_node: multi.then_some(subscribers_per_node),
-        published_per_node: multi.then_some(log.per_node),
-        publish_rtt: summarize(&log.rtt),
-        publish_wall_s: round3(publish_wall_s),
-        delivery_wall_s: round3(delivery_wall_s),
-        cpu,
-        hub_rss_before_kib,
-        hub_rss_after_kib,
-    })
 }
 
 /// The latency histograms subscribers record into.
@@ -431,6 +493,24 @@ struct Publisher {
 }
 
 impl Publisher {
+    /// Publishes through every node in `endpoints`, with the run's requests
+    /// in flight shared among them.
+    fn new(endpoints: &[Endpoint], params: &FanoutParams) -> Result<Self> {
+        let nodes = endpoints.len();
+        let pool = params.publishers.max(1).div_ceil(nodes);
+        let https = endpoints
+            .iter()
+            .map(|e| HubHttp::new(e, pool))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Publisher {
+            https,
+            next: Arc::new(AtomicU64::new(0)),
+            room: params.room.clone(),
+            tag_origin: nodes > 1,
+            keys: params.keys.filter(|&k| k > 0).map(|k| k as u64),
+        })
+    }
+
     fn nodes(&self) -> usize {
         self.https.len()
     }
@@ -480,12 +560,27 @@ struct Subscribed {
     base: u64,
 }
 
-/// Connects every subscriber (subscriber `i` to node `i mod N`); returns the
-/// sockets, the number of failures and the first failure.
-async fn connect_all(
-    endpoints: &[Endpoint],
-    params: &FanoutParams,
-) -> (Vec<Subscribed>, usize, Option<String>) {
+/// The subscribers that connected, and how many did not.
+struct Connected {
+    sockets: Vec<Subscribed>,
+    failures: usize,
+    first_error: Option<String>,
+}
+
+impl Connected {
+    /// Sockets connected to each of `nodes` nodes.
+    fn per_node(&self, nodes: usize) -> Vec<usize> {
+        let mut per_node = vec![0; nodes];
+        for socket in &self.sockets {
+            per_node[socket.node] += 1;
+        }
+        per_node
+    }
+}
+
+/// Connects every subscriber (subscriber `i` to node `i mod N`); refuses a
+/// run in which subscribers were asked for and none connected.
+async fn connect_subscribers(endpoints: &[Endpoint], params: &FanoutParams) -> Result<Connected> {
     let gate = Arc::new(Semaphore::new(params.connect_concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for i in 0..params.subscribers {
@@ -519,7 +614,17 @@ async fn connect_all(
             }
         }
     }
-    (sockets, failures, first_error)
+    if params.subscribers > 0 && sockets.is_empty() {
+        bail!(
+            "no subscriber could connect: {}",
+            first_error.unwrap_or_default()
+        );
+    }
+    Ok(Connected {
+        sockets,
+        failures,
+        first_error,
+    })
 }
 
 /// Reads one subscriber's socket until told to stop or until it ends.
