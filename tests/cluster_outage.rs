@@ -867,3 +867,83 @@ async fn redis_restored_behind_what_was_delivered_means_a_new_epoch() {
         "{sub}"
     );
 }
+
+/// A client that saw seq N on another node resumes here while this node's
+/// mirror is behind and Redis is away: the hub cannot read what it lacks, so
+/// the resume fails with `unavailable` (the client tries again). Answering
+/// from the mirror would say `recovered:false` with a head older than the one
+/// the client already has, and its state would go back in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_past_the_mirror_with_redis_away_fails_rather_than_going_back() {
+    let _serial = SERIAL.lock().await;
+    let mut cl = Cluster::start(&["a"], true, &[]).await;
+    let (mut s, _, _) = subscribed_at(&cl.ws(0, "/ws/alerts")).await;
+    let mut epoch = String::new();
+    for n in 0..3u64 {
+        epoch = publish_on(&cl, 0, "alerts", json!({ "n": n })).await.epoch;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    read_to_seq(&mut s, "alerts", 3, deadline, "mirror at 3").await;
+
+    cl.redis.kill();
+    let (status, body) = poll_http(&cl.http(0, "/readyz"), WAIT, not_ready_for_redis).await;
+    assert!(not_ready_for_redis(status, &body), "{status} {body}");
+
+    // Seq 4 was acknowledged somewhere this node has not heard from. Asked
+    // again and again over 10 heartbeats: the answer holds both while the
+    // node's heartbeat still reaches Redis and after it has failed too.
+    let (mut c, _) = Client::connect_welcomed(&cl.ws(0, "/ws")).await;
+    let outage_checked = Instant::now() + NODE_HEARTBEAT * 10;
+    let mut asked = 0;
+    while Instant::now() < outage_checked {
+        asked += 1;
+        let reference = format!("r{asked}");
+        c.send(json!({"op": "subscribe", "room": "alerts", "since": 4, "epoch": epoch, "ref": reference}))
+            .await;
+        let answer = c.recv().await;
+        assert_eq!(
+            (
+                answer["type"].as_str(),
+                answer["code"].as_str(),
+                answer["ref"].as_str()
+            ),
+            (Some("error"), Some("unavailable"), Some(&reference[..])),
+            "resume {asked} past the mirror with Redis away: {answer}"
+        );
+        tokio::time::sleep(NODE_HEARTBEAT / 4).await;
+    }
+    // A resume the mirror can serve still is, from memory.
+    c.send(
+        json!({"op": "subscribe", "room": "alerts", "since": 1, "epoch": epoch, "ref": "resume"}),
+    )
+    .await;
+    let sub = c.recv().await;
+    assert_eq!(
+        (
+            sub["type"].as_str(),
+            sub["recovered"].as_bool(),
+            sub["seq"].as_u64(),
+            sub["ref"].as_str()
+        ),
+        (Some("subscribed"), Some(true), Some(3), Some("resume")),
+        "{sub}"
+    );
+
+    // Redis back with its data: the same resume now waits for the mirror to
+    // catch up, and is recovered.
+    cl.redis.restart();
+    cl.wait_ready(0, WAIT).await;
+    let (mut d, _) = Client::connect_welcomed(&cl.ws(0, "/ws")).await;
+    d.send(json!({"op": "subscribe", "room": "alerts", "since": 3, "epoch": epoch, "ref": "r3"}))
+        .await;
+    let sub = d.recv().await;
+    assert_eq!(
+        (
+            sub["type"].as_str(),
+            sub["recovered"].as_bool(),
+            sub["seq"].as_u64()
+        ),
+        (Some("subscribed"), Some(true), Some(3)),
+        "{sub}"
+    );
+}

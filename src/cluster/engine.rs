@@ -41,8 +41,8 @@ impl Engine for RedisEngine {
         Ok(None)
     }
 
-    fn catch_up(&mut self, room: &Arc<str>) -> bool {
-        self.broker.catch_up(room.clone()).is_ok()
+    fn catch_up(&mut self, room: &Arc<str>) -> Result<bool, HubError> {
+        self.broker.catch_up(room.clone()).map(|()| true)
     }
 
     fn close(&mut self, room: &Arc<str>, _: bool) {

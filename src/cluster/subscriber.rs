@@ -284,8 +284,13 @@ impl Subscriber {
                 }
             }
             SubscriberRequest::CatchUp(room) => {
-                // Nothing newer can be had now: the mirror is what there is.
-                self.registry.do_send(RoomCaughtUp { room });
+                // The client saw events this mirror lacks: answering from the
+                // mirror would hand it an older head, so the resume fails and
+                // the client tries again once Redis is back.
+                self.registry.do_send(SyncFailed {
+                    room,
+                    error: "redis unreachable".into(),
+                });
             }
         }
     }
@@ -321,9 +326,14 @@ impl Subscriber {
                 }
             }
             SubscriberRequest::CatchUp(room) => {
-                let result = self.catch_up(&room).await;
+                if let Err(e) = self.catch_up(&room).await {
+                    self.registry.do_send(SyncFailed {
+                        room,
+                        error: e.clone(),
+                    });
+                    return Err(e);
+                }
                 self.registry.do_send(RoomCaughtUp { room });
-                result?;
             }
             SubscriberRequest::Scatter { op, reply } => {
                 let id = self.next_request;

@@ -232,8 +232,8 @@ impl Engine for DurableEngine {
         }))
     }
 
-    fn catch_up(&mut self, _: &Arc<str>) -> bool {
-        false
+    fn catch_up(&mut self, _: &Arc<str>) -> Result<bool, HubError> {
+        Ok(false)
     }
 
     fn close(&mut self, room: &Arc<str>, dynamic: bool) {

@@ -73,8 +73,8 @@ impl Engine for MemoryEngine {
         }))
     }
 
-    fn catch_up(&mut self, _: &Arc<str>) -> bool {
-        false
+    fn catch_up(&mut self, _: &Arc<str>) -> Result<bool, HubError> {
+        Ok(false)
     }
 
     fn close(&mut self, room: &Arc<str>, _: bool) {

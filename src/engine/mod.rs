@@ -269,8 +269,11 @@ pub trait Engine: Send {
     ) -> Result<Option<RoomState>, HubError>;
 
     /// The room's mirror trails a resume point a client saw on another node:
-    /// true when the engine reads what is missing (`RoomCaughtUp` follows).
-    fn catch_up(&mut self, room: &Arc<str>) -> bool;
+    /// `Ok(true)` when the engine reads what is missing (`RoomCaughtUp` or
+    /// `SyncFailed` follows), `Ok(false)` when it has nothing more to read,
+    /// `Err` when it cannot ask now (the resume fails rather than answering
+    /// with a head older than the one the client saw).
+    fn catch_up(&mut self, room: &Arc<str>) -> Result<bool, HubError>;
 
     /// The room left this node (an evicted dynamic room): forget it, and
     /// where it was created on demand, drop what is stored of it.

@@ -153,7 +153,7 @@ impl RegistryActor {
         {
             return Ok(()); // answered once the room is opened
         }
-        if may_wait && self.mirror_trails(msg) {
+        if may_wait && self.mirror_trails(msg)? {
             return Ok(()); // answered once the mirror has caught up
         }
         let room = self
@@ -367,28 +367,30 @@ impl RegistryActor {
     /// A resume in the mirror's epoch but past its head: the client saw
     /// events (on another node) that this node's mirror has not received yet.
     /// The subscribe waits for the engine to catch the mirror up, instead of
-    /// wrongly answering `recovered:false`.
-    fn mirror_trails(&mut self, msg: &Subscribe) -> bool {
+    /// wrongly answering `recovered:false` with a head older than the one the
+    /// client saw; when the engine cannot catch up now, the resume fails
+    /// (`unavailable`) and the client tries again.
+    fn mirror_trails(&mut self, msg: &Subscribe) -> Result<bool, HubError> {
         let (Some(since), Some(epoch)) = (msg.since, msg.epoch.as_deref()) else {
-            return false;
+            return Ok(false);
         };
         let Some(room) = self.rooms.get(msg.room.as_str()) else {
-            return false;
+            return Ok(false);
         };
         if &*room.epoch != epoch || since <= room.seq {
-            return false;
+            return Ok(false);
         }
         let name = room.name.clone();
         if let Some(list) = self.waiting.get_mut(&name) {
             list.push(Waiting::Subscribe(msg.clone()));
-            return true;
+            return Ok(true);
         }
-        if !self.engine.catch_up(&name) {
-            return false;
+        if !self.engine.catch_up(&name)? {
+            return Ok(false);
         }
         self.waiting
             .insert(name, vec![Waiting::Subscribe(msg.clone())]);
-        true
+        Ok(true)
     }
 
     /// Serves whoever waited for `room` (now open, or failed with `err`).

@@ -76,9 +76,9 @@ impl Engine for FakeEngine {
         ))
     }
 
-    fn catch_up(&mut self, room: &Arc<str>) -> bool {
+    fn catch_up(&mut self, room: &Arc<str>) -> Result<bool, HubError> {
         self.0.lock().caught_up.push(room.to_string());
-        true
+        Ok(true)
     }
 
     fn close(&mut self, _: &Arc<str>, _: bool) {}
