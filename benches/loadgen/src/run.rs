@@ -67,6 +67,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("{line}");
             println!();
             print!("{}", soak::table(&result));
+            let violations = result.violations();
+            if !violations.is_empty() {
+                bail!("the soak broke its guarantee: {}", violations.join("; "));
+            }
             return Ok(());
         }
         Command::ConnsWorker(w) => {

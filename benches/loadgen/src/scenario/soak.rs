@@ -154,6 +154,9 @@ pub struct SoakResult {
     pub resumes_not_recovered: u64,
     /// Resumes answered `recovered:true`.
     pub resumes_recovered: u64,
+    /// Subscribes answered with an `error` frame (a node that cannot read
+    /// the room now); the client reconnects and tries again.
+    pub subscribes_refused: u64,
     /// Connections the harness dropped on purpose.
     pub dropped_by_client: u64,
     /// Connections the hub closed or that failed.
@@ -269,6 +272,7 @@ struct ClientLog {
     reordered: u64,
     resumes_recovered: u64,
     resumes_not_recovered: u64,
+    subscribes_refused: u64,
     dropped_by_client: u64,
     closed_by_hub: u64,
     connect_failures: u64,
@@ -417,7 +421,12 @@ async fn client(shared: Arc<Shared>, index: usize, params: SoakParams) -> Client
                         }
                     }
                 }
-                "welcome" | "pong" | "error" | "unsubscribed" | "published" | "status_update" => {}
+                // The only request this client makes is its subscribe.
+                "error" => {
+                    log.subscribes_refused += 1;
+                    break;
+                }
+                "welcome" | "pong" | "unsubscribed" | "published" | "status_update" => {}
                 _ => {
                     let (Some(seq), Some(data)) = (frame.seq, frame.data) else {
                         continue;
@@ -1033,6 +1042,7 @@ fn account(
         resumes_not_recovered: 0,
         head_behind: 0,
         resumes_recovered: 0,
+        subscribes_refused: 0,
         dropped_by_client: 0,
         closed_by_hub: 0,
         connect_failures: 0,
@@ -1048,6 +1058,7 @@ fn account(
         r.reordered += log.reordered;
         r.resumes_recovered += log.resumes_recovered;
         r.resumes_not_recovered += log.resumes_not_recovered;
+        r.subscribes_refused += log.subscribes_refused;
         r.dropped_by_client += log.dropped_by_client;
         r.closed_by_hub += log.closed_by_hub;
         r.connect_failures += log.connect_failures;
@@ -1123,6 +1134,38 @@ fn rss_summary(samples: &[RssSample], duration_s: u64) -> Vec<NodeRss> {
 }
 
 /// The human table of a soak.
+impl SoakResult {
+    /// What broke the guarantee (the run fails on any): an acknowledged event
+    /// lost, duplicated or reordered, one seq for two events, a resume
+    /// answered with a head behind the client, a client not caught up.
+    pub fn violations(&self) -> Vec<String> {
+        let counts = [
+            ("acknowledged events lost", self.lost),
+            ("duplicated deliveries", self.duplicated),
+            ("reordered deliveries", self.reordered),
+            ("acknowledged seq conflicts", self.acked_seq_conflicts),
+            ("delivered seq conflicts", self.delivered_seq_conflicts),
+            ("events published twice", self.published_twice),
+            (
+                "resumes answered with a head behind the client",
+                self.head_behind,
+            ),
+        ];
+        let mut out: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{n} {what}"))
+            .collect();
+        if self.clients_caught_up < self.clients {
+            out.push(format!(
+                "{} of {} clients caught up at the end",
+                self.clients_caught_up, self.clients
+            ));
+        }
+        out
+    }
+}
+
 pub fn table(r: &SoakResult) -> String {
     let mut out = String::new();
     let mut row = |k: &str, v: String| out.push_str(&format!("| {k} | {v} |\n"));
@@ -1166,10 +1209,10 @@ pub fn table(r: &SoakResult) -> String {
         ),
     );
     row(
-        "drops by client / closes by hub / connect failures",
+        "drops by client / closes by hub / connect failures / subscribes refused",
         format!(
-            "{} / {} / {}",
-            r.dropped_by_client, r.closed_by_hub, r.connect_failures
+            "{} / {} / {} / {}",
+            r.dropped_by_client, r.closed_by_hub, r.connect_failures, r.subscribes_refused
         ),
     );
     row(
