@@ -33,14 +33,6 @@ async fn cli(args: &[&str]) -> Output {
     cli_env(args, &[]).await
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn base(hub: &realtime_hub::SpawnedHub) -> String {
     format!("http://{}", hub.addr)
 }

@@ -236,17 +236,7 @@ async fn resume_on_another_node_gets_exactly_what_was_missed() {
     let (mut z, _) = Client::connect_welcomed(&cl.ws(0, "/ws")).await;
     z.send(json!({"op": "subscribe", "room": "alerts", "since": 10, "epoch": epoch, "ref": "z1"}))
         .await;
-    let sub = z.recv().await;
-    assert_eq!(
-        (
-            sub["type"].as_str(),
-            sub["recovered"].as_bool(),
-            sub["seq"].as_u64(),
-            sub["ref"].as_str()
-        ),
-        (Some("subscribed"), Some(true), Some(13), Some("z1")),
-        "{sub}"
-    );
+    assert_recovered(&z.recv().await, 13, Some("z1"));
     let deadline = tokio::time::Instant::now() + WAIT;
     let frames = read_to_seq(&mut z, "alerts", 13, deadline, "resumed on a").await;
     assert_eq!(seqs(&frames, "alerts"), [11, 12, 13]);
@@ -1013,17 +1003,7 @@ async fn a_publish_retried_on_another_node_lands_once() {
     let (mut sub, _, _) = subscribed_at(&cl.ws(0, "/ws/alerts")).await;
     let keyed = |i: usize, key: &'static str, data: Value| {
         let url = cl.http(i, "/api/rooms/alerts/events");
-        async move {
-            let res = http()
-                .post(url)
-                .header("Idempotency-Key", key)
-                .json(&json!({"type": "alert_raised", "data": data}))
-                .send()
-                .await
-                .expect("publish");
-            let status = res.status().as_u16();
-            (status, res.json::<Value>().await.expect("json"))
-        }
+        async move { post_event_keyed(&http(), &url, "alert_raised", &data, Some(key)).await }
     };
     let (status, first) = keyed(0, "job-7", json!({"try": 1})).await;
     assert_eq!(status, 200, "{first}");

@@ -106,6 +106,41 @@ async fn refused_on_every_node(cl: &Cluster, tag: &str, how: &str) -> Vec<Value>
     refused
 }
 
+/// One subscriber's `alerts` stream across an outage that kept the epoch:
+/// every seq of `from..=head` once and in order, each with the data published
+/// at it or one of the `refused` payloads (a publish answered 503 that Redis
+/// ran anyway; those seqs are returned), and no second `subscribed`.
+fn check_same_epoch_stream(
+    frames: &[Value],
+    (from, head): (u64, u64),
+    published: &HashMap<u64, Value>,
+    refused: &[Value],
+    who: &str,
+) -> Vec<u64> {
+    let evs = events(frames, "alerts");
+    let got: Vec<u64> = evs.iter().map(|e| e.0).collect();
+    assert_consecutive(&got, from, head, who);
+    let mut ran_later = Vec::new();
+    for (seq, data) in &evs {
+        match published.get(seq) {
+            Some(want) => assert_eq!(data, want, "{who}: data at seq {seq}"),
+            None => {
+                assert!(
+                    refused.contains(data),
+                    "{who}: seq {seq} carries {data}, which nobody published"
+                );
+                ran_later.push(*seq);
+            }
+        }
+    }
+    assert!(
+        frames.iter().all(|f| f["type"] != "subscribed"),
+        "{who}: no new subscribed frame, the epoch did not change: {}",
+        brief(frames)
+    );
+    ran_later
+}
+
 /// After Redis came back, node `i`'s status lists both nodes again (their
 /// records are written anew), with consistent sums.
 async fn both_nodes_listed(cl: &Cluster, i: usize) {
@@ -405,26 +440,9 @@ async fn redis_killed_then_restarted_with_its_data_loses_nothing() {
         if seqs(frames, "alerts").last() != Some(&head) {
             frames.extend(read_to_seq(c, "alerts", head, deadline, who).await);
         }
-        let evs = events(frames, "alerts");
-        let got: Vec<u64> = evs.iter().map(|e| e.0).collect();
-        assert_consecutive(&got, from, head, who);
-        for (seq, data) in &evs {
-            match published.get(seq) {
-                Some(want) => assert_eq!(data, want, "{who}: data at seq {seq}"),
-                None => {
-                    assert!(
-                        refused_data.contains(data),
-                        "{who}: seq {seq} carries {data}, which nobody published"
-                    );
-                    extras.insert(*seq);
-                }
-            }
-        }
-        assert!(
-            frames.iter().all(|f| f["type"] != "subscribed"),
-            "{who}: no new subscribed frame, the epoch did not change: {}",
-            brief(frames)
-        );
+        let ran_later =
+            check_same_epoch_stream(frames, (from, head), &published, &refused_data, who);
+        extras.extend(ran_later);
     }
     // Resume after the outage, on the other node.
     let (mut r, _, sub) =
@@ -622,26 +640,9 @@ async fn a_hung_redis_times_publishes_out_and_then_recovers() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for (who, c, frames) in [("s", &mut s, &mut s_frames), ("t", &mut t, &mut t_frames)] {
         frames.extend(read_to_seq(c, "alerts", head, deadline, who).await);
-        let evs = events(frames, "alerts");
-        let got: Vec<u64> = evs.iter().map(|e| e.0).collect();
-        assert_consecutive(&got, 1, head, who);
-        for (seq, data) in &evs {
-            match published.get(seq) {
-                Some(want) => assert_eq!(data, want, "{who}: data at seq {seq}"),
-                None => {
-                    assert!(
-                        refused.contains(data),
-                        "{who}: seq {seq} carries {data}, which nobody published"
-                    );
-                    eprintln!("{who}: seq {seq} is a refused publish that Redis ran later: {data}");
-                }
-            }
+        for seq in check_same_epoch_stream(frames, (1, head), &published, &refused, who) {
+            eprintln!("{who}: seq {seq} is a refused publish that Redis ran later");
         }
-        assert!(
-            frames.iter().all(|f| f["type"] != "subscribed"),
-            "{who}: the epoch did not change: {}",
-            brief(frames)
-        );
     }
 }
 
@@ -917,17 +918,7 @@ async fn a_resume_past_the_mirror_with_redis_away_fails_rather_than_going_back()
         json!({"op": "subscribe", "room": "alerts", "since": 1, "epoch": epoch, "ref": "resume"}),
     )
     .await;
-    let sub = c.recv().await;
-    assert_eq!(
-        (
-            sub["type"].as_str(),
-            sub["recovered"].as_bool(),
-            sub["seq"].as_u64(),
-            sub["ref"].as_str()
-        ),
-        (Some("subscribed"), Some(true), Some(3), Some("resume")),
-        "{sub}"
-    );
+    assert_recovered(&c.recv().await, 3, Some("resume"));
 
     // Redis back with its data: the same resume now waits for the mirror to
     // catch up, and is recovered.
@@ -936,14 +927,5 @@ async fn a_resume_past_the_mirror_with_redis_away_fails_rather_than_going_back()
     let (mut d, _) = Client::connect_welcomed(&cl.ws(0, "/ws")).await;
     d.send(json!({"op": "subscribe", "room": "alerts", "since": 3, "epoch": epoch, "ref": "r3"}))
         .await;
-    let sub = d.recv().await;
-    assert_eq!(
-        (
-            sub["type"].as_str(),
-            sub["recovered"].as_bool(),
-            sub["seq"].as_u64()
-        ),
-        (Some("subscribed"), Some(true), Some(3)),
-        "{sub}"
-    );
+    assert_recovered(&d.recv().await, 3, Some("r3"));
 }

@@ -1,7 +1,11 @@
 //! The binary's configuration handling (contract section 1): `--check-config`,
 //! exit code 2 naming the key, env overrides parsed by type.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{stderr, temp_dir};
 
 fn hub(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-hub"));
@@ -13,15 +17,9 @@ fn hub(args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("realtime-hub-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join(name);
+    let path = temp_dir("cfg").join(name);
     std::fs::write(&path, text).expect("write config");
     path
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

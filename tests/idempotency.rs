@@ -8,15 +8,8 @@ use common::*;
 use serde_json::{json, Value};
 
 async fn publish_keyed(hub: &realtime_hub::SpawnedHub, key: &str, data: Value) -> (u16, Value) {
-    let res = http()
-        .post(hub.http("/api/rooms/alerts/events"))
-        .header("Idempotency-Key", key)
-        .json(&json!({"type": "alert_raised", "data": data}))
-        .send()
-        .await
-        .expect("publish");
-    let status = res.status().as_u16();
-    (status, res.json().await.expect("json"))
+    let url = hub.http("/api/rooms/alerts/events");
+    post_event_keyed(&http(), &url, "alert_raised", &data, Some(key)).await
 }
 
 #[tokio::test]

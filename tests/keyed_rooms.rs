@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::redis::{assert_consecutive, Cluster, Nodes};
+use common::redis::{Cluster, Nodes};
 use common::*;
 use realtime_hub::config::{Config, RoomDecl};
 use serde_json::{json, Value};

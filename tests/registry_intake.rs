@@ -75,7 +75,7 @@ async fn observe(hub: &ChildHub) -> Observed {
             let (status, _) = get(&health).await;
             probes.0 += 1;
             probes.1 += usize::from(status != 200);
-            let depth = common::redis::metric_sum(&metrics, "hub_registry_mailbox_depth").await;
+            let depth = common::metric_sum(&metrics, "hub_registry_mailbox_depth").await;
             probes.2 = probes.2.max(depth);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
