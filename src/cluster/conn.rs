@@ -8,7 +8,7 @@ use redis::AsyncConnectionConfig;
 
 use super::deadline::{within, Timeouts};
 use super::sentinel::Endpoint;
-use super::Health;
+use super::{ClusterError, Health};
 
 /// A command connection opened on first use and dropped after any failure, so
 /// the next call opens a fresh one: every call either works or fails within
@@ -40,7 +40,7 @@ impl LazyConnection {
     }
 
     /// The connection, opening it if needed.
-    pub async fn get(&mut self) -> Result<MultiplexedConnection, String> {
+    pub async fn get(&mut self) -> Result<MultiplexedConnection, ClusterError> {
         let generation = (self.health.generation(), self.endpoint.changes());
         match &self.conn {
             Some(open) if open.generation == generation => return Ok(open.conn.clone()),
@@ -68,7 +68,9 @@ impl LazyConnection {
 
     /// The connection and its primary's replication id (asked once per
     /// connection: a primary keeps its id while it stays primary).
-    pub async fn get_at_primary(&mut self) -> Result<(MultiplexedConnection, Arc<str>), String> {
+    pub async fn get_at_primary(
+        &mut self,
+    ) -> Result<(MultiplexedConnection, Arc<str>), ClusterError> {
         let mut c = self.get().await?;
         if let Some(id) = self.conn.as_ref().and_then(|o| o.replid.clone()) {
             return Ok((c, id));
@@ -88,10 +90,10 @@ impl LazyConnection {
 
     /// A call on the connection failed: the next call opens a new one (at a
     /// new primary, if the error says this one was demoted).
-    pub fn failed(&mut self, error: &str) {
+    pub fn failed(&mut self, error: &ClusterError) {
         self.conn = None;
-        if Endpoint::demoted(error) {
-            self.endpoint.lost(error);
+        if error.demoted() {
+            self.endpoint.lost(&error.to_string());
         }
     }
 
@@ -103,7 +105,10 @@ impl LazyConnection {
 
 /// The primary's replication id, from `INFO replication` ("" if it has none,
 /// a Redis too old to say: no fence then).
-async fn replication_id(c: &mut MultiplexedConnection, t: Timeouts) -> Result<Arc<str>, String> {
+async fn replication_id(
+    c: &mut MultiplexedConnection,
+    t: Timeouts,
+) -> Result<Arc<str>, ClusterError> {
     let info: String = within(
         t.command,
         redis::cmd("INFO").arg("replication").query_async(c),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::RedisResult;
 
+use super::ClusterError;
 use crate::config::ClusterConfig;
 
 /// The timeouts of [`ClusterConfig`], as durations.
@@ -38,10 +39,10 @@ impl Timeouts {
 pub async fn within<T>(
     limit: Duration,
     fut: impl Future<Output = RedisResult<T>>,
-) -> Result<T, String> {
+) -> Result<T, ClusterError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ClusterError::Timeout(limit)),
     }
 }

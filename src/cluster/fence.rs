@@ -37,7 +37,7 @@ use redis::Value;
 
 use super::deadline::{within, Timeouts};
 use super::keys::Keys;
-use super::scripts;
+use super::{scripts, ClusterError};
 
 /// How long a caught-up set is kept after its last check-in.
 const CAUGHT_UP_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -137,7 +137,7 @@ pub async fn check_in(
     node: &str,
     replid: &str,
     t: Timeouts,
-) -> Result<(), String> {
+) -> Result<(), ClusterError> {
     if replid.is_empty() {
         return Ok(());
     }
@@ -156,7 +156,7 @@ pub async fn check_in(
     if done == 1 {
         Ok(())
     } else {
-        Err("the primary changed during the catch-up".into())
+        Err(ClusterError::PrimaryChanged("during the catch-up"))
     }
 }
 
@@ -178,7 +178,7 @@ impl Fence {
         keys: &Keys,
         replid: &Arc<str>,
         t: Timeouts,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ClusterError> {
         if replid.is_empty() || self.cleared.as_ref() == Some(replid) {
             return Ok(true);
         }
@@ -195,8 +195,8 @@ impl Fence {
         )
         .await?;
         match scripts::decode_fence(&v) {
-            None => Err("unexpected fence answer".into()),
-            Some(None) => Err("the primary changed".into()),
+            None => Err(ClusterError::Unexpected("fence")),
+            Some(None) => Err(ClusterError::PrimaryChanged("before the fence check")),
             Some(Some(missing)) if missing.is_empty() => {
                 if !self.missing.is_empty() {
                     log::info!("cluster: every node caught up at the new primary");

@@ -23,8 +23,10 @@
 //! catch up.
 
 mod conn;
+mod control;
 mod deadline;
 mod engine;
+mod error;
 mod fence;
 pub mod health;
 pub mod keys;
@@ -40,6 +42,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+
+pub use error::ClusterError;
 
 use crate::config::{ClusterConfig, RoomSettings};
 use crate::engine::{Committed, ControlOp, Gathered, PublishJob};
@@ -125,7 +129,7 @@ pub struct BrokerTasks {
     lane: publisher::Lane,
 }
 
-fn unavailable(why: &str) -> HubError {
+fn unavailable(why: impl std::fmt::Display) -> HubError {
     HubError::Unavailable(format!("cluster store unavailable: {why}"))
 }
 
@@ -135,8 +139,8 @@ impl RedisBroker {
         config: &ClusterConfig,
         idempotency_ttl_s: u64,
         node: &str,
-    ) -> Result<(RedisBroker, BrokerTasks), String> {
-        let endpoint = Arc::new(sentinel::Endpoint::new(config).map_err(|e| e.to_string())?);
+    ) -> Result<(RedisBroker, BrokerTasks), ClusterError> {
+        let endpoint = Arc::new(sentinel::Endpoint::new(config)?);
         let health = Arc::new(Health::default());
         // Down until the links are up: scrapes see the gauge from the start.
         metrics::gauge!(crate::metrics::CLUSTER_REDIS_UP).set(0.0);

@@ -13,7 +13,7 @@ use super::conn::LazyConnection;
 use super::deadline::{within, Timeouts};
 use super::keys::Keys;
 use super::presence::LiveNodes;
-use super::{scripts, Link};
+use super::{scripts, ClusterError, Link};
 use crate::registry::{GetNodeRecord, NodeRecord, NodesView};
 
 /// A node's record lives this many heartbeats.
@@ -97,7 +97,7 @@ pub async fn run(
                     log::warn!("cluster: node heartbeat failed: {e}");
                 }
                 conn.failed(&e);
-                health.set_heartbeat(false, Some(e));
+                health.set_heartbeat(false, Some(e.to_string()));
             }
         }
     }
@@ -142,9 +142,9 @@ async fn beat(
     node: &str,
     record: &NodeRecord,
     timeouts: Timeouts,
-) -> Result<Vec<(String, NodeRecord, Duration)>, String> {
+) -> Result<Vec<(String, NodeRecord, Duration)>, ClusterError> {
     let mut c = conn.get().await?;
-    let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string(record)?;
     let ttl = timeouts.heartbeat * TTL_HEARTBEATS;
     // Read before writing: what is under our id then was written by us a
     // heartbeat ago, or by another process using the same id.
@@ -171,7 +171,7 @@ async fn beat(
     let listed = answers
         .first()
         .and_then(scripts::decode_nodes)
-        .ok_or("unexpected node list answer")?;
+        .ok_or(ClusterError::Unexpected("node list"))?;
     Ok(listed
         .into_iter()
         .filter_map(|(id, json, ttl_ms)| match serde_json::from_str(&json) {

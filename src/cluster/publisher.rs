@@ -22,7 +22,7 @@ use super::deadline::{within, Timeouts};
 use super::fence::{AckedHeads, Fence};
 use super::keys::Keys;
 use super::scripts::{self, Landed};
-use super::{unavailable, Health};
+use super::{unavailable, ClusterError, Health};
 use crate::engine::PublishAck;
 use crate::engine::{Committed, PublishJob};
 use crate::keyed::over_max_keys;
@@ -85,7 +85,7 @@ pub async fn run(mut jobs: mpsc::Receiver<PublishJob>, link: LaneLink) {
             // this node delivered (the subscription's catch-up): publishing
             // before that could hand out a seq subscribers already saw.
             let count = batch.iter().map(|j| j.items.len()).sum();
-            vec![Err("waiting for the subscription to catch up at the primary".into()); count]
+            vec![Err(ClusterError::NotCaughtUp); count]
         } else {
             let out = Pipeline {
                 keys: &keys,
@@ -121,7 +121,7 @@ impl Pipeline<'_> {
         fence: &mut Fence,
         batch: &[PublishJob],
         acked: &AckedHeads,
-    ) -> Vec<Result<Landed, String>> {
+    ) -> Vec<Result<Landed, ClusterError>> {
         let count: usize = batch.iter().map(|j| j.items.len()).sum();
         let primary = conn.endpoint().changes();
         let (mut c, replid) = match conn.get_at_primary().await {
@@ -149,8 +149,7 @@ impl Pipeline<'_> {
                 _ => None,
             });
         if !acked.record_if(|| endpoint.changes() == primary, published) {
-            let why = "the primary changed during the publish";
-            return vec![Err(why.into()); count];
+            return vec![Err(ClusterError::PrimaryChanged("during the publish")); count];
         }
         results
     }
@@ -161,7 +160,7 @@ impl Pipeline<'_> {
         mut c: redis::aio::MultiplexedConnection,
         batch: &[PublishJob],
         (replid, cleared): (&str, bool),
-    ) -> Vec<Result<Landed, String>> {
+    ) -> Vec<Result<Landed, ClusterError>> {
         let (keys, channel, timeouts, lane) = (self.keys, self.channel, self.timeouts, self.lane);
         let count: usize = batch.iter().map(|j| j.items.len()).sum();
         let mut pipe = redis::pipe();
@@ -224,16 +223,16 @@ impl Pipeline<'_> {
                 Some(Ok(Value::Int(n))) => n,
                 Some(Ok(_)) | None => -1,
                 Some(Err(e)) => {
-                    conn.failed(&e.to_string());
+                    conn.failed(&e.into());
                     -1
                 }
             };
             if acked < i64::from(lane.replicas) {
-                let why = format!(
-                    "{acked} of {} replicas acknowledged within {} ms",
-                    lane.replicas,
-                    timeouts.command.as_millis()
-                );
+                let why = ClusterError::Unreplicated {
+                    acked,
+                    wanted: lane.replicas,
+                    within: timeouts.command,
+                };
                 log::warn!("cluster: {count} publishes not acknowledged: {why}");
                 metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(count as u64);
                 return vec![Err(why); count];
@@ -242,8 +241,8 @@ impl Pipeline<'_> {
         // A demoted primary answers each script READONLY: move to the new one.
         if let Some(e) = answers
             .iter()
-            .filter_map(|a| a.as_ref().err().map(|e| e.to_string()))
-            .find(|e| super::sentinel::Endpoint::demoted(e))
+            .filter_map(|a| a.as_ref().err().map(|e| ClusterError::Redis(e.to_string())))
+            .find(ClusterError::demoted)
         {
             conn.failed(&e);
         }
@@ -251,19 +250,19 @@ impl Pipeline<'_> {
             .into_iter()
             .map(|r| match r {
                 Ok(v) => {
-                    scripts::decode_publish(&v).ok_or_else(|| "unexpected script answer".into())
+                    scripts::decode_publish(&v).ok_or(ClusterError::Unexpected("publish script"))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             })
             .collect();
-        out.resize(count, Err("missing script answer".into()));
+        out.resize(count, Err(ClusterError::Unexpected("short pipeline")));
         out
     }
 }
 
 /// Hands the lane's results to the registry, which answers the publishers
 /// (events arrive separately, through the subscriber task).
-fn answer(job: PublishJob, results: Vec<Result<Landed, String>>, registry: &RegistryHandle) {
+fn answer(job: PublishJob, results: Vec<Result<Landed, ClusterError>>, registry: &RegistryHandle) {
     let results = job
         .items
         .iter()
@@ -276,7 +275,7 @@ fn answer(job: PublishJob, results: Vec<Result<Landed, String>>, registry: &Regi
                 delivered: if duplicate { 0 } else { item.delivered },
                 duplicate,
             };
-            match r.map_err(|e| unavailable(&e))? {
+            match r? {
                 Landed::Published(epoch, seq) => Ok(ack(epoch, seq, false)),
                 Landed::Duplicate(epoch, seq) => Ok(ack(epoch, seq, true)),
                 Landed::OverMaxKeys => Err(over_max_keys(
@@ -288,7 +287,7 @@ fn answer(job: PublishJob, results: Vec<Result<Landed, String>>, registry: &Regi
                 )),
                 Landed::TooFewReplicas(online) => {
                     metrics::counter!(crate::metrics::CLUSTER_UNREPLICATED).increment(1);
-                    Err(unavailable(&format!(
+                    Err(unavailable(format!(
                         "{online} replicas online at the primary, fewer than cluster.min_replicas_acked; nothing was published"
                     )))
                 }

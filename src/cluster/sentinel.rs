@@ -24,25 +24,8 @@ use parking_lot::Mutex;
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 
 use super::deadline::{within, Timeouts};
+use super::ClusterError;
 use crate::config::ClusterConfig;
-
-/// Why no primary could be found; each names what every Sentinel said.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ResolveError {
-    /// No Sentinel named a primary that answered as one.
-    #[error("no primary for {master:?} from {tried} sentinel(s): {reasons}")]
-    NoPrimary {
-        /// `cluster.sentinel_master`.
-        master: String,
-        /// Sentinels asked.
-        tried: usize,
-        /// What each said, `; `-joined.
-        reasons: String,
-    },
-    /// The configured address cannot be turned into a client.
-    #[error("bad redis address: {0}")]
-    Address(String),
-}
 
 /// The Sentinels and how to reach them and the data nodes.
 #[derive(Debug, Clone)]
@@ -55,7 +38,7 @@ struct Sentinels {
 
 impl Sentinels {
     /// A client for `host:port` with this deployment's password and TLS.
-    fn client(&self, host: &str, port: u16) -> Result<Client, ResolveError> {
+    fn client(&self, host: &str, port: u16) -> Result<Client, ClusterError> {
         let addr = if self.tls {
             ConnectionAddr::TcpTls {
                 host: host.to_string(),
@@ -72,16 +55,18 @@ impl Sentinels {
         }
         let info = addr
             .into_connection_info()
-            .map_err(|e| ResolveError::Address(e.to_string()))?
+            .map_err(|e| ClusterError::Address(e.to_string()))?
             .set_redis_settings(redis);
-        Client::open(info).map_err(|e| ResolveError::Address(e.to_string()))
+        Client::open(info).map_err(|e| ClusterError::Address(e.to_string()))
     }
 
     /// Asks one Sentinel for the primary, then asks that instance its role.
-    async fn ask(&self, sentinel: &(String, u16), t: Timeouts) -> Result<(Client, String), String> {
-        let s = self
-            .client(&sentinel.0, sentinel.1)
-            .map_err(|e| e.to_string())?;
+    async fn ask(
+        &self,
+        sentinel: &(String, u16),
+        t: Timeouts,
+    ) -> Result<(Client, String), ClusterError> {
+        let s = self.client(&sentinel.0, sentinel.1)?;
         let mut c = within(t.connect, s.get_multiplexed_async_connection()).await?;
         let answer: Value = within(
             t.command,
@@ -91,19 +76,21 @@ impl Sentinels {
                 .query_async(&mut c),
         )
         .await?;
-        let (host, port) =
-            decode_addr(&answer).ok_or_else(|| format!("does not know {:?}", self.master))?;
-        let primary = self.client(&host, port).map_err(|e| e.to_string())?;
+        let (host, port) = decode_addr(&answer)
+            .ok_or_else(|| ClusterError::Sentinel(format!("does not know {:?}", self.master)))?;
+        let primary = self.client(&host, port)?;
         let mut p = within(t.connect, primary.get_multiplexed_async_connection())
             .await
-            .map_err(|e| format!("named {host}:{port}, unreachable: {e}"))?;
+            .map_err(|e| {
+                ClusterError::Sentinel(format!("named {host}:{port}, unreachable: {e}"))
+            })?;
         let role: Value = within(t.command, redis::cmd("ROLE").query_async(&mut p)).await?;
         match decode_role(&role).as_deref() {
             Some("master") => Ok((primary, format!("{host}:{port}"))),
-            other => Err(format!(
+            other => Err(ClusterError::Sentinel(format!(
                 "named {host}:{port}, which is {}",
                 other.unwrap_or("of unknown role")
-            )),
+            ))),
         }
     }
 }
@@ -154,19 +141,19 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// From the config: `redis_url`, or the Sentinels.
-    pub fn new(c: &ClusterConfig) -> Result<Endpoint, ResolveError> {
+    pub fn new(c: &ClusterConfig) -> Result<Endpoint, ClusterError> {
         let timeouts = Timeouts::new(c);
         let source = if c.sentinels.is_empty() {
             Source::Fixed(
                 Client::open(c.redis_url.as_str())
-                    .map_err(|e| ResolveError::Address(e.to_string()))?,
+                    .map_err(|e| ClusterError::Address(e.to_string()))?,
             )
         } else {
             let addrs = c
                 .sentinels
                 .iter()
                 .map(|a| {
-                    crate::address::host_port(a).ok_or_else(|| ResolveError::Address(a.clone()))
+                    crate::address::host_port(a).ok_or_else(|| ClusterError::Address(a.clone()))
                 })
                 .collect::<Result<_, _>>()?;
             Source::Sentinel(Sentinels {
@@ -196,7 +183,7 @@ impl Endpoint {
     }
 
     /// A client for the current primary, looked up first if needed.
-    pub async fn client(&self) -> Result<Client, String> {
+    pub async fn client(&self) -> Result<Client, ClusterError> {
         let sentinels = match &self.source {
             Source::Fixed(c) => return Ok(c.clone()),
             Source::Sentinel(s) => s,
@@ -224,12 +211,11 @@ impl Endpoint {
                 Err(e) => reasons.push(format!("{}:{} {e}", s.0, s.1)),
             }
         }
-        Err(ResolveError::NoPrimary {
+        Err(ClusterError::NoPrimary {
             master: sentinels.master.clone(),
             tried: sentinels.addrs.len(),
             reasons: reasons.join("; "),
-        }
-        .to_string())
+        })
     }
 
     /// The primary in use failed or moved: the next [`client`](Self::client)
@@ -242,11 +228,6 @@ impl Endpoint {
             log::warn!("cluster: giving up primary {addr}: {why}");
             self.changes.fetch_add(1, Ordering::AcqRel);
         }
-    }
-
-    /// An error that means the instance is no longer the primary.
-    pub fn demoted(error: &str) -> bool {
-        error.contains("READONLY") || error.contains("MASTERDOWN")
     }
 }
 
@@ -275,8 +256,8 @@ async fn listen(
     s: &(String, u16),
     endpoint: &Endpoint,
     t: Timeouts,
-) -> Result<(), String> {
-    let client = sentinels.client(&s.0, s.1).map_err(|e| e.to_string())?;
+) -> Result<(), ClusterError> {
+    let client = sentinels.client(&s.0, s.1)?;
     let mut pubsub = within(t.connect, client.get_async_pubsub()).await?;
     within(t.command, pubsub.subscribe("+switch-master")).await?;
     let mut stream = pubsub.into_on_message();
@@ -291,7 +272,7 @@ async fn listen(
             ));
         }
     }
-    Err("connection closed".into())
+    Err(ClusterError::Closed("sentinel"))
 }
 
 #[cfg(test)]
@@ -306,9 +287,5 @@ mod tests {
         assert_eq!(decode_addr(&Value::Nil), None);
         let role = Value::Array(vec![bulk("slave"), bulk("10.0.0.2"), Value::Int(6380)]);
         assert_eq!(decode_role(&role).as_deref(), Some("slave"));
-        assert!(Endpoint::demoted(
-            "READONLY You can't write against a read only replica."
-        ));
-        assert!(!Endpoint::demoted("connection refused"));
     }
 }

@@ -1,6 +1,7 @@
 //! The delivery side of a node: one pub/sub connection that hears every room
-//! event and cluster request, and turns the event stream into each mirrored
-//! room's events in strict seq order for the registry.
+//! event and cluster request (those are `control`'s), and turns the event
+//! stream into each mirrored room's events in strict seq order for the
+//! registry.
 //!
 //! Per room it remembers the epoch and the last seq handed over. The next seq
 //! goes straight through; an older one is a duplicate and dropped; a jump, an
@@ -18,19 +19,19 @@ use redis::{Msg, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::conn::LazyConnection;
+use super::control::Control;
 use super::deadline::{within, Timeouts};
 use super::fence::{self, AckedHeads};
 use super::keys::Keys;
 use super::presence::{self, LiveNodes, Outcome, Write};
 use super::scripts::{self, RoomRead};
 use super::sentinel::Endpoint;
-use super::wire::{self, ControlOp, ControlRequest, EventMessage};
-use super::{unavailable, Gathered, Health, Link, SubscriberRequest};
+use super::wire::{self, EventMessage};
+use super::{unavailable, ClusterError, Health, Link, SubscriberRequest};
 use crate::event::Event;
 use crate::event::KeyChange;
 use crate::registry::{
-    PresenceChanged, RegistryHandle, RemoteDisconnect, RemoteListSockets, RemoteUserEvent,
-    RoomCaughtUp, RoomEvents, RoomSynced, SyncFailed,
+    PresenceChanged, RegistryHandle, RoomCaughtUp, RoomEvents, RoomSynced, SyncFailed,
 };
 
 /// First pause after a lost connection; doubles up to `reconnect_max_ms`.
@@ -52,14 +53,6 @@ struct Tracked {
     keyed: bool,
 }
 
-/// A cluster request waiting for the nodes' answers.
-struct Gathering {
-    expected: usize,
-    answers: Vec<String>,
-    deadline: Instant,
-    reply: Gathered,
-}
-
 /// The task's state; see the module docs.
 pub struct Subscriber {
     /// Where the primary is; its `changes` make the subscription move.
@@ -72,8 +65,8 @@ pub struct Subscriber {
     commands: mpsc::Receiver<SubscriberRequest>,
     reader: LazyConnection,
     tracked: HashMap<Arc<str>, Tracked>,
-    gathering: HashMap<u64, Gathering>,
-    next_request: u64,
+    /// Cluster requests: this node's in flight, and answering the others'.
+    control: Control,
     /// Presence rooms: this node's and every node's shares.
     presence: presence::Rooms,
     /// The nodes presence counts as live (from the heartbeat task).
@@ -99,6 +92,7 @@ impl Subscriber {
             acked,
         } = link;
         Subscriber {
+            control: Control::new(keys.clone(), node.clone(), timeouts, registry.clone()),
             acked,
             presence: presence::Rooms::new(&node),
             live,
@@ -111,8 +105,6 @@ impl Subscriber {
             registry,
             commands,
             tracked: HashMap::new(),
-            gathering: HashMap::new(),
-            next_request: 1,
         }
     }
 
@@ -126,12 +118,10 @@ impl Subscriber {
                     log::warn!("cluster: redis subscription lost: {e}; reconnecting");
                     // With Sentinel, a lost link may be a failover: ask again
                     // where the primary is.
-                    self.endpoint.lost(&e);
+                    self.endpoint.lost(&e.to_string());
                     self.reader.failed(&e);
-                    self.health.set_subscribed(false, Some(e));
-                    for (_, g) in self.gathering.drain() {
-                        g.reply.fail(unavailable("redis connection lost"));
-                    }
+                    self.health.set_subscribed(false, Some(e.to_string()));
+                    self.control.fail_all();
                 }
             }
             let pause = tokio::time::sleep(backoff);
@@ -151,7 +141,7 @@ impl Subscriber {
 
     /// One connection's life: subscribe, catch up, then follow. `Ok` only when
     /// the registry is gone.
-    async fn connected(&mut self, backoff: &mut Duration) -> Result<(), String> {
+    async fn connected(&mut self, backoff: &mut Duration) -> Result<(), ClusterError> {
         let t = self.timeouts;
         let primary = self.endpoint.changes();
         let client = self.endpoint.client().await?;
@@ -204,16 +194,16 @@ impl Subscriber {
                 },
                 msg = stream.next() => match msg {
                     Some(msg) => self.on_message(msg).await?,
-                    None => return Err("subscription connection closed".into()),
+                    None => return Err(ClusterError::Closed("subscription")),
                 },
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.online(cmd).await?,
                     None => return Ok(()),
                 },
                 _ = tick.tick() => {
-                    self.expire_requests();
+                    self.control.expire();
                     if self.endpoint.changes() != primary {
-                        return Err("the primary changed (failover)".into());
+                        return Err(ClusterError::PrimaryChanged("(failover)"));
                     }
                     if last_ping.elapsed() >= t.heartbeat {
                         last_ping = Instant::now();
@@ -295,7 +285,7 @@ impl Subscriber {
         }
     }
 
-    async fn online(&mut self, cmd: SubscriberRequest) -> Result<(), String> {
+    async fn online(&mut self, cmd: SubscriberRequest) -> Result<(), ClusterError> {
         match cmd {
             SubscriberRequest::Track {
                 room,
@@ -308,7 +298,7 @@ impl Subscriber {
                 if let Err(e) = self.sync(&room, false).await {
                     self.registry.do_send(SyncFailed {
                         room,
-                        error: e.clone(),
+                        error: e.to_string(),
                     });
                     return Err(e);
                 }
@@ -329,63 +319,21 @@ impl Subscriber {
                 if let Err(e) = self.catch_up(&room).await {
                     self.registry.do_send(SyncFailed {
                         room,
-                        error: e.clone(),
+                        error: e.to_string(),
                     });
                     return Err(e);
                 }
                 self.registry.do_send(RoomCaughtUp { room });
             }
             SubscriberRequest::Scatter { op, reply } => {
-                let id = self.next_request;
-                self.next_request += 1;
-                let request = ControlRequest {
-                    id,
-                    from: self.node.clone(),
-                    op,
-                };
-                let json = serde_json::to_string(&request).map_err(|e| e.to_string())?;
-                let mut c = match self.reader.get().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        reply.fail(unavailable(&e));
-                        return Err(e);
-                    }
-                };
-                let channel = self.keys.control_channel();
-                let receivers: usize = match within(
-                    self.timeouts.command,
-                    redis::cmd("PUBLISH")
-                        .arg(channel)
-                        .arg(json)
-                        .query_async(&mut c),
-                )
-                .await
-                {
-                    Ok(n) => n,
-                    Err(e) => {
-                        reply.fail(unavailable(&e));
-                        return Err(e);
-                    }
-                };
-                if receivers == 0 {
-                    reply.finish(&[]);
-                } else {
-                    self.gathering.insert(
-                        id,
-                        Gathering {
-                            expected: receivers,
-                            answers: Vec::with_capacity(receivers),
-                            deadline: Instant::now() + self.timeouts.command,
-                            reply,
-                        },
-                    );
-                }
+                let conn = self.reader.get().await;
+                self.control.scatter(conn, op, reply).await?;
             }
         }
         Ok(())
     }
 
-    async fn on_message(&mut self, msg: Msg) -> Result<(), String> {
+    async fn on_message(&mut self, msg: Msg) -> Result<(), ClusterError> {
         let Ok(payload) = std::str::from_utf8(msg.get_payload_bytes()) else {
             log::warn!("cluster: non-UTF-8 message on {}", msg.get_channel_name());
             return Ok(());
@@ -398,29 +346,16 @@ impl Subscriber {
             return self.on_presence(payload).await;
         }
         if channel == self.keys.control_channel() {
-            match serde_json::from_str::<ControlRequest>(payload) {
-                Ok(req) => self.answer(req).await,
-                Err(e) => log::warn!("cluster: malformed control request: {e}"),
-            }
+            if let Ok(c) = self.reader.get().await {
+                self.control.on_request(c, payload);
+            } // else the asker's wait runs out
             return Ok(());
         }
-        match wire::parse_reply(payload) {
-            Some((id, body)) => {
-                if let Some(g) = self.gathering.get_mut(&id) {
-                    g.answers.push(body.to_string());
-                    if g.answers.len() >= g.expected {
-                        if let Some(g) = self.gathering.remove(&id) {
-                            g.reply.finish(&g.answers);
-                        }
-                    }
-                }
-            }
-            None => log::warn!("cluster: malformed reply {payload:?}"),
-        }
+        self.control.on_reply(payload);
         Ok(())
     }
 
-    async fn on_event(&mut self, payload: &str) -> Result<(), String> {
+    async fn on_event(&mut self, payload: &str) -> Result<(), ClusterError> {
         let Some(ev) = EventMessage::parse(payload) else {
             log::warn!("cluster: malformed event message");
             return Ok(());
@@ -456,7 +391,7 @@ impl Subscriber {
 
     /// Hands over everything after the last seq, from the room's stream; a
     /// resync when that is not possible.
-    async fn catch_up(&mut self, room: &Arc<str>) -> Result<(), String> {
+    async fn catch_up(&mut self, room: &Arc<str>) -> Result<(), ClusterError> {
         let Some(t) = self.tracked.get(room) else {
             return Ok(());
         };
@@ -512,7 +447,7 @@ impl Subscriber {
 
     /// Reads the room's order, last events and (keyed) state and hands them
     /// to the registry.
-    async fn sync(&mut self, room: &Arc<str>, reset: bool) -> Result<(), String> {
+    async fn sync(&mut self, room: &Arc<str>, reset: bool) -> Result<(), ClusterError> {
         let Some(t) = self.tracked.get(room) else {
             return Ok(());
         };
@@ -547,7 +482,7 @@ impl Subscriber {
 
     /// Gives `room` a new epoch if Redis has it behind `(epoch, seq)`, as a
     /// read would, without creating it when missing.
-    async fn check_seen(&mut self, room: &str, epoch: &str, seq: u64) -> Result<(), String> {
+    async fn check_seen(&mut self, room: &str, epoch: &str, seq: u64) -> Result<(), ClusterError> {
         let mut c = self.reader.get().await?;
         let _: Value = within(
             self.timeouts.command,
@@ -594,7 +529,7 @@ impl Subscriber {
         count: usize,
         (ttl_ms, with_state): (u64, bool),
         seen: Option<(&str, u64)>,
-    ) -> Result<RoomRead, String> {
+    ) -> Result<RoomRead, ClusterError> {
         let mut c = self.reader.get().await?;
         let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
         let v: Value = within(
@@ -605,75 +540,7 @@ impl Subscriber {
                 .query_async(&mut c),
         )
         .await?;
-        scripts::decode_read(&v).ok_or_else(|| "unexpected read script answer".to_string())
-    }
-
-    /// Does what a cluster request asks on this node, then answers its sender;
-    /// in a task of its own so the event stream never waits for it.
-    async fn answer(&mut self, req: ControlRequest) {
-        let Ok(mut c) = self.reader.get().await else {
-            return; // the asker's wait runs out
-        };
-        let registry = self.registry.clone();
-        let channel = self.keys.reply_channel(&req.from);
-        let limit = self.timeouts.command;
-        actix_rt::spawn(async move {
-            let body = match req.op {
-                ControlOp::UserEvent { user, frame } => registry
-                    .send(RemoteUserEvent {
-                        user,
-                        frame: frame.into(),
-                    })
-                    .await
-                    .unwrap_or(0)
-                    .to_string(),
-                ControlOp::Disconnect { session } => registry
-                    .send(RemoteDisconnect { session })
-                    .await
-                    .map_or(0, usize::from)
-                    .to_string(),
-                ControlOp::ListSockets { kind } => {
-                    let list = registry
-                        .send(RemoteListSockets { kind })
-                        .await
-                        .unwrap_or_default();
-                    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
-                }
-            };
-            let reply = wire::encode_reply(req.id, &body);
-            if let Err(e) = within(
-                limit,
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(reply)
-                    .query_async::<i64>(&mut c),
-            )
-            .await
-            {
-                log::warn!("cluster: answering request {} failed: {e}", req.id);
-            }
-        });
-    }
-
-    /// Answers requests whose wait ran out with what came in.
-    fn expire_requests(&mut self) {
-        let now = Instant::now();
-        let late: Vec<u64> = self
-            .gathering
-            .iter()
-            .filter(|(_, g)| g.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            if let Some(g) = self.gathering.remove(&id) {
-                log::warn!(
-                    "cluster: request {id}: {} of {} nodes answered in time",
-                    g.answers.len(),
-                    g.expected
-                );
-                g.reply.finish(&g.answers);
-            }
-        }
+        scripts::decode_read(&v).ok_or(ClusterError::Unexpected("read script"))
     }
 }
 
@@ -683,7 +550,11 @@ impl Subscriber {
     /// Writes `write` of this node's share of `room` (`None`: the whole share,
     /// from what this node holds). A failure leaves the share to be written
     /// whole after the reconnect it causes.
-    async fn write_share(&mut self, room: &Arc<str>, write: Option<Write>) -> Result<(), String> {
+    async fn write_share(
+        &mut self,
+        room: &Arc<str>,
+        write: Option<Write>,
+    ) -> Result<(), ClusterError> {
         let Some(write) = write.or_else(|| self.presence.whole(room)) else {
             return Ok(());
         };
@@ -737,7 +608,7 @@ impl Subscriber {
 
     /// Every heartbeat: pushes back the expiry of this node's shares; one
     /// that expired meanwhile (or whose write failed) is written whole.
-    async fn keep_shares(&mut self) -> Result<(), String> {
+    async fn keep_shares(&mut self) -> Result<(), ClusterError> {
         let occupied = self.presence.occupied();
         if !occupied.is_empty() {
             let mut pipe = redis::pipe();
@@ -768,7 +639,7 @@ impl Subscriber {
     }
 
     /// A node's write, heard on the presence channel.
-    async fn on_presence(&mut self, payload: &str) -> Result<(), String> {
+    async fn on_presence(&mut self, payload: &str) -> Result<(), ClusterError> {
         let Some((room, heard)) = wire::parse_presence(payload) else {
             log::warn!("cluster: malformed presence message");
             return Ok(());
@@ -787,7 +658,7 @@ impl Subscriber {
     }
 
     /// Reads every node's share of `room`; the registry counts the difference.
-    async fn read_presence(&mut self, room: &Arc<str>) -> Result<(), String> {
+    async fn read_presence(&mut self, room: &Arc<str>) -> Result<(), ClusterError> {
         if !self.presence.tracks(room) {
             return Ok(());
         }
@@ -803,7 +674,7 @@ impl Subscriber {
         )
         .await?;
         let shares =
-            scripts::decode_presence(&v).ok_or("unexpected presence read answer".to_string())?;
+            scripts::decode_presence(&v).ok_or(ClusterError::Unexpected("presence read"))?;
         let changes = self.presence.read(room, shares);
         if !changes.is_empty() {
             self.registry.do_send(PresenceChanged {
@@ -816,7 +687,7 @@ impl Subscriber {
 
     /// The live nodes changed: the users of nodes gone leave, and every room
     /// is read again when a node came (back).
-    async fn live_changed(&mut self) -> Result<(), String> {
+    async fn live_changed(&mut self) -> Result<(), ClusterError> {
         let Some(nodes) = self.live.borrow_and_update().clone() else {
             return Ok(());
         };
