@@ -34,6 +34,18 @@ pub struct RedisServer {
     replica_of: Option<u16>,
 }
 
+/// `redis-cli -p PORT ARGS...` (installed with redis-server): stdout, trimmed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli (installed with redis-server)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A free loopback port: bind port 0, read it, let it go.
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -240,14 +252,7 @@ impl RedisServer {
 
     /// Runs `redis-cli -p PORT ARGS...`; its stdout, trimmed.
     pub fn cmd(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli (installed with redis-server)");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        redis_cli(self.port, args)
     }
 
     /// The last `n` lines of the server's log.
@@ -540,14 +545,7 @@ impl SentinelProc {
 
     /// `redis-cli -p PORT ARGS...` on this Sentinel, stdout trimmed.
     pub fn cmd(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        redis_cli(self.port, args)
     }
 
     /// `SENTINEL master NAME` as a map (redis-cli prints field, value lines).
