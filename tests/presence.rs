@@ -130,6 +130,10 @@ async fn sessions_without_a_token_count_as_anonymous_with_no_events() {
         "no join frames came before the answer"
     );
     b.close().await;
-    let (status, body) = get(&hub.http("/api/rooms/ops/presence")).await;
+    // The close reaches the registry after the client sees it: await it.
+    let (status, body) = poll_http(&hub.http("/api/rooms/ops/presence"), WAIT, |s, b| {
+        s == 200 && b["anonymous"] == 1
+    })
+    .await;
     assert_eq!((status, &body["anonymous"]), (200, &json!(1)), "{body}");
 }
